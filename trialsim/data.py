@@ -1,0 +1,150 @@
+"""TrialData: a batch of replicate trials as arrays, and its tidy long table (DESIGN.md §6).
+
+Arrays have a leading replicate axis R, then participants N, then visits V. Simulated and
+real data share the long table: one row per participant per visit, missing values empty.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class TrialData:
+    """R replicate trials of N participants measured at V visits.
+
+    ``group``/``trainer``/``cohort`` are -1 where the participant has none; outcomes are NaN
+    where not measured (dropout). ``observed`` says who was measured at each visit.
+    """
+
+    scenario: str
+    design: str
+    rep: np.ndarray  # (R,)
+    visit_months: np.ndarray  # (V,)
+    municipality_names: tuple[str, ...]
+    municipality: np.ndarray  # (N,)
+    period: np.ndarray  # (N,)
+    treated: np.ndarray  # (R, N) bool
+    cohort: np.ndarray  # (R, N) randomised cohort (cohort design), else -1
+    group: np.ndarray  # (R, N)
+    trainer: np.ndarray  # (R, N)
+    sessions_offered: np.ndarray  # (R, N)
+    sessions_attended: np.ndarray  # (R, N)
+    outcomes: dict[str, np.ndarray]  # name -> (R, N, V)
+    observed: np.ndarray  # (R, N, V) bool
+    assessor_blinded: np.ndarray  # (R, N, V) bool
+
+    @property
+    def n_reps(self) -> int:
+        return len(self.rep)
+
+    @property
+    def n_participants(self) -> int:
+        return len(self.municipality)
+
+    @property
+    def n_visits(self) -> int:
+        return len(self.visit_months)
+
+    def take(self, index: np.ndarray) -> TrialData:
+        """The replicates at positions ``index``."""
+        return replace(
+            self,
+            **{f: getattr(self, f)[index] for f in _PER_REP},
+            outcomes={k: v[index] for k, v in self.outcomes.items()},
+        )
+
+    @staticmethod
+    def concat(parts: list[TrialData]) -> TrialData:
+        first = parts[0]
+        if len(parts) == 1:
+            return first
+        return replace(
+            first,
+            **{f: np.concatenate([getattr(p, f) for p in parts]) for f in _PER_REP},
+            outcomes={k: np.concatenate([p.outcomes[k] for p in parts]) for k in first.outcomes},
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """The long table: one row per replicate, participant and visit."""
+        r, n, v = self.n_reps, self.n_participants, self.n_visits
+        shape = (r, n, v)
+
+        def per_person(a):
+            return np.broadcast_to(np.asarray(a)[..., None], shape).ravel()
+
+        cols: dict[str, object] = {
+            "rep": per_person(self.rep[:, None]),
+            "participant": per_person(np.arange(1, n + 1)[None, :]),
+            "municipality": np.asarray(self.municipality_names)[
+                per_person(self.municipality[None, :])
+            ],
+            "arm": np.where(per_person(self.treated), "treatment", "control"),
+            "group": _nullable(per_person(self.group)),
+            "trainer": _nullable(per_person(self.trainer)),
+        }
+        if self.design == "cohort":
+            cols["cohort"] = _nullable(per_person(self.cohort))
+        if self.design == "stepped-wedge":
+            cols["period"] = per_person(self.period[None, :])
+        cols["visit"] = np.broadcast_to(np.arange(v), shape).ravel()
+        cols["month"] = np.broadcast_to(self.visit_months, shape).ravel()
+        for name, y in self.outcomes.items():
+            cols[name] = y.ravel()
+        cols["sessions_offered"] = per_person(self.sessions_offered)
+        cols["sessions_attended"] = per_person(self.sessions_attended)
+        blinded = pd.array(self.assessor_blinded.ravel(), dtype="boolean")
+        blinded[~self.observed.ravel()] = pd.NA
+        cols["assessor_blinded"] = blinded
+        return pd.DataFrame(cols)
+
+
+_PER_REP = tuple(
+    f.name
+    for f in fields(TrialData)
+    if f.name
+    in (
+        "rep",
+        "treated",
+        "cohort",
+        "group",
+        "trainer",
+        "sessions_offered",
+        "sessions_attended",
+        "observed",
+        "assessor_blinded",
+    )
+)
+
+
+def _nullable(ids: np.ndarray) -> pd.arrays.IntegerArray:
+    out = pd.array(ids + 1, dtype="Int64")
+    out[ids < 0] = pd.NA
+    return out
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write CSV or Parquet (by suffix) atomically: a temporary file, then a rename."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{path}: output must end in .csv or .parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        if suffix == ".csv":
+            frame.to_csv(tmp, index=False, na_rep="")
+        else:
+            frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

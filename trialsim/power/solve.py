@@ -1,0 +1,193 @@
+"""Solve an analytic power equation for exactly one unknown, in the style of statsmodels.
+
+>>> solve_power("crt", effect=0.3, n_clusters=None, cluster_size=20, icc=0.05, power=0.8)
+19
+
+Counts (groups, clusters, sizes, participants) are whole numbers: the answer is the smallest
+integer whose power reaches the target, found by ``scipy.optimize.brentq`` on the continuous
+relaxation, rounded up and then verified, so ``power(n) >= target > power(n - 1)``. The
+effect is solved on the real line and returned as a positive minimum detectable effect.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+
+import numpy as np
+from scipy import optimize
+
+from trialsim.power.analytic import power_crt, power_irgt, power_stepped_wedge
+
+__all__ = ["SOLVABLE", "solve_power"]
+
+_FUNCTIONS: dict[str, Callable[..., float]] = {
+    "irgt": power_irgt,
+    "crt": power_crt,
+    "stepped_wedge": power_stepped_wedge,
+}
+
+#: Arguments each design can solve for; the integer ones map to their smallest allowed value.
+SOLVABLE: dict[str, tuple[str, ...]] = {
+    "irgt": ("effect", "power", "n_groups", "group_size", "n_control"),
+    "crt": ("effect", "power", "n_clusters", "cluster_size"),
+    "stepped_wedge": ("effect", "power", "clusters_per_step", "n_per_period"),
+}
+
+_INTEGER = {"n_groups", "group_size", "n_control", "n_clusters", "cluster_size",
+            "clusters_per_step", "n_per_period"}  # fmt: skip
+
+# Counts that only make sense as whole numbers (they build a design matrix): solved by integer
+# bisection instead of brentq on a continuous relaxation.
+_DISCRETE_ONLY = {"clusters_per_step"}
+
+# Largest count tried before a target is declared unreachable.
+_MAX_COUNT = 10**7
+
+# Why power levels off when a count grows without bound, keyed by (design, argument).
+_PLATEAU_REASON = {
+    ("irgt", "group_size"): (
+        "with n_groups fixed, the group-level variance icc/(1-icc)*sd^2/n_groups does not "
+        "shrink as groups get larger; add groups instead"
+    ),
+    ("irgt", "n_control"): (
+        "the treated-arm variance (groups) remains however many controls are recruited; add "
+        "groups or participants per group instead"
+    ),
+    ("crt", "cluster_size"): (
+        "with n_clusters fixed, the between-cluster variance does not shrink as clusters get "
+        "larger; add clusters instead"
+    ),
+}
+
+
+def _lowest_count(design: str, name: str, params: dict) -> int:
+    """Smallest value of an integer unknown for which the power function is defined."""
+    if design == "irgt" and name == "n_control":
+        dropout = float(params.get("dropout", 0.0))
+        return max(2, math.floor(1.0 / (1.0 - dropout)) + 1)
+    if design == "irgt" and name == "n_groups":
+        return 2
+    if design == "crt" and name == "n_clusters":
+        return max(2, math.ceil((3 + float(params.get("n_covariates", 0))) / 2))
+    if design == "stepped_wedge" and name == "clusters_per_step" and params.get("dist") == "t":
+        return max(1, math.ceil(3 / float(params["n_steps"])))
+    return 1
+
+
+def _solvable(design: str, params: dict) -> tuple[str, ...]:
+    names = SOLVABLE[design]
+    if design == "stepped_wedge" and params.get("design") is not None:
+        # an explicit treatment matrix fixes the number of clusters
+        names = tuple(n for n in names if n != "clusters_per_step")
+    return names
+
+
+def solve_power(design: str, **params):
+    """Solve the power equation of ``design`` for the one argument passed as ``None``.
+
+    Parameters
+    ----------
+    design : "irgt" (:func:`~trialsim.power.analytic.power_irgt`), "crt"
+        (:func:`~trialsim.power.analytic.power_crt`) or "stepped_wedge"
+        (:func:`~trialsim.power.analytic.power_stepped_wedge`).
+    **params : the keyword arguments of that power function plus ``power`` (the target).
+        Exactly one of the solvable arguments -- ``effect``, ``power`` and the design's counts
+        (see :data:`SOLVABLE`) -- must be ``None`` or left out; all must be scalars.
+
+    Returns
+    -------
+    float or int : power or minimum detectable effect (float); or the smallest whole number
+        of groups, clusters or participants meeting the target power (int).
+
+    Raises
+    ------
+    ValueError : zero or several unknowns, a bad parameter value, or a target that cannot be
+        reached (the message says why, e.g. the power plateau of a fixed number of groups).
+
+    Examples
+    --------
+    >>> solve_power("irgt", effect=0.4, n_groups=None, group_size=8, n_control=80, icc=0.05,
+    ...             power=0.8)
+    24
+    """
+    if design not in _FUNCTIONS:
+        raise ValueError(f"design must be one of {sorted(_FUNCTIONS)}, got {design!r}")
+    func = _FUNCTIONS[design]
+    allowed = set(inspect.signature(func).parameters) | {"power"}
+    unexpected = sorted(set(params) - allowed)
+    if unexpected:
+        raise TypeError(
+            f"solve_power({design!r}) got unexpected argument(s) {unexpected}; "
+            f"allowed: {sorted(allowed)}"
+        )
+    solvable = _solvable(design, params)
+    unknown = [name for name in solvable if params.get(name) is None]
+    if len(unknown) != 1:
+        what = "no argument is" if not unknown else f"{len(unknown)} arguments are"
+        raise ValueError(
+            f"exactly one of {list(solvable)} must be None, but {what} None"
+            + (f": {unknown}" if unknown else "")
+        )
+    (target,) = unknown
+    for name, value in params.items():
+        if name != "design" and value is not None and np.ndim(value) != 0:
+            raise ValueError(f"solve_power needs scalar arguments; {name} has shape "
+                             f"{np.shape(value)}")  # fmt: skip
+
+    fixed = {k: v for k, v in params.items() if k != "power" and v is not None}
+    if target == "power":
+        return func(**fixed)
+
+    goal = params["power"]
+    alpha = float(params.get("alpha", 0.05))
+    if not (isinstance(goal, int | float | np.floating) and alpha < goal < 1.0):
+        raise ValueError(f"power must be a number in (alpha={alpha:g}, 1), got {goal!r}")
+
+    def shortfall(x: float) -> float:
+        return func(**fixed, **{target: x}) - goal
+
+    if target == "effect":
+        return _solve_effect(shortfall, float(params.get("sd", 1.0)))
+    return _solve_count(design, target, shortfall, goal, _lowest_count(design, target, params))
+
+
+def _solve_effect(shortfall: Callable[[float], float], scale: float) -> float:
+    # power(0) = alpha < target and power -> 1 as effect grows, so a bracket always exists
+    hi = scale
+    for _ in range(200):
+        if shortfall(hi) >= 0:
+            break
+        hi *= 2.0
+    else:  # pragma: no cover - power -> 1 for every design with df >= 1
+        raise ValueError("could not bracket the minimum detectable effect")
+    return float(optimize.brentq(shortfall, 0.0, hi, xtol=1e-12 * scale, rtol=1e-12))
+
+
+def _solve_count(design: str, name: str, shortfall, goal: float, lowest: int) -> int:
+    if shortfall(lowest) >= 0:
+        return lowest
+    below, above = lowest, 2 * lowest
+    while shortfall(above) < 0:
+        if above >= _MAX_COUNT:
+            reached = shortfall(_MAX_COUNT) + goal
+            reason = _PLATEAU_REASON.get((design, name), "the other arguments limit the power")
+            raise ValueError(
+                f"target power {goal:g} is unreachable by increasing {name}: power is only "
+                f"{reached:.4f} at {name}={_MAX_COUNT:g} and levels off because {reason}"
+            )
+        below, above = above, min(2 * above, _MAX_COUNT)
+    if name in _DISCRETE_ONLY:
+        while above - below > 1:  # invariant: shortfall(below) < 0 <= shortfall(above)
+            mid = (below + above) // 2
+            below, above = (below, mid) if shortfall(mid) >= 0 else (mid, above)
+        return int(above)
+    root = optimize.brentq(shortfall, below, above, xtol=1e-9, rtol=1e-12)
+    n = max(lowest, math.ceil(root - 1e-9))
+    # The relaxation is monotone in practice; these loops make the integer answer exact anyway.
+    while shortfall(n) < 0:
+        n += 1
+    while n > lowest and shortfall(n - 1) >= 0:
+        n -= 1
+    return int(n)

@@ -1,0 +1,373 @@
+"""Scenarios: a TOML file describing nature (ICCs, effects, dropout tendencies) and the design.
+
+A scenario is parsed into frozen, validated pydantic models. Every problem is reported as a
+:class:`ScenarioError` naming the file, the dotted key, the value and what is allowed. Variants
+are made with :func:`apply_overrides` (``--set dotted.key=value``) or ``model_copy``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DESIGNS = ("individual", "cohort", "municipality", "stepped-wedge", "waitlist")
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be used; the message is one line a user can act on."""
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class Design(_Part):
+    """Choices of the trial designer (DESIGN.md §3 part 2)."""
+
+    randomisation: Literal["individual", "cohort", "municipality", "stepped-wedge", "waitlist"]
+    allocation_treated: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    n_steps: Annotated[int, Field(ge=1, le=50)] = 3
+    contamination: Probability = 0.0
+    sessions_offered: Annotated[int, Field(ge=1, le=500)] = 36
+    visit_months: tuple[Annotated[float, Field(ge=0.0, le=240.0)], ...] = (0.0, 9.0, 15.0)
+
+
+class Sites(_Part):
+    """Municipalities and how many participants each randomises."""
+
+    participants: tuple[Annotated[int, Field(ge=1, le=100_000)], ...]
+    names: tuple[str, ...] | None = None
+    recruitment: dict[str, Any] | None = None  # reserved for the recruitment component
+
+    @property
+    def n_municipalities(self) -> int:
+        return len(self.participants)
+
+
+class Groups(_Part):
+    """Treatment groups, trainers and the variance components of clustering."""
+
+    mean_size: Annotated[float, Field(gt=1.0, le=100.0)] = 6.3
+    cv_size: Annotated[float, Field(ge=0.0, le=2.0)] = 0.25
+    min_size: Annotated[int, Field(ge=1, le=100)] = 3
+    max_size: Annotated[int, Field(ge=1, le=100)] = 10
+    groups_per_trainer: Annotated[int, Field(ge=1, le=20)] = 2
+    icc_group: Probability = 0.05
+    icc_trainer: Probability = 0.0
+    icc_municipality: Probability = 0.02
+
+
+class Attendance(_Part):
+    """Sessions attended (beta-binomial) and the dose-response shape of the effect."""
+
+    mean_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.6
+    precision: Annotated[float, Field(gt=0.0, le=1e6)] = 3.0
+    prognosis_log_odds: Annotated[float, Field(ge=-5.0, le=5.0)] = 0.5
+    dose_response: Literal["none", "linear", "threshold", "saturating"] = "linear"
+    threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.6
+    saturation_rate: Annotated[float, Field(gt=0.0, le=100.0)] = 3.0
+
+
+class Correlation(_Part):
+    """Within-person correlations of the latent outcome scores."""
+
+    baseline_followup: Annotated[float, Field(ge=-0.99, le=0.99)] = 0.6
+    between_followups: Annotated[float, Field(ge=-0.99, le=0.99)] = 0.75
+    between_outcomes: Annotated[float, Field(ge=-0.99, le=0.99)] = 0.4
+
+
+class Dropout(_Part):
+    """Monotone loss to follow-up, calibrated to a completion rate at the final visit."""
+
+    mechanism: Literal["MCAR", "MAR", "MNAR"] = "MAR"
+    completion_target: Annotated[float, Field(gt=0.0, le=1.0)] = 0.49
+    treated_log_odds: Annotated[float, Field(ge=-5.0, le=5.0)] = 0.0
+    baseline_log_odds: Annotated[float, Field(ge=-5.0, le=5.0)] = 0.3
+    attendance_log_odds: Annotated[float, Field(ge=-10.0, le=10.0)] = 1.0
+    outcome_log_odds: Annotated[float, Field(ge=-5.0, le=5.0)] = 0.5
+
+
+class Blinding(_Part):
+    """Limits of blinding: unblinded clinician-assessors score treated participants higher."""
+
+    assessor_unblinded_prob: Fraction = 0.3
+    assessor_bias: Annotated[float, Field(ge=-1e4, le=1e4)] = 2.0
+
+
+class _Outcome(_Part):
+    rater: Literal["clinician", "self", "register"] = "self"
+    better: Literal["higher", "lower"] = "higher"
+    effect_by_visit: tuple[Annotated[float, Field(ge=0.0, le=2.0)], ...] | None = None
+    expectancy_bias: Annotated[float, Field(ge=-1e4, le=1e4)] = 0.0
+
+
+class BoundedOutcome(_Outcome):
+    """A score on a bounded scale (rounded to ``step``; ``step = 0`` keeps it continuous)."""
+
+    type: Literal["bounded"]
+    mean: float
+    sd: Annotated[float, Field(gt=0.0)]
+    lower: float
+    upper: float
+    step: Annotated[float, Field(ge=0.0)] = 1.0
+    effect: float = 0.0
+
+    @model_validator(mode="after")
+    def _bounds(self) -> BoundedOutcome:
+        if not self.lower < self.upper:
+            raise ValueError(f"lower ({self.lower}) must be below upper ({self.upper})")
+        return self
+
+
+class CountOutcome(_Outcome):
+    """A count (Poisson-lognormal); the effect is a rate ratio at full dose."""
+
+    type: Literal["count"]
+    mean: Annotated[float, Field(gt=0.0)]
+    sd_log: Annotated[float, Field(ge=0.0, le=5.0)] = 0.8
+    rate_ratio: Annotated[float, Field(gt=0.0, le=100.0)] = 1.0
+
+
+class BinaryOutcome(_Outcome):
+    """A yes/no outcome; the effect is an odds ratio at full dose."""
+
+    type: Literal["binary"]
+    prevalence: Annotated[float, Field(gt=0.0, lt=1.0)]
+    odds_ratio: Annotated[float, Field(gt=0.0, le=100.0)] = 1.0
+
+
+Outcome = Annotated[BoundedOutcome | CountOutcome | BinaryOutcome, Field(discriminator="type")]
+
+
+class Scenario(_Part):
+    """A complete scenario; see ``scenarios/sft-19m.toml`` for every key with units."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: str = ""
+    design: Design
+    sites: Sites
+    groups: Groups = Groups()
+    attendance: Attendance = Attendance()
+    correlation: Correlation = Correlation()
+    dropout: Dropout = Dropout()
+    blinding: Blinding = Blinding()
+    outcomes: dict[str, Outcome]
+    primary_outcome: str | None = None
+
+    @property
+    def primary(self) -> str:
+        return self.primary_outcome or next(iter(self.outcomes))
+
+    @property
+    def n_visits(self) -> int:
+        return len(self.design.visit_months)
+
+    @property
+    def n_participants(self) -> int:
+        return sum(self.sites.participants)
+
+    def digest(self) -> str:
+        """SHA-256 of the validated scenario (provenance in outputs)."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+    def with_outcomes(self, names: list[str] | tuple[str, ...]) -> Scenario:
+        """The same scenario simulating only the named outcomes."""
+        unknown = [n for n in names if n not in self.outcomes]
+        if unknown:
+            raise ScenarioError(f"unknown outcome(s) {unknown}; choose from {list(self.outcomes)}")
+        primary = self.primary if self.primary in names else names[0]
+        return self.model_copy(
+            update={"outcomes": {n: self.outcomes[n] for n in names}, "primary_outcome": primary}
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, overrides and the consistency checks pydantic's per-field ranges cannot express.
+
+
+def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
+    """Read, override (``dotted.key=value``) and validate a scenario file.
+
+    Raises :class:`ScenarioError` with one line naming file, key, value and what is allowed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(f"{path}: no such scenario file (see the files in scenarios/)")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    raw = apply_overrides(raw, overrides, source=str(path))
+    return scenario_from_dict(raw, source=str(path))
+
+
+def scenario_from_dict(raw: dict[str, Any], *, source: str = "<scenario>") -> Scenario:
+    """Validate a parsed scenario mapping (see :func:`load_scenario`)."""
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise ScenarioError(_first_error(exc, source)) from None
+    for key, message in _inconsistencies(scenario):
+        raise ScenarioError(f"{key} {message} ({source})")
+    return scenario
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: list[str] | tuple[str, ...], *, source: str = "--set"
+) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``dotted.key=value`` applied (value parsed as TOML)."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ScenarioError(f"--set {item!r}: expected dotted.key=value, e.g. groups.icc_group=0.1")
+        value = parse_value(text.strip())
+        node = raw
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ScenarioError(f"--set {key}: {where} is a value, not a table ({source})")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def parse_value(text: str) -> Any:
+    """Parse a command-line value as TOML (numbers, booleans, arrays), else keep the string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _first_error(exc: ValidationError, source: str) -> str:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    # drop pydantic's discriminator tag (e.g. outcomes.psp.bounded.sd -> outcomes.psp.sd)
+    if len(loc) >= 3 and loc[0] == "outcomes" and loc[2] in ("bounded", "count", "binary"):
+        del loc[2]
+    key = ".".join(loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key ({source}); check the spelling against scenarios/sft-19m.toml"
+    if kind == "missing":
+        return f"{key}: required key is missing ({source})"
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    got_text = "" if isinstance(got, dict) else f", got {got!r}"
+    return f"{key}: {msg}{got_text} ({source})"
+
+
+def _inconsistencies(s: Scenario):
+    """Yield (key, message) for combinations of values that cannot be simulated."""
+    d, g = s.design, s.groups
+    m = s.sites.n_municipalities
+    if g.min_size > g.max_size:
+        yield "groups.min_size", f"({g.min_size}) must not exceed groups.max_size ({g.max_size})"
+    if not g.min_size <= g.mean_size <= g.max_size:
+        yield "groups.mean_size", f"({g.mean_size}) must lie in [min_size, max_size]"
+    if g.icc_group + g.icc_trainer >= 1:
+        yield "groups.icc_group", "+ groups.icc_trainer must be below 1"
+    if d.visit_months[0] != 0 or len(d.visit_months) < 2:
+        yield "design.visit_months", f"must start with 0 (baseline) and have a follow-up, got {list(d.visit_months)}"
+    if list(d.visit_months) != sorted(set(d.visit_months)):
+        yield "design.visit_months", f"must increase, got {list(d.visit_months)}"
+    if s.sites.names is not None and len(s.sites.names) != m:
+        yield "sites.names", f"has {len(s.sites.names)} names for {m} municipalities"
+    if d.randomisation == "municipality":
+        n_treated = round(m * d.allocation_treated)
+        if min(n_treated, m - n_treated) < 2:
+            yield "design.randomisation", (
+                f"= 'municipality' needs at least 2 clusters per arm; {m} municipalities with "
+                f"allocation {d.allocation_treated} give {n_treated} vs {m - n_treated}"
+            )
+    if d.randomisation == "stepped-wedge" and d.n_steps > m:
+        yield "design.n_steps", f"({d.n_steps}) cannot exceed the number of municipalities ({m})"
+    if s.primary_outcome is not None and s.primary_outcome not in s.outcomes:
+        yield "primary_outcome", f"{s.primary_outcome!r} is not among outcomes {list(s.outcomes)}"
+    if not s.outcomes:
+        yield "outcomes", "must define at least one outcome"
+    for name, o in s.outcomes.items():
+        if o.effect_by_visit is not None and (
+            len(o.effect_by_visit) != s.n_visits or o.effect_by_visit[0] != 0
+        ):
+            yield f"outcomes.{name}.effect_by_visit", (
+                f"needs {s.n_visits} shares (one per visit) starting with 0 at baseline"
+            )
+        if isinstance(o, BoundedOutcome) and not o.lower <= o.mean <= o.upper:
+            yield f"outcomes.{name}.mean", f"({o.mean}) must lie in [lower, upper] = [{o.lower}, {o.upper}]"
+    c = s.correlation
+    visit_corr = visit_correlation(s.n_visits, c.baseline_followup, c.between_followups)
+    if np.linalg.eigvalsh(visit_corr).min() <= 1e-10:
+        yield "correlation.between_followups", (
+            f"({c.between_followups}) with baseline_followup {c.baseline_followup} is not a valid "
+            f"correlation structure; raise it to at least {2 * c.baseline_followup**2 - 1:.2f}"
+        )
+    k = len(s.outcomes)
+    if k > 1 and c.between_outcomes <= -1 / (k - 1):
+        yield "correlation.between_outcomes", f"must exceed {-1 / (k - 1):.3f} for {k} outcomes"
+    yield from _group_feasibility(s)
+
+
+def _group_feasibility(s: Scenario):
+    """Every treated cell must split into groups within [min_size, max_size]."""
+    g = s.groups
+    for i, n_cell in enumerate(treated_cell_sizes(s)):
+        n_groups = groups_in_cell(n_cell, g.mean_size)
+        if not n_groups * g.min_size <= n_cell <= n_groups * g.max_size:
+            yield "groups.min_size", (
+                f"/ max_size [{g.min_size}, {g.max_size}] cannot hold {n_cell} treated participants "
+                f"of municipality {i + 1} in {n_groups} groups; widen the bounds or change mean_size"
+            )
+            return
+
+
+def groups_in_cell(n_treated: int | np.ndarray, mean_size: float):
+    """Number of groups formed from ``n_treated`` participants: nearest to n / mean_size, >= 1."""
+    return np.maximum(1, np.floor(np.asarray(n_treated) / mean_size + 0.5)).astype(int)
+
+
+def treated_cell_sizes(s: Scenario) -> list[int]:
+    """Largest number of treated participants of each municipality that must form groups."""
+    d = s.design
+    sizes = []
+    for n in s.sites.participants:
+        if d.randomisation in ("individual", "waitlist"):
+            sizes.append(int(math.floor(n * d.allocation_treated + 0.5)))
+        elif d.randomisation == "stepped-wedge":
+            sizes.append(int(math.ceil(n / (d.n_steps + 1))))
+        else:  # municipality (all treated when it is) or cohort (every cohort is a group)
+            sizes.append(n)
+    return sizes
+
+
+def visit_correlation(n_visits: int, baseline_followup: float, between_followups: float):
+    """Visit correlation matrix: baseline vs any follow-up, and among follow-ups."""
+    r = np.full((n_visits, n_visits), between_followups)
+    r[0, :] = r[:, 0] = baseline_followup
+    np.fill_diagonal(r, 1.0)
+    return r
+
+
+def outcome_correlation(n_outcomes: int, between_outcomes: float):
+    """Exchangeable correlation between outcomes."""
+    r = np.full((n_outcomes, n_outcomes), between_outcomes)
+    np.fill_diagonal(r, 1.0)
+    return r

@@ -1,0 +1,8 @@
+"""The vectorised trial simulator: one module per component of DESIGN.md §3.
+
+Use :func:`trialsim.simulate.trial.simulate_trials`.
+"""
+
+from trialsim.simulate.trial import simulate_trials
+
+__all__ = ["simulate_trials"]

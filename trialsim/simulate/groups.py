@@ -1,0 +1,118 @@
+"""Groups and trainers (DESIGN.md §3 part 3): splitting members of a cell into groups.
+
+Group sizes are ``min_size`` plus a Dirichlet-multinomial share of the remaining members, with
+the Dirichlet concentration chosen so the sizes have the scenario's coefficient of variation
+(the least variable split, plain multinomial, sets a floor on it), then capped at ``max_size``.
+Each municipality's groups are run by trainers, ``groups_per_trainer`` groups each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from trialsim.scenario import Groups, groups_in_cell
+from trialsim.simulate.layout import Layout
+
+
+@dataclass(frozen=True)
+class Partition:
+    group: np.ndarray  # (B, N) group slot of each member, -1 for non-members
+    group_cell: np.ndarray  # (G,) cell of each group slot
+    group_trainer: np.ndarray  # (G,) trainer of each group slot
+    n_trainers: int
+
+
+def draw_partition(
+    member: np.ndarray, layout: Layout, params: Groups, *, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split the members of each cell into groups; return ``(group (B, N), group_cell (G,))``."""
+    n_reps = member.shape[0]
+    n_members = _count_by_cell(member, layout)
+    sizes, group_cell = [], []
+    for c in range(n_members.shape[1]):
+        size = _draw_sizes(n_members[:, c], params, rng=rng)
+        sizes.append(size)
+        group_cell.append(np.full(size.shape[1], c))
+    sizes = np.concatenate(sizes, axis=1)
+    group_cell = np.concatenate(group_cell)
+    # members fill the groups in cell order: the k-th member of the replicate joins the group
+    # whose cumulative size first exceeds k (one batched searchsorted via row offsets)
+    bounds = np.cumsum(sizes, axis=1)
+    stride = member.shape[1] + 1
+    offset = np.arange(n_reps)[:, None] * stride
+    rank = np.cumsum(member, axis=1) - 1
+    flat = np.searchsorted((bounds + offset).ravel(), (rank + offset).ravel(), side="right")
+    group = flat.reshape(rank.shape) - np.arange(n_reps)[:, None] * sizes.shape[1]
+    return np.where(member, group, -1), group_cell
+
+
+def assign_groups(
+    treated: np.ndarray, layout: Layout, params: Groups, *, rng: np.random.Generator
+) -> Partition:
+    """Groups for the treated participants, and the trainers who run them."""
+    group, group_cell = draw_partition(treated, layout, params, rng=rng)
+    group_muni = layout.cell_municipality[group_cell]
+    first = np.searchsorted(group_muni, np.arange(layout.n_municipalities))
+    local = np.arange(len(group_muni)) - first[group_muni]
+    per_muni = np.bincount(group_muni, minlength=layout.n_municipalities)
+    trainers_per_muni = -(-per_muni // params.groups_per_trainer)
+    trainer_first = np.concatenate([[0], np.cumsum(trainers_per_muni)[:-1]])
+    group_trainer = trainer_first[group_muni] + local // params.groups_per_trainer
+    return Partition(group, group_cell, group_trainer, int(trainers_per_muni.sum()))
+
+
+def _count_by_cell(member: np.ndarray, layout: Layout) -> np.ndarray:
+    cs = np.concatenate([np.zeros((member.shape[0], 1), dtype=int), np.cumsum(member, axis=1)], 1)
+    ends = layout.cell_start + layout.cell_size
+    return cs[:, ends] - cs[:, layout.cell_start]
+
+
+def _draw_sizes(n: np.ndarray, params: Groups, *, rng: np.random.Generator) -> np.ndarray:
+    """Group sizes (B, G_max) for ``n`` (B,) members of one cell; unused slots are 0."""
+    n_groups = np.where(n > 0, groups_in_cell(n, params.mean_size), 0)
+    # never ask for more groups than can reach the minimum size (a smaller cell keeps one group)
+    n_groups = np.where(n > 0, np.clip(np.minimum(n_groups, n // params.min_size), 1, None), 0)
+    g_max = int(n_groups.max(initial=0))
+    if g_max == 0:
+        return np.zeros((len(n), 0), dtype=int)
+    base = np.minimum(params.min_size, n // np.maximum(n_groups, 1))
+    extra = n - n_groups * base
+    active = np.arange(g_max) < n_groups[:, None]
+    conc = _concentration(n, n_groups, extra, params.cv_size)
+    shares = rng.gamma(np.where(active, conc[:, None], 1.0)) * active
+    shares /= np.maximum(shares.sum(axis=1, keepdims=True), 1e-300)
+    shares[~active.any(axis=1), 0] = 1.0
+    sizes = np.where(active, base[:, None] + rng.multinomial(extra, shares), 0)
+    return _cap(sizes, active, params.max_size)
+
+
+def _concentration(n, n_groups, extra, cv):
+    """Per-group Dirichlet parameter giving size CV ``cv`` (Dirichlet-multinomial variance)."""
+    g = np.maximum(n_groups, 1).astype(float)
+    target_var = (cv * n / g) ** 2
+    multinomial_var = extra * (1 / g) * (1 - 1 / g)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = target_var / multinomial_var
+        total = (extra - k) / (k - 1)
+    total = np.where(k <= 1, 1e9, np.where(k >= extra, 1e-2, total))
+    return np.nan_to_num(total, nan=1e9, posinf=1e9) / g
+
+
+def _cap(sizes: np.ndarray, active: np.ndarray, max_size: int) -> np.ndarray:
+    """Move members from groups above ``max_size`` to the smallest active group."""
+    sizes = sizes.copy()
+    rows = np.arange(len(sizes))
+    for _ in range(int(sizes.sum(axis=1).max(initial=0))):
+        over = sizes.max(axis=1) > max_size
+        if not over.any():
+            break
+        big = sizes.argmax(axis=1)
+        small = np.where(active, sizes, np.iinfo(sizes.dtype).max).argmin(axis=1)
+        move = over & (sizes[rows, small] < max_size)
+        if not move.any():
+            break
+        sizes[rows[move], big[move]] -= 1
+        sizes[rows[move], small[move]] += 1
+    return sizes

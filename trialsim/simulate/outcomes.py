@@ -1,0 +1,104 @@
+"""Correlated outcomes on their real scales (DESIGN.md §3 part 5).
+
+Every outcome k of participant i at visit t has a standardised latent score
+
+    z = sqrt(icc_m) M[muni, k] + sqrt(1 - icc_m) P[i, k, t] + 1{in a group, t > 0} (s_g G + s_r R)
+
+with P multivariate normal over (outcome, visit) with correlation kron(R_outcome, R_visit),
+and municipality (M), group (G) and trainer (R) effects standard normal, correlated across
+outcomes like P. ``s_g`` and ``s_r`` make ``icc_group`` and ``icc_trainer`` the shares of the
+treated arm's follow-up variance within a municipality (the partially nested convention: the
+individual variance is the same in both arms and groups add to it). Controls have latent
+variance 1, so each outcome's ``sd`` is its control-arm SD.
+
+The latent score is mapped to the outcome's scale:
+* bounded: mean + sd z + effect, rounded to ``step`` and clipped to [lower, upper];
+* count: Poisson with log-normal mean ``mean * rate_ratio^dose * exp(sd_log z - sd_log^2 v / 2)``
+  (v the latent variance, so the arm mean is exact);
+* binary: 1 when Phi(z / sqrt(v)) exceeds 1 - p, with logit p = logit(prevalence) + dose log OR.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from trialsim.scenario import (
+    BinaryOutcome,
+    BoundedOutcome,
+    CountOutcome,
+    Groups,
+    Scenario,
+    outcome_correlation,
+    visit_correlation,
+)
+
+
+def cluster_scales(g: Groups) -> tuple[float, float]:
+    """SDs of the group and trainer effects on the latent scale (see module docstring)."""
+    individual = 1.0 - g.icc_municipality
+    rest = 1.0 - g.icc_group - g.icc_trainer
+    return (np.sqrt(g.icc_group * individual / rest), np.sqrt(g.icc_trainer * individual / rest))
+
+
+def latent_person_chol(s: Scenario) -> np.ndarray:
+    """Cholesky factor of kron(R_outcome, R_visit), the person-level latent correlation."""
+    c = s.correlation
+    r_out = outcome_correlation(len(s.outcomes), c.between_outcomes)
+    r_vis = visit_correlation(s.n_visits, c.baseline_followup, c.between_followups)
+    return np.kron(np.linalg.cholesky(r_out), np.linalg.cholesky(r_vis))
+
+
+def draw_person_latent(s: Scenario, n_reps: int, n: int, *, rng: np.random.Generator):
+    """Person-level latent scores P, (B, N, K, V), each standard normal."""
+    k, v = len(s.outcomes), s.n_visits
+    chol = latent_person_chol(s)
+    eps = rng.standard_normal((n_reps, n, k * v))
+    return (eps @ chol.T).reshape(n_reps, n, k, v)
+
+
+def draw_cluster_effects(s: Scenario, n_reps: int, n_units: int, *, rng: np.random.Generator):
+    """Standard-normal unit effects, (B, units, K), correlated across outcomes like P."""
+    k = len(s.outcomes)
+    chol = np.linalg.cholesky(outcome_correlation(k, s.correlation.between_outcomes))
+    return rng.standard_normal((n_reps, n_units, k)) @ chol.T
+
+
+def to_scale(
+    o: BoundedOutcome | CountOutcome | BinaryOutcome,
+    z: np.ndarray,
+    latent_var: np.ndarray,
+    dose: np.ndarray,
+    shift: np.ndarray,
+    *,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Map latent scores (B, N, V) to the outcome scale.
+
+    ``dose`` (B, N, V) is the share of the full effect each measurement carries (dose factor
+    times the visit's effect share); ``shift`` (B, N, V) is a bias in scale units (assessor,
+    expectancy) already oriented in the outcome's favourable direction.
+    """
+    if isinstance(o, BoundedOutcome):
+        y = o.mean + o.sd * z + o.effect * dose + shift
+        if o.step > 0:
+            y = o.lower + o.step * np.round((y - o.lower) / o.step)
+        return np.clip(y, o.lower, o.upper)
+    if isinstance(o, CountOutcome):
+        log_mean = np.log(o.mean) + np.log(o.rate_ratio) * dose
+        rate = np.exp(log_mean + o.sd_log * z - 0.5 * o.sd_log**2 * latent_var)
+        return rng.poisson(rate).astype(float)
+    p = special.expit(special.logit(o.prevalence) + np.log(o.odds_ratio) * dose)
+    u = special.ndtr(z / np.sqrt(latent_var))
+    return (u > 1.0 - p).astype(float)
+
+
+def effect_shares(o, n_visits: int) -> np.ndarray:
+    """Share of the full effect at each visit (default: none at baseline, all afterwards)."""
+    if o.effect_by_visit is not None:
+        return np.asarray(o.effect_by_visit, dtype=float)
+    return np.r_[0.0, np.ones(n_visits - 1)]
+
+
+def favourable_sign(o) -> float:
+    return 1.0 if o.better == "higher" else -1.0

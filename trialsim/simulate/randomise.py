@@ -1,0 +1,70 @@
+"""Randomisation units (DESIGN.md §3 part 2): who is allocated to SFT.
+
+* individual / waitlist: stratified by municipality, a fixed share treated in each;
+* cohort: recruitment cohorts (one would-be group each) randomised whole within municipality;
+* municipality: whole municipalities randomised (cluster trial);
+* stepped-wedge: municipalities switch to SFT at randomly ordered steps; a participant is
+  treated when recruited in a period at or after the municipality's step.
+
+A waitlist control is offered SFT after the last visit, so within the trial's visits it is an
+individually randomised design; it differs in recruitment (consent), not in the outcome model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trialsim.scenario import Scenario, groups_in_cell
+from trialsim.simulate.groups import draw_partition
+from trialsim.simulate.layout import Layout, rank_within_cell
+
+
+def assign_arms(s: Scenario, layout: Layout, n_reps: int, *, rng: np.random.Generator):
+    """Return ``(treated, cluster)``: (B, N) bool, and (B, N) int randomisation cluster
+    (-1 when individuals are randomised; cohort id; municipality index)."""
+    unit = s.design.randomisation
+    alloc = s.design.allocation_treated
+    n, m = layout.n_participants, layout.n_municipalities
+    if unit in ("individual", "waitlist"):
+        # a random order inside each municipality; the first round(n_m * alloc) are treated
+        order = np.argsort(layout.municipality + rng.random((n_reps, n)), axis=1)
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(n) - layout.cell_start[layout.cell], axis=1)
+        n_treated = np.floor(layout.cell_size * alloc + 0.5).astype(int)
+        return rank < n_treated[layout.cell], np.full((n_reps, n), -1)
+    if unit == "municipality":
+        treated_muni = _treated_first(rng.random((n_reps, m)), round(m * alloc))
+        return treated_muni[:, layout.municipality], np.broadcast_to(layout.municipality, (n_reps, n)).copy()
+    if unit == "stepped-wedge":
+        steps = s.design.n_steps
+        order = np.argsort(rng.random((n_reps, m)), axis=1)
+        step = np.empty_like(order)
+        np.put_along_axis(step, order, 1 + (np.arange(m) * steps) // m, axis=1)
+        treated = layout.period >= step[:, layout.municipality]
+        return treated, np.broadcast_to(layout.municipality, (n_reps, n)).copy()
+    if unit == "cohort":
+        return _randomise_cohorts(s, layout, n_reps, rng=rng)
+    raise ValueError(f"unknown randomisation unit {unit!r}")
+
+
+def _treated_first(u: np.ndarray, n_treated) -> np.ndarray:
+    """Treat the ``n_treated`` units with the smallest uniforms (a random subset)."""
+    rank = np.argsort(np.argsort(u, axis=-1), axis=-1)
+    return rank < np.asarray(n_treated)[..., None] if np.ndim(n_treated) else rank < n_treated
+
+
+def _randomise_cohorts(s: Scenario, layout: Layout, n_reps: int, *, rng: np.random.Generator):
+    everyone = np.ones((n_reps, layout.n_participants), dtype=bool)
+    cohort, cohort_cell = draw_partition(everyone, layout, s.groups, rng=rng)
+    n_cohorts = groups_in_cell(layout.cell_size, s.groups.mean_size)  # per municipality
+    n_treated = np.floor(n_cohorts * s.design.allocation_treated + 0.5).astype(int)
+    # randomise cohorts within their municipality: a random subset of each one's cohorts
+    u = rng.random((n_reps, len(cohort_cell)))
+    key = cohort_cell + u  # cohorts of a municipality stay together, shuffled among themselves
+    order = np.argsort(key, axis=1)
+    first = np.concatenate([[0], np.cumsum(n_cohorts)[:-1]])
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(len(cohort_cell)) - first[cohort_cell], axis=1)
+    cohort_treated = rank < n_treated[cohort_cell]
+    treated = np.take_along_axis(cohort_treated, cohort, axis=1)
+    return treated, cohort

@@ -1,0 +1,187 @@
+"""Assemble a batch of replicate trials from the components (DESIGN.md §3).
+
+Replicates are drawn in blocks of :data:`trialsim.seeds.BLOCK_SIZE`, each component from its
+own stream (see :mod:`trialsim.seeds`), so a replicate does not depend on how the work is
+chunked. Within a block everything is arrays with a leading replicate axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from trialsim.data import TrialData
+from trialsim.scenario import Scenario
+from trialsim.seeds import BLOCK_SIZE, block_rng
+from trialsim.simulate import attendance, blinding, dropout, outcomes
+from trialsim.simulate.groups import assign_groups
+from trialsim.simulate.layout import Layout, build_layout
+from trialsim.simulate.randomise import assign_arms
+
+CALIBRATION_SEED = 20_160_301  # fixed: dropout calibration must not depend on the user's seed
+CALIBRATION_BLOCKS = 2
+
+
+def simulate_trials(
+    scenario: Scenario,
+    reps: int | Sequence[int] | np.ndarray,
+    *,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+) -> TrialData:
+    """Simulate replicate trials of ``scenario``.
+
+    Parameters
+    ----------
+    scenario : a validated :class:`~trialsim.scenario.Scenario`.
+    reps : number of replicates (0..reps-1) or the replicate indices to draw.
+    seed : root seed; replicate r is the same for a given (seed, scenario name, r) however
+        the replicates are batched.
+    progress : called with the number of replicates finished after each block.
+
+    Example
+    -------
+    >>> from trialsim.scenario import load_scenario
+    >>> data = simulate_trials(load_scenario("scenarios/sft-19m.toml"), 200, seed=1)
+    >>> data.outcomes["psp"].shape  # (replicates, participants, visits)
+    (200, 340, 3)
+    """
+    rep_idx = np.arange(reps) if np.ndim(reps) == 0 else np.unique(np.asarray(reps, dtype=int))
+    if rep_idx.size == 0 or rep_idx.min() < 0:
+        raise ValueError("reps must be a positive count or non-negative replicate indices")
+    layout = build_layout(scenario)
+    alpha = dropout_intercept(scenario)
+    parts = []
+    for block in np.unique(rep_idx // BLOCK_SIZE):
+        wanted = rep_idx[rep_idx // BLOCK_SIZE == block]
+        data, _ = _simulate_block(scenario, layout, seed, int(block), alpha)
+        parts.append(data.take(wanted - block * BLOCK_SIZE))
+        if progress is not None:
+            progress(len(wanted))
+    return TrialData.concat(parts)
+
+
+@lru_cache(maxsize=64)
+def _dropout_intercept_cached(scenario_json: str) -> float:
+    scenario = Scenario.model_validate_json(scenario_json)
+    layout = build_layout(scenario)
+    lps = [
+        _simulate_block(scenario, layout, CALIBRATION_SEED, b, None)[1]
+        for b in range(CALIBRATION_BLOCKS)
+    ]
+    return dropout.calibrate_intercept(scenario.dropout, np.concatenate(lps), scenario.n_visits - 1)
+
+
+def dropout_intercept(scenario: Scenario) -> float:
+    """The dropout intercept meeting the scenario's completion target (cached per scenario)."""
+    return _dropout_intercept_cached(scenario.model_dump_json())
+
+
+@dataclass(frozen=True)
+class _Streams:
+    seed: int
+    name: str
+    block: int
+
+    def __call__(self, component: str) -> np.random.Generator:
+        return block_rng(self.seed, self.name, self.block, component)
+
+
+def _simulate_block(
+    s: Scenario, layout: Layout, seed: int, block: int, alpha: float | None
+) -> tuple[TrialData | None, np.ndarray]:
+    """One block of replicates. With ``alpha=None`` stop before dropout and return only the
+    dropout linear predictor (for calibration)."""
+    rng = _Streams(seed, s.name, block)
+    b, n, v = BLOCK_SIZE, layout.n_participants, s.n_visits
+    rows = np.arange(b)[:, None]
+
+    treated, cohort = assign_arms(s, layout, b, rng=rng("randomisation"))
+    part = assign_groups(treated, layout, s.groups, rng=rng("groups"))
+    in_group = part.group >= 0
+    group = np.maximum(part.group, 0)
+    trainer = part.group_trainer[group]
+
+    latent_rng = rng("latent")
+    person = outcomes.draw_person_latent(s, b, n, rng=latent_rng)
+    muni_eff = outcomes.draw_cluster_effects(s, b, layout.n_municipalities, rng=latent_rng)
+    group_eff = outcomes.draw_cluster_effects(s, b, max(len(part.group_cell), 1), rng=latent_rng)
+    trainer_eff = outcomes.draw_cluster_effects(s, b, max(part.n_trainers, 1), rng=latent_rng)
+
+    names = list(s.outcomes)
+    k_primary = names.index(s.primary)
+    primary = s.outcomes[s.primary]
+    sign_primary = outcomes.favourable_sign(primary)
+    prognosis = sign_primary * person[:, :, k_primary, -1]
+    offered, attended = attendance.draw_attendance(
+        treated, prognosis, s.attendance, s.design.sessions_offered, rng=rng("attendance")
+    )
+    fraction = attended / np.maximum(offered, 1)
+    dose = np.where(treated, attendance.dose_factor(fraction, s.attendance), 0.0)
+    if s.design.randomisation in ("individual", "waitlist", "cohort"):
+        # controls share a municipality (and its trained staff) with the treated arm
+        dose = np.where(treated, dose, s.design.contamination)
+
+    g = s.groups
+    s_group, s_trainer = outcomes.cluster_scales(g)
+    post = np.arange(v) > 0
+    grouped_post = in_group[:, :, None] & post
+    latent_var = np.where(grouped_post, 1.0 + s_group**2 + s_trainer**2, 1.0)
+    treated_post = treated[:, :, None] & post
+    blinded = blinding.draw_assessor_blinded(s.blinding, b, n, v, rng=rng("blinding"))
+    noise_rng = rng("outcome_noise")
+
+    values: dict[str, np.ndarray] = {}
+    primary_z = None
+    for k, (name, o) in enumerate(s.outcomes.items()):
+        cluster_z = s_group * group_eff[rows, group, k] + s_trainer * trainer_eff[rows, trainer, k]
+        z = (
+            np.sqrt(g.icc_municipality) * muni_eff[rows, layout.municipality, k][:, :, None]
+            + np.sqrt(1.0 - g.icc_municipality) * person[:, :, k, :]
+            + grouped_post * cluster_z[:, :, None]
+        )
+        if k == k_primary:
+            primary_z = z
+        if alpha is None:
+            continue
+        share = dose[:, :, None] * outcomes.effect_shares(o, v)
+        bias = blinding.bias_shift(o.rater, s.blinding, o.expectancy_bias, treated_post, blinded)
+        shift = outcomes.favourable_sign(o) * bias
+        values[name] = outcomes.to_scale(o, z, latent_var, share, shift, rng=noise_rng)
+
+    lp = dropout.linear_predictor(
+        s.dropout,
+        treated,
+        baseline_z=sign_primary * primary_z[:, :, 0],
+        final_z=sign_primary * primary_z[:, :, -1] / np.sqrt(latent_var[:, :, -1]),
+        missed_fraction=1.0 - fraction,
+    )
+    if alpha is None:
+        return None, lp
+    observed = dropout.draw_observed(alpha, lp, v, rng=rng("dropout"))
+    for name in values:
+        values[name] = np.where(observed, values[name], np.nan)
+
+    data = TrialData(
+        scenario=s.name,
+        design=s.design.randomisation,
+        rep=block * BLOCK_SIZE + np.arange(b),
+        visit_months=np.asarray(s.design.visit_months, dtype=float),
+        municipality_names=s.sites.names
+        or tuple(f"M{i + 1}" for i in range(layout.n_municipalities)),
+        municipality=layout.municipality,
+        period=layout.period,
+        treated=treated,
+        cohort=cohort if s.design.randomisation == "cohort" else np.full((b, n), -1),
+        group=part.group,
+        trainer=np.where(in_group, trainer, -1),
+        sessions_offered=offered,
+        sessions_attended=attended,
+        outcomes=values,
+        observed=observed,
+        assessor_blinded=blinded,
+    )
+    return data, lp
