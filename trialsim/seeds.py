@@ -12,7 +12,7 @@ import hashlib
 
 import numpy as np
 
-BLOCK_SIZE = 128
+BLOCK_SIZE = 256
 
 COMPONENTS = (
     "randomisation",

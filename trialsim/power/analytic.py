@@ -164,7 +164,15 @@ def design_effect(cluster_size, icc, cv_cluster_size=0.0):
 
 
 def _irgt_moments(
-    effect, n_groups, group_size, n_control, sd, icc, cv_group_size, baseline_corr, dropout,
+    effect,
+    n_groups,
+    group_size,
+    n_control,
+    sd,
+    icc,
+    cv_group_size,
+    baseline_corr,
+    dropout,
     compliance,
 ):
     """Noncentrality and Satterthwaite df of the IRGT Welch-type t statistic (no validation)."""
@@ -383,19 +391,19 @@ def stepped_wedge_design(clusters_per_step, n_steps=None) -> np.ndarray:
     return np.asarray(rows, dtype=int)
 
 
-def _check_sw_design(design) -> np.ndarray:
-    x = np.asarray(design, dtype=float)
+def _check_treatment_matrix(treatment_matrix) -> np.ndarray:
+    x = np.asarray(treatment_matrix, dtype=float)
     if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2:
         raise ValueError(
-            f"design must be a clusters x periods matrix with at least 2 of each, got shape "
-            f"{x.shape}"
+            "treatment_matrix must be a clusters x periods matrix with at least 2 of each, "
+            f"got shape {x.shape}"
         )
     if not np.all((x == 0) | (x == 1)):
-        raise ValueError("design must contain only 0 (control) and 1 (treated)")
+        raise ValueError("treatment_matrix must contain only 0 (control) and 1 (treated)")
     return x
 
 
-def stepped_wedge_variance(design, cluster_period_var, between_cluster_var):
+def stepped_wedge_variance(treatment_matrix, cluster_period_var, between_cluster_var):
     """Variance of the treatment effect in a cross-sectional stepped wedge (Hussey & Hughes).
 
     Model: ``Y_it = mu + beta_t + theta X_it + a_i + e_it`` for cluster-period means, with
@@ -410,7 +418,7 @@ def stepped_wedge_variance(design, cluster_period_var, between_cluster_var):
 
     Parameters
     ----------
-    design : (I, T) array of 0/1, treatment status of cluster i in period t.
+    treatment_matrix : (I, T) array of 0/1, treatment status of cluster i in period t.
     cluster_period_var : sigma^2, variance of a cluster-period mean (outcome units squared).
     between_cluster_var : tau^2, between-cluster variance (outcome units squared).
 
@@ -419,7 +427,7 @@ def stepped_wedge_variance(design, cluster_period_var, between_cluster_var):
     Hussey MA, Hughes JP. Design and analysis of stepped wedge cluster randomized trials.
     Contemp Clin Trials 2007;28:182-191 (equation 8).
     """
-    x = _check_sw_design(design)
+    x = _check_treatment_matrix(treatment_matrix)
     s2 = _check_range("cluster_period_var", cluster_period_var, 0.0, np.inf, low_open=True)
     t2 = _check_range("between_cluster_var", between_cluster_var, 0.0, np.inf)
     n_clusters, n_periods = x.shape
@@ -431,8 +439,8 @@ def stepped_wedge_variance(design, cluster_period_var, between_cluster_var):
     denom = denom_sigma * s2 + denom_tau * t2
     if np.any(denom <= 0):
         raise ValueError(
-            "design does not identify the treatment effect (no within-period contrast between "
-            "treated and control clusters)"
+            "treatment_matrix does not identify the treatment effect (no within-period "
+            "contrast between treated and control clusters)"
         )
     return _scalar_or_array(n_clusters * s2 * (s2 + n_periods * t2) / denom)
 
@@ -443,7 +451,7 @@ def power_stepped_wedge(
     n_per_period,
     icc,
     sd=1.0,
-    design=None,
+    treatment_matrix=None,
     clusters_per_step=None,
     n_steps=None,
     alpha=0.05,
@@ -468,8 +476,8 @@ def power_stepped_wedge(
     n_per_period : participants measured per cluster per period, > 0.
     icc : within-period intracluster correlation tau^2 / (tau^2 + sigma_e^2), in [0, 1).
     sd : individual-level SD sigma_e, > 0.
-    design : (I, T) 0/1 treatment matrix; or give ``clusters_per_step`` (and ``n_steps``)
-        for the standard design of :func:`stepped_wedge_design`.
+    treatment_matrix : (I, T) 0/1 treatment matrix X; or give ``clusters_per_step`` (and
+        ``n_steps``) for the standard design of :func:`stepped_wedge_design`.
     alpha : two-sided significance level.
     dist : "normal" (default) or "t".
     baseline_corr, dropout, compliance : design adjustments, see the module docstring.
@@ -477,7 +485,7 @@ def power_stepped_wedge(
     Returns
     -------
     float or ndarray : power, broadcast over effect, n_per_period, icc, sd, alpha and the
-    adjustments (the design itself is a single matrix).
+    adjustments (the treatment matrix itself is a single matrix).
 
     References
     ----------
@@ -491,14 +499,14 @@ def power_stepped_wedge(
     ...                           n_steps=4), 3)
     0.591
     """
-    if design is None:
+    if treatment_matrix is None:
         if clusters_per_step is None:
-            raise ValueError("give either design or clusters_per_step (with n_steps)")
+            raise ValueError("give either treatment_matrix or clusters_per_step (with n_steps)")
         x = stepped_wedge_design(clusters_per_step, n_steps)
     else:
         if clusters_per_step is not None or n_steps is not None:
-            raise ValueError("give either design or clusters_per_step/n_steps, not both")
-        x = _check_sw_design(design)
+            raise ValueError("give either treatment_matrix or clusters_per_step/n_steps, not both")
+        x = _check_treatment_matrix(treatment_matrix)
     if dist not in ("normal", "t"):
         raise ValueError(f"dist must be 'normal' or 't', got {dist!r}")
     eff = _as_array("effect", effect)

@@ -35,8 +35,15 @@ SOLVABLE: dict[str, tuple[str, ...]] = {
     "stepped_wedge": ("effect", "power", "clusters_per_step", "n_per_period"),
 }
 
-_INTEGER = {"n_groups", "group_size", "n_control", "n_clusters", "cluster_size",
-            "clusters_per_step", "n_per_period"}  # fmt: skip
+_INTEGER = {
+    "n_groups",
+    "group_size",
+    "n_control",
+    "n_clusters",
+    "cluster_size",
+    "clusters_per_step",
+    "n_per_period",
+}
 
 # Counts that only make sense as whole numbers (they build a design matrix): solved by integer
 # bisection instead of brentq on a continuous relaxation.
@@ -78,13 +85,13 @@ def _lowest_count(design: str, name: str, params: dict) -> int:
 
 def _solvable(design: str, params: dict) -> tuple[str, ...]:
     names = SOLVABLE[design]
-    if design == "stepped_wedge" and params.get("design") is not None:
+    if design == "stepped_wedge" and params.get("treatment_matrix") is not None:
         # an explicit treatment matrix fixes the number of clusters
         names = tuple(n for n in names if n != "clusters_per_step")
     return names
 
 
-def solve_power(design: str, **params):
+def solve_power(design: str, /, **params):
     """Solve the power equation of ``design`` for the one argument passed as ``None``.
 
     Parameters
@@ -132,9 +139,10 @@ def solve_power(design: str, **params):
         )
     (target,) = unknown
     for name, value in params.items():
-        if name != "design" and value is not None and np.ndim(value) != 0:
-            raise ValueError(f"solve_power needs scalar arguments; {name} has shape "
-                             f"{np.shape(value)}")  # fmt: skip
+        if name != "treatment_matrix" and value is not None and np.ndim(value) != 0:
+            raise ValueError(
+                f"solve_power needs scalar arguments; {name} has shape {np.shape(value)}"
+            )
 
     fixed = {k: v for k, v in params.items() if k != "power" and v is not None}
     if target == "power":

@@ -41,10 +41,11 @@ def draw_attendance(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(offered, attended)`` session counts, (B, N) int; zero for controls."""
     a = attendance_intercept(params.mean_fraction, params.prognosis_log_odds)
-    mean = special.expit(a + params.prognosis_log_odds * prognosis)
+    mean = special.expit(a + params.prognosis_log_odds * prognosis[treated])
     p = rng.beta(mean * params.precision, (1.0 - mean) * params.precision)
     offered = np.where(treated, sessions_offered, 0)
-    attended = rng.binomial(offered, p)
+    attended = np.zeros_like(offered)
+    attended[treated] = rng.binomial(sessions_offered, p)
     return offered, attended
 
 

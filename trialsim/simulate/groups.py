@@ -27,16 +27,14 @@ class Partition:
 def draw_partition(
     member: np.ndarray, layout: Layout, params: Groups, *, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split the members of each cell into groups; return ``(group (B, N), group_cell (G,))``."""
-    n_reps = member.shape[0]
-    n_members = _count_by_cell(member, layout)
-    sizes, group_cell = [], []
-    for c in range(n_members.shape[1]):
-        size = _draw_sizes(n_members[:, c], params, rng=rng)
-        sizes.append(size)
-        group_cell.append(np.full(size.shape[1], c))
-    sizes = np.concatenate(sizes, axis=1)
-    group_cell = np.concatenate(group_cell)
+    """Split the members of each cell into groups; return ``(group (B, N), group_cell (G,))``.
+
+    Group slots are numbered cell by cell (``G_max`` slots per cell, unused ones empty).
+    """
+    n_reps, n_cells = member.shape[0], len(layout.cell_size)
+    sizes = _draw_sizes(_count_by_cell(member, layout), params, rng=rng)  # (B, C, G_max)
+    group_cell = np.repeat(np.arange(n_cells), sizes.shape[2])
+    sizes = sizes.reshape(n_reps, -1)
     # members fill the groups in cell order: the k-th member of the replicate joins the group
     # whose cumulative size first exceeds k (one batched searchsorted via row offsets)
     bounds = np.cumsum(sizes, axis=1)
@@ -70,22 +68,21 @@ def _count_by_cell(member: np.ndarray, layout: Layout) -> np.ndarray:
 
 
 def _draw_sizes(n: np.ndarray, params: Groups, *, rng: np.random.Generator) -> np.ndarray:
-    """Group sizes (B, G_max) for ``n`` (B,) members of one cell; unused slots are 0."""
+    """Group sizes (B, C, G_max) for ``n`` (B, C) members of each cell; unused slots are 0."""
     n_groups = np.where(n > 0, groups_in_cell(n, params.mean_size), 0)
     # never ask for more groups than can reach the minimum size (a smaller cell keeps one group)
     n_groups = np.where(n > 0, np.clip(np.minimum(n_groups, n // params.min_size), 1, None), 0)
-    g_max = int(n_groups.max(initial=0))
-    if g_max == 0:
-        return np.zeros((len(n), 0), dtype=int)
+    g_max = max(int(n_groups.max(initial=0)), 1)
     base = np.minimum(params.min_size, n // np.maximum(n_groups, 1))
     extra = n - n_groups * base
-    active = np.arange(g_max) < n_groups[:, None]
+    active = np.arange(g_max) < n_groups[..., None]
     conc = _concentration(n, n_groups, extra, params.cv_size)
-    shares = rng.gamma(np.where(active, conc[:, None], 1.0)) * active
-    shares /= np.maximum(shares.sum(axis=1, keepdims=True), 1e-300)
-    shares[~active.any(axis=1), 0] = 1.0
-    sizes = np.where(active, base[:, None] + rng.multinomial(extra, shares), 0)
-    return _cap(sizes, active, params.max_size)
+    shares = rng.standard_gamma(np.where(active, conc[..., None], 1.0)) * active
+    shares /= np.maximum(shares.sum(axis=-1, keepdims=True), 1e-300)
+    shares[..., 0] += ~active.any(axis=-1)  # empty cells: a valid (unused) probability vector
+    sizes = np.where(active, base[..., None] + rng.multinomial(extra, shares), 0)
+    flat = _cap(sizes.reshape(-1, g_max), active.reshape(-1, g_max), params.max_size)
+    return flat.reshape(sizes.shape)
 
 
 def _concentration(n, n_groups, extra, cv):

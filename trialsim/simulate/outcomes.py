@@ -80,10 +80,18 @@ def to_scale(
     expectancy) already oriented in the outcome's favourable direction.
     """
     if isinstance(o, BoundedOutcome):
-        y = o.mean + o.sd * z + o.effect * dose + shift
+        y = o.sd * z
+        y += o.mean
+        if o.effect:
+            y += o.effect * dose
+        y += shift
         if o.step > 0:
-            y = o.lower + o.step * np.round((y - o.lower) / o.step)
-        return np.clip(y, o.lower, o.upper)
+            y -= o.lower
+            y *= 1.0 / o.step
+            np.rint(y, out=y)
+            y *= o.step
+            y += o.lower
+        return np.clip(y, o.lower, o.upper, out=y)
     if isinstance(o, CountOutcome):
         log_mean = np.log(o.mean) + np.log(o.rate_ratio) * dose
         rate = np.exp(log_mean + o.sd_log * z - 0.5 * o.sd_log**2 * latent_var)

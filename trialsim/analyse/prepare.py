@@ -1,0 +1,80 @@
+"""From TrialData to the arrays an analysis model needs (no DataFrame round trip).
+
+The ANCOVA design of DESIGN.md §4: outcome at a follow-up visit on intercept, treatment,
+baseline of the same outcome (centred), municipality strata (when randomisation is within
+municipality) and period effects (stepped wedge). All arrays carry the leading replicate axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from trialsim.data import TrialData
+
+WITHIN_MUNICIPALITY = ("individual", "waitlist", "cohort")
+
+
+@dataclass(frozen=True)
+class ModelArrays:
+    """Arrays for one outcome at one visit, R replicates of N participants, p columns.
+
+    ``X[..., 1]`` is the treatment indicator (the coefficient of interest). ``mask`` marks
+    rows usable for a complete-case analysis.
+    """
+
+    y: np.ndarray  # (R, N) follow-up outcome, NaN when missing
+    X: np.ndarray  # (R, N, p)
+    columns: tuple[str, ...]
+    mask: np.ndarray  # (R, N) complete cases
+    treated: np.ndarray  # (R, N) bool
+    group: np.ndarray  # (R, N) treatment group, -1 for none
+    cluster: np.ndarray  # (R, N) randomised cluster (municipality/cohort), -1 individual
+    baseline: np.ndarray  # (R, N)
+    attended_fraction: np.ndarray  # (R, N) share of offered sessions attended (0 untreated)
+
+    @property
+    def treat_column(self) -> int:
+        return 1
+
+
+def ancova_arrays(data: TrialData, outcome: str, *, visit: int = -1) -> ModelArrays:
+    """Design arrays for ``outcome`` at ``visit`` (default the last) adjusted for baseline."""
+    if outcome not in data.outcomes:
+        raise ValueError(f"unknown outcome {outcome!r}; the data have {list(data.outcomes)}")
+    values = data.outcomes[outcome]
+    y = values[:, :, visit]
+    baseline = values[:, :, 0]
+    r, n = y.shape
+    treated = data.treated
+    columns = ["intercept", "treatment", "baseline"]
+    parts = [np.ones((r, n)), treated.astype(float), baseline - np.nanmean(baseline)]
+    if data.design in WITHIN_MUNICIPALITY:
+        m = int(data.municipality.max()) + 1
+        dummies = (data.municipality[:, None] == np.arange(1, m)).astype(float)
+        parts += list(np.broadcast_to(dummies.T[:, None, :], (m - 1, r, n)))
+        columns += [f"municipality[{name}]" for name in data.municipality_names[1:m]]
+    n_periods = int(data.period.max()) + 1
+    if n_periods > 1:
+        dummies = (data.period[:, None] == np.arange(1, n_periods)).astype(float)
+        parts += list(np.broadcast_to(dummies.T[:, None, :], (n_periods - 1, r, n)))
+        columns += [f"period[{p}]" for p in range(1, n_periods)]
+    X = np.stack(parts, axis=-1)
+    mask = np.isfinite(y) & np.isfinite(baseline)
+    if data.design in ("municipality", "stepped-wedge"):
+        cluster = np.broadcast_to(data.municipality, (r, n)).copy()
+    else:
+        cluster = data.cohort
+    fraction = data.sessions_attended / np.maximum(data.sessions_offered, 1)
+    return ModelArrays(
+        y=y,
+        X=np.where(mask[..., None], X, 0.0),
+        columns=tuple(columns),
+        mask=mask,
+        treated=treated,
+        group=data.group,
+        cluster=cluster,
+        baseline=baseline,
+        attended_fraction=fraction,
+    )
