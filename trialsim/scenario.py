@@ -233,7 +233,9 @@ def apply_overrides(
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ScenarioError(f"--set {item!r}: expected dotted.key=value, e.g. groups.icc_group=0.1")
+            raise ScenarioError(
+                f"--set {item!r}: expected dotted.key=value, e.g. groups.icc_group=0.1"
+            )
         value = parse_value(text.strip())
         node = raw
         parts = key.split(".")
@@ -286,7 +288,10 @@ def _inconsistencies(s: Scenario):
     if g.icc_group + g.icc_trainer >= 1:
         yield "groups.icc_group", "+ groups.icc_trainer must be below 1"
     if d.visit_months[0] != 0 or len(d.visit_months) < 2:
-        yield "design.visit_months", f"must start with 0 (baseline) and have a follow-up, got {list(d.visit_months)}"
+        yield (
+            "design.visit_months",
+            f"must start with 0 (baseline) and have a follow-up, got {list(d.visit_months)}",
+        )
     if list(d.visit_months) != sorted(set(d.visit_months)):
         yield "design.visit_months", f"must increase, got {list(d.visit_months)}"
     if s.sites.names is not None and len(s.sites.names) != m:
@@ -294,9 +299,12 @@ def _inconsistencies(s: Scenario):
     if d.randomisation == "municipality":
         n_treated = round(m * d.allocation_treated)
         if min(n_treated, m - n_treated) < 2:
-            yield "design.randomisation", (
-                f"= 'municipality' needs at least 2 clusters per arm; {m} municipalities with "
-                f"allocation {d.allocation_treated} give {n_treated} vs {m - n_treated}"
+            yield (
+                "design.randomisation",
+                (
+                    f"= 'municipality' needs at least 2 clusters per arm; {m} municipalities with "
+                    f"allocation {d.allocation_treated} give {n_treated} vs {m - n_treated}"
+                ),
             )
     if d.randomisation == "stepped-wedge" and d.n_steps > m:
         yield "design.n_steps", f"({d.n_steps}) cannot exceed the number of municipalities ({m})"
@@ -308,17 +316,25 @@ def _inconsistencies(s: Scenario):
         if o.effect_by_visit is not None and (
             len(o.effect_by_visit) != s.n_visits or o.effect_by_visit[0] != 0
         ):
-            yield f"outcomes.{name}.effect_by_visit", (
-                f"needs {s.n_visits} shares (one per visit) starting with 0 at baseline"
+            yield (
+                f"outcomes.{name}.effect_by_visit",
+                (f"needs {s.n_visits} shares (one per visit) starting with 0 at baseline"),
             )
         if isinstance(o, BoundedOutcome) and not o.lower <= o.mean <= o.upper:
-            yield f"outcomes.{name}.mean", f"({o.mean}) must lie in [lower, upper] = [{o.lower}, {o.upper}]"
+            yield (
+                f"outcomes.{name}.mean",
+                f"({o.mean}) must lie in [lower, upper] = [{o.lower}, {o.upper}]",
+            )
     c = s.correlation
     visit_corr = visit_correlation(s.n_visits, c.baseline_followup, c.between_followups)
     if np.linalg.eigvalsh(visit_corr).min() <= 1e-10:
-        yield "correlation.between_followups", (
-            f"({c.between_followups}) with baseline_followup {c.baseline_followup} is not a valid "
-            f"correlation structure; raise it to at least {2 * c.baseline_followup**2 - 1:.2f}"
+        yield (
+            "correlation.between_followups",
+            (
+                f"({c.between_followups}) with baseline_followup {c.baseline_followup} is not a "
+                "valid "
+                f"correlation structure; raise it to at least {2 * c.baseline_followup**2 - 1:.2f}"
+            ),
         )
     k = len(s.outcomes)
     if k > 1 and c.between_outcomes <= -1 / (k - 1):
@@ -332,9 +348,13 @@ def _group_feasibility(s: Scenario):
     for i, n_cell in enumerate(treated_cell_sizes(s)):
         n_groups = groups_in_cell(n_cell, g.mean_size)
         if not n_groups * g.min_size <= n_cell <= n_groups * g.max_size:
-            yield "groups.min_size", (
-                f"/ max_size [{g.min_size}, {g.max_size}] cannot hold {n_cell} treated participants "
-                f"of municipality {i + 1} in {n_groups} groups; widen the bounds or change mean_size"
+            yield (
+                "groups.min_size",
+                (
+                    f"/ max_size [{g.min_size}, {g.max_size}] cannot hold {n_cell} treated "
+                    f"participants of municipality {i + 1} in {n_groups} groups; widen the "
+                    "bounds or change mean_size"
+                ),
             )
             return
 

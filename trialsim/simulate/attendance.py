@@ -26,7 +26,9 @@ def attendance_intercept(mean_fraction: float, prognosis_log_odds: float) -> flo
     """Solve E[expit(a + b Z)] = mean_fraction for a, Z ~ N(0, 1) (Gauss-Hermite, 60 nodes)."""
 
     def gap(a: float) -> float:
-        return float(_GH_WEIGHTS @ special.expit(a + prognosis_log_odds * _GH_NODES)) - mean_fraction
+        return (
+            float(_GH_WEIGHTS @ special.expit(a + prognosis_log_odds * _GH_NODES)) - mean_fraction
+        )
 
     return optimize.brentq(gap, -50.0, 50.0, xtol=1e-12)
 

@@ -78,7 +78,13 @@ def _draw_sizes(n: np.ndarray, params: Groups, *, rng: np.random.Generator) -> n
     active = np.arange(g_max) < n_groups[..., None]
     conc = _concentration(n, n_groups, extra, params.cv_size)
     shares = rng.standard_gamma(np.where(active, conc[..., None], 1.0)) * active
-    shares /= np.maximum(shares.sum(axis=-1, keepdims=True), 1e-300)
+    # gamma draws with a tiny shape can underflow to 0: fall back to equal shares there
+    total = shares.sum(axis=-1, keepdims=True)
+    shares = np.where(
+        total > 0,
+        shares / np.where(total > 0, total, 1.0),
+        active / np.maximum(n_groups[..., None], 1),
+    )
     shares[..., 0] += ~active.any(axis=-1)  # empty cells: a valid (unused) probability vector
     sizes = np.where(active, base[..., None] + rng.multinomial(extra, shares), 0)
     flat = _cap(sizes.reshape(-1, g_max), active.reshape(-1, g_max), params.max_size)

@@ -52,15 +52,3 @@ def build_layout(s: Scenario) -> Layout:
         cell_municipality=np.arange(len(cell_size)) // n_periods,
         n_periods=n_periods,
     )
-
-
-def rank_within_cell(member: np.ndarray, layout: Layout) -> np.ndarray:
-    """0-based rank of each member among the members of its cell, in participant order.
-
-    ``member`` is (B, N) bool; non-members get -1. Cells are contiguous, so one cumulative
-    sum over participants gives every rank at once.
-    """
-    cs = np.cumsum(member, axis=1)
-    before_cell = np.where(layout.cell_start > 0, cs[:, np.maximum(layout.cell_start - 1, 0)], 0)
-    rank = cs - 1 - before_cell[:, layout.cell]
-    return np.where(member, rank, -1)

@@ -16,7 +16,7 @@ import numpy as np
 
 from trialsim.scenario import Scenario, groups_in_cell
 from trialsim.simulate.groups import draw_partition
-from trialsim.simulate.layout import Layout, rank_within_cell
+from trialsim.simulate.layout import Layout
 
 
 def assign_arms(s: Scenario, layout: Layout, n_reps: int, *, rng: np.random.Generator):
@@ -34,7 +34,9 @@ def assign_arms(s: Scenario, layout: Layout, n_reps: int, *, rng: np.random.Gene
         return rank < n_treated[layout.cell], np.full((n_reps, n), -1)
     if unit == "municipality":
         treated_muni = _treated_first(rng.random((n_reps, m)), round(m * alloc))
-        return treated_muni[:, layout.municipality], np.broadcast_to(layout.municipality, (n_reps, n)).copy()
+        return treated_muni[:, layout.municipality], np.broadcast_to(
+            layout.municipality, (n_reps, n)
+        ).copy()
     if unit == "stepped-wedge":
         steps = s.design.n_steps
         order = np.argsort(rng.random((n_reps, m)), axis=1)
