@@ -148,3 +148,107 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+REQUIRED_COLUMNS = ("participant", "municipality", "arm", "group", "visit")
+
+
+def read_trial_data(path: str | Path) -> TrialData:
+    """Read a long trial-data table (CSV or Parquet, DESIGN.md §6) into :class:`TrialData`.
+
+    A ``rep`` column marks simulated replicates (each must hold the same participants); real
+    data have none. The design is inferred: a ``period`` column means stepped wedge, a
+    ``cohort`` column cohort randomisation, municipalities wholly in one arm municipality
+    randomisation, otherwise individual randomisation.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such data file")
+    try:
+        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    except Exception as exc:  # parser errors come in many types; report them on one line
+        raise ValueError(f"{path}: cannot read as a table: {exc}".splitlines()[0]) from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; see DESIGN.md §6")
+    if "rep" not in frame.columns:
+        frame = frame.assign(rep=0)
+    bad_arm = ~frame["arm"].isin(["control", "treatment"])
+    if bad_arm.any():
+        row = int(np.flatnonzero(bad_arm)[0]) + 2
+        raise ValueError(f"{path}: row {row}, column arm: expected control or treatment")
+    frame = frame.sort_values(["rep", "participant", "visit"], kind="stable")
+    reps = frame["rep"].unique()
+    visits = np.sort(frame["visit"].unique())
+    people = frame.loc[frame["rep"] == reps[0], "participant"].unique()
+    r, n, v = len(reps), len(people), len(visits)
+    if len(frame) != r * n * v:
+        raise ValueError(
+            f"{path}: expected one row per replicate, participant and visit "
+            f"({r} x {n} x {v} = {r * n * v}), found {len(frame)} rows"
+        )
+
+    def grid(column, fill=np.nan):
+        values = frame[column].to_numpy(dtype=float, na_value=fill)
+        return values.reshape(r, n, v)
+
+    first = frame[frame["visit"] == visits[0]]
+    muni_names, muni_codes = np.unique(first["municipality"].astype(str), return_inverse=True)
+    municipality = muni_codes.reshape(r, n)[0]
+    treated = (first["arm"] == "treatment").to_numpy().reshape(r, n)
+
+    def ids(column):
+        if column not in first.columns:
+            return np.full((r, n), -1)
+        codes, uniques = pd.factorize(first[column])  # NaN -> -1
+        return codes.reshape(r, n)
+
+    outcome_names = [c for c in OUTCOME_COLUMNS if c in frame.columns]
+    period = (
+        first["period"].to_numpy().reshape(r, n)[0].astype(int)
+        if "period" in first.columns
+        else np.zeros(n, dtype=int)
+    )
+    per_muni = pd.Series(treated[0]).groupby(municipality).mean()
+    if "period" in first.columns:
+        design = "stepped-wedge"
+    elif "cohort" in first.columns:
+        design = "cohort"
+    elif set(per_muni.unique()) <= {0.0, 1.0}:
+        design = "municipality"
+    else:
+        design = "individual"
+    offered = grid("sessions_offered", 0)[:, :, 0] if "sessions_offered" in frame else None
+    attended = grid("sessions_attended", 0)[:, :, 0] if "sessions_attended" in frame else None
+    observed = np.zeros((r, n, v), dtype=bool)
+    outcomes = {}
+    for name in outcome_names:
+        outcomes[name] = grid(name)
+        observed |= np.isfinite(outcomes[name])
+    blinded = (
+        grid("assessor_blinded", 1.0) != 0
+        if "assessor_blinded" in frame
+        else np.ones((r, n, v), dtype=bool)
+    )
+    zeros = np.zeros((r, n), dtype=int)
+    return TrialData(
+        scenario=path.stem,
+        design=design,
+        rep=np.asarray(reps),
+        visit_months=visits.astype(float),
+        municipality_names=tuple(muni_names),
+        municipality=municipality,
+        period=period,
+        treated=treated,
+        cohort=ids("cohort"),
+        group=ids("group"),
+        trainer=ids("trainer"),
+        sessions_offered=zeros if offered is None else offered.astype(int),
+        sessions_attended=zeros if attended is None else attended.astype(int),
+        outcomes=outcomes,
+        observed=observed,
+        assessor_blinded=blinded,
+    )
+
+
+OUTCOME_COLUMNS = ("psp", "mhrm", "who5", "eq5d", "support_hours", "employed")

@@ -1,0 +1,174 @@
+"""Named analyses: each maps (TrialData, outcome) to a batched :class:`Estimates`.
+
+``estimand`` says what the analysis targets, so simulation can score bias and coverage:
+``"itt"`` the intention-to-treat difference, ``"full_dose"`` the effect at full attendance,
+``None`` when the target is not a simple function of the scenario (bias is then not scored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from trialsim.analyse.estimate import Estimates
+from trialsim.analyse.prepare import ancova_arrays
+from trialsim.data import TrialData
+
+
+@dataclass(frozen=True)
+class Analysis:
+    name: str
+    run: Callable[[TrialData, str], Estimates]
+    description: str
+    estimand: str | None = "itt"
+    gaussian: bool = True  # for continuous (bounded) outcomes; False: counts / binary
+
+
+def _mixed(data: TrialData, outcome: str) -> Estimates:
+    from trialsim.analyse.reml import fit_reml
+
+    a = ancova_arrays(data, outcome)
+    return fit_reml(a.y, a.X, a.group, a.mask, analysis="mixed").estimates
+
+
+def _mixed_singleton(data: TrialData, outcome: str) -> Estimates:
+    from trialsim.analyse.reml import fit_reml
+
+    a = ancova_arrays(data, outcome)
+    n_groups = int(a.group.max(initial=-1)) + 1
+    cluster = np.where(a.group >= 0, a.group, n_groups + np.arange(a.group.shape[1]))
+    return fit_reml(a.y, a.X, cluster, a.mask, analysis="mixed-singleton").estimates
+
+
+def _mixed_cluster(data: TrialData, outcome: str) -> Estimates:
+    from trialsim.analyse.reml import fit_reml
+
+    a = ancova_arrays(data, outcome)
+    if (a.cluster < 0).all():
+        raise ValueError(
+            "mixed-cluster needs randomised clusters (cohort, municipality or stepped-wedge "
+            "designs); use 'mixed' for individual randomisation"
+        )
+    return fit_reml(a.y, a.X, a.cluster, a.mask, analysis="mixed-cluster").estimates
+
+
+def _ancova(data: TrialData, outcome: str) -> Estimates:
+    from trialsim.analyse.ols import fit_ols
+
+    a = ancova_arrays(data, outcome)
+    return fit_ols(a.y, a.X, a.mask, analysis="ancova")
+
+
+def _cr2(data: TrialData, outcome: str) -> Estimates:
+    from trialsim.analyse.ols import fit_cr2
+
+    a = ancova_arrays(data, outcome)
+    cluster = np.where(a.cluster >= 0, a.cluster, a.group)
+    return fit_cr2(a.y, a.X, cluster, a.mask, analysis="cr2")
+
+
+def _cluster_level(data: TrialData, outcome: str) -> Estimates:
+    from trialsim.analyse.cluster_level import cluster_level_ttest
+
+    return cluster_level_ttest(data, outcome)
+
+
+def _from(module: str, function: str) -> Callable[[TrialData, str], Estimates]:
+    def run(data: TrialData, outcome: str) -> Estimates:
+        import importlib
+
+        return getattr(importlib.import_module(module), function)(data, outcome)
+
+    return run
+
+
+ANALYSES: dict[str, Analysis] = {
+    a.name: a
+    for a in [
+        Analysis(
+            "mixed",
+            _mixed,
+            "partially nested mixed model: random group intercept in the treated arm only, "
+            "REML, Satterthwaite df (default for individual randomisation)",
+        ),
+        Analysis(
+            "mixed-singleton",
+            _mixed_singleton,
+            "mixed model where each control is its own cluster (homoscedastic variant)",
+        ),
+        Analysis(
+            "mixed-cluster",
+            _mixed_cluster,
+            "random intercept for the randomised cluster (cohort / municipality), period "
+            "effects in a stepped wedge; REML, Satterthwaite df",
+        ),
+        Analysis(
+            "ancova",
+            _ancova,
+            "ANCOVA ignoring clustering (shows the inflated type-I error)",
+        ),
+        Analysis("cr2", _cr2, "OLS with cluster-robust CR2 SEs and Bell-McCaffrey df"),
+        Analysis(
+            "cluster-level",
+            _cluster_level,
+            "t test on cluster means of baseline-adjusted residuals (few clusters)",
+        ),
+        Analysis(
+            "complete-case",
+            _from("trialsim.analyse.missing", "complete_case"),
+            "ANCOVA on participants measured at the final visit",
+        ),
+        Analysis(
+            "mar",
+            _from("trialsim.analyse.missing", "mar_all_visits"),
+            "likelihood-based MAR analysis using all visits (monotone factorisation)",
+        ),
+        Analysis(
+            "per-protocol",
+            _from("trialsim.analyse.attendance", "per_protocol"),
+            "treated with enough attendance vs controls (biased by self-selection)",
+            estimand=None,
+        ),
+        Analysis(
+            "as-treated",
+            _from("trialsim.analyse.attendance", "as_treated"),
+            "outcome on attended fraction (biased by self-selection)",
+            estimand="full_dose",
+        ),
+        Analysis(
+            "cace-dose",
+            _from("trialsim.analyse.attendance", "cace_dose"),
+            "instrumental variables: effect of full attendance (randomisation as instrument)",
+            estimand="full_dose",
+        ),
+        Analysis(
+            "cace-binary",
+            _from("trialsim.analyse.attendance", "cace_compliance"),
+            "instrumental variables: effect in those attending at least the threshold",
+            estimand=None,
+        ),
+        Analysis(
+            "glm",
+            _from("trialsim.analyse.glm", "glm_cluster_robust"),
+            "GLM (log rate ratio for counts, log odds ratio for binary), cluster-robust SE",
+            estimand=None,
+            gaussian=False,
+        ),
+    ]
+}
+
+
+def default_analysis(design: str) -> str:
+    """The recommended analysis for a randomisation unit."""
+    return "mixed" if design in ("individual", "waitlist") else "mixed-cluster"
+
+
+def get_analysis(name: str) -> Analysis:
+    try:
+        return ANALYSES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown analysis {name!r}; choose from {', '.join(ANALYSES)}"
+        ) from None

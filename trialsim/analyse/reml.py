@@ -1,0 +1,479 @@
+"""Batched REML for a linear model with one random intercept, with Satterthwaite df.
+
+Model, for each replicate::
+
+    y = X beta + Z u + e,   u_c ~ N(0, sigma2_cluster),   e ~ N(0, sigma2_residual),
+
+where Z maps a row to its cluster and rows with cluster ``-1`` carry no random effect. The
+one engine covers the partially nested model (lme4 ``y ~ treat + baseline + muni +
+(0 + treat | group)``: controls have cluster -1), its "singleton" variant (each control its
+own cluster), the cluster-randomised model and the stepped-wedge model (period columns in X).
+
+How it is computed (no loop over replicates or people)
+------------------------------------------------------
+With ``lam = sigma2_cluster / sigma2_residual`` the cluster block of ``V / sigma2_residual`` is
+``I + lam 11'`` whose inverse is ``I - w_c 11'`` with ``w_c = lam / (1 + lam n_c)`` and
+``log|V_lam| = sum_c log(1 + lam n_c)``. So with ``W = [X, y]``, row cross-products
+``S = W'W`` and cluster sums ``z_c = sum_{i in c} W_i``::
+
+    A(lam) = W' V_lam^-1 W = S - sum_c w_c z_c z_c' = S - sum_s w_s T_s,
+
+where ``T_s`` pools ``z_c z_c'`` over the clusters of size ``s`` (few distinct sizes, so the
+singleton variant costs no more than the grouped one). A Cholesky factor of the
+``(p+1) x (p+1)`` matrix ``A`` gives ``log|X'V^-1 X|`` and the GLS residual sum of squares
+``Q`` (its last pivot), hence the REML criterion profiled over beta and sigma2_residual::
+
+    d(lam) = sum_c log(1 + lam n_c) + log|A_xx(lam)| + (n - p) log Q(lam).
+
+``d`` is minimised for every replicate at once: a common grid (with ``lam = 0`` exactly), then
+safeguarded Newton steps on ``d'(lam) = 0`` with analytic first and second derivatives, to a
+relative tolerance of 1e-10 in ``lam``. If the grid minimum is ``lam = 0`` and ``d'(0) >= 0``
+the fit is on the boundary: ``sigma2_cluster = 0`` exactly (the fixed-effects model), flagged
+``boundary``; this never fails.
+
+Satterthwaite degrees of freedom
+--------------------------------
+As in lmerTest (Kuznetsova, Brockhoff & Christensen 2017, J Stat Softw 82(13), section 3;
+Satterthwaite 1946): ``df = 2 f^2 / (g' Cov g)`` with ``f = Var(beta_k)`` as a function of the
+variance parameters, ``g`` its gradient and ``Cov = 2 H^-1`` the asymptotic covariance of the
+variance parameters from ``H``, the *observed* Hessian of the REML deviance (``-2 loglik``) at
+the optimum. lmerTest differentiates numerically in the (theta, sigma) parameterisation; here
+``H`` and ``g`` are analytic in ``(lam, sigma2_residual)``. At an interior optimum the gradient
+of the deviance is zero, so ``g' H^-1 g`` (and the df) does not depend on the
+parameterisation: the two agree up to lmerTest's numerical-derivative error.
+
+At the boundary (``sigma2_cluster = 0``) lmerTest's deviance is even in theta, so the theta
+components of ``g`` and of the Hessian cross-term vanish and its df reduces to the residual df
+of the fixed-effects model, ``n - p``; that is what is returned there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sparse
+
+from trialsim.analyse.estimate import Estimates
+
+__all__ = ["ClusterStats", "RemlFit", "cluster_stats", "fit_reml", "fit_reml_stats"]
+
+# Common grid for lam = sigma2_cluster / sigma2_residual: 0 exactly, then log-spaced.
+_GRID = np.concatenate([[0.0], np.logspace(-4.0, 3.0, 11)])
+_STEP_TOL = 1e-6
+_MAX_NEWTON = 60
+_RANK_TOL = 1e-10
+
+
+@dataclass(frozen=True)
+class ClusterStats:
+    """Sufficient statistics of a batch for the random-intercept model.
+
+    All arrays have leading length R. ``W = [X, y]`` has ``q = p + 1`` columns.
+
+    Attributes
+    ----------
+    cross : (R, q, q) ``W'W`` over the rows used.
+    sizes : (S,) the distinct non-zero cluster sizes in the batch.
+    n_size : (R, S) number of clusters of each size.
+    cross_size : (R, S, q, q) sum over clusters of each size of ``z_c z_c'``, ``z_c`` the
+        cluster sum of ``W``.
+    n_obs : (R,) rows used.
+    n_clusters : (R,) non-empty clusters.
+    """
+
+    cross: np.ndarray
+    sizes: np.ndarray
+    n_size: np.ndarray
+    cross_size: np.ndarray
+    n_obs: np.ndarray
+    n_clusters: np.ndarray
+
+    @property
+    def n_coef(self) -> int:
+        return self.cross.shape[-1] - 1
+
+
+@dataclass(frozen=True)
+class RemlFit:
+    """A batched REML fit (arrays with leading length R).
+
+    Attributes
+    ----------
+    estimates : the :class:`Estimates` record for coefficient ``coef``.
+    beta : (R, p) fixed effects (GLS at the REML variance ratio).
+    cov_beta : (R, p, p) their covariance ``sigma2_residual (X'V_lam^-1 X)^-1``.
+    sigma2_residual, sigma2_cluster, ratio : (R,) variance components and their ratio lam.
+    reml_loglik : (R,) maximised REML log-likelihood (lme4's ``-REMLcrit / 2``).
+    stats : the sufficient statistics, for reuse (e.g. Bayesian analyses).
+    """
+
+    estimates: Estimates
+    beta: np.ndarray
+    cov_beta: np.ndarray
+    sigma2_residual: np.ndarray
+    sigma2_cluster: np.ndarray
+    ratio: np.ndarray
+    reml_loglik: np.ndarray
+    stats: ClusterStats
+
+
+def _broadcast_inputs(y, X, cluster, mask):
+    y = np.asarray(y, dtype=float)
+    if y.ndim != 2:
+        raise ValueError(f"y must have shape (R, N), got {y.shape}")
+    n_rep, n = y.shape
+    X = np.asarray(X, dtype=float)
+    if X.ndim == 2:
+        X = X[None]
+    if X.ndim != 3 or X.shape[1] != n or X.shape[0] not in (1, n_rep):
+        raise ValueError(f"X must have shape (R, N, p) or (N, p) with N = {n}, got {X.shape}")
+    cluster = np.broadcast_to(np.asarray(cluster, dtype=np.int64), (n_rep, n))
+    used = np.isfinite(y)
+    if mask is not None:
+        used = used & np.broadcast_to(np.asarray(mask, dtype=bool), (n_rep, n))
+    return y, X, cluster, used
+
+
+def _masked_rows(y, X, used):
+    """W = [X, y] with unused rows zeroed, and the final row-use mask.
+
+    The fast path multiplies by the mask; only if that leaves non-finite values (NaN or inf
+    in X) are the offending rows found and dropped."""
+    n_rep, n = y.shape
+    p = X.shape[-1]
+    W = np.empty((n_rep, n, p + 1))
+    np.multiply(X, used[..., None], out=W[..., :p])
+    W[..., p] = np.where(used, y, 0.0)
+    bad = ~np.isfinite(W[..., :p] @ np.ones(p))
+    if bad.any():
+        used = used & np.isfinite(np.broadcast_to(X, (n_rep, n, p))).all(axis=-1)
+        W[~used] = 0.0
+    return W, used
+
+
+def cluster_stats(
+    y: np.ndarray, X: np.ndarray, cluster: np.ndarray, mask: np.ndarray | None = None
+) -> ClusterStats:
+    """Cross-products and per-cluster-size sums of ``[X, y]`` for a batch of replicates.
+
+    Parameters
+    ----------
+    y : (R, N) outcome, NaN where missing.
+    X : (R, N, p) or (N, p) fixed-effects design.
+    cluster : (R, N) or (N,) int cluster ids 0..G-1; -1 for rows with no random effect.
+    mask : (R, N) bool rows to use (combined with finiteness of y and X); None for all.
+    """
+    y, X, cluster, used = _broadcast_inputs(y, X, cluster, mask)
+    n_rep, n = y.shape
+    q = X.shape[-1] + 1
+    W, used = _masked_rows(y, X, used)
+    cross = np.matmul(W.transpose(0, 2, 1), W)
+
+    n_groups = max(int(cluster.max()) + 1, 0)
+    in_cluster = used & (cluster >= 0)
+    rep = np.arange(n_rep)[:, None]
+    key = np.where(in_cluster, rep * n_groups + cluster, n_rep * n_groups).ravel()
+    # A one-nonzero-per-column sparse matrix sums rows into (replicate, cluster) cells.
+    onehot = sparse.csc_matrix(
+        (np.ones(key.size), key, np.arange(key.size + 1)),
+        shape=(n_rep * n_groups + 1, key.size),
+    )
+    n_c = np.bincount(key, minlength=n_rep * n_groups + 1)[:-1]
+    nonempty = n_c > 0
+    z = (onehot @ W.reshape(-1, q))[:-1][nonempty]
+
+    sizes = np.unique(n_c[nonempty]).astype(float)
+    size_index = np.searchsorted(sizes, n_c[nonempty])
+    rep_of = np.repeat(np.arange(n_rep), n_groups)[nonempty]
+    cell = rep_of * sizes.size + size_index
+    n_size = np.bincount(cell, minlength=n_rep * sizes.size).reshape(n_rep, sizes.size)
+    outer = (z[:, :, None] * z[:, None, :]).reshape(-1, q * q)
+    pool = sparse.csc_matrix(
+        (np.ones(cell.size), cell, np.arange(cell.size + 1)),
+        shape=(n_rep * sizes.size, cell.size),
+    )
+    cross_size = np.asarray(pool @ outer).reshape(n_rep, sizes.size, q, q)
+    return ClusterStats(
+        cross=cross,
+        sizes=sizes,
+        n_size=n_size.astype(float),
+        cross_size=cross_size,
+        n_obs=used.sum(axis=1),
+        n_clusters=nonempty.reshape(n_rep, n_groups).sum(axis=1),
+    )
+
+
+def _cholesky(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Batched Cholesky that never raises: (factor, ok); failed matrices get identity."""
+    try:
+        return np.linalg.cholesky(A), np.ones(A.shape[:-2], dtype=bool)
+    except np.linalg.LinAlgError:
+        pass
+    flat = A.reshape(-1, *A.shape[-2:])
+    out = np.empty_like(flat)
+    ok = np.ones(len(flat), dtype=bool)
+    for i, a in enumerate(flat):  # rare path: only when some matrix is not positive definite
+        try:
+            out[i] = np.linalg.cholesky(a)
+        except np.linalg.LinAlgError:
+            out[i] = np.eye(a.shape[-1])
+            ok[i] = False
+    return out.reshape(A.shape), ok.reshape(A.shape[:-2])
+
+
+def _full_rank(cross_xx: np.ndarray) -> np.ndarray:
+    """True where X'X is numerically of full rank (pivots of the scaled Cholesky)."""
+    d = np.sqrt(np.diagonal(cross_xx, axis1=-2, axis2=-1))
+    good = (d > 0).all(axis=-1)
+    d = np.where(d > 0, d, 1.0)
+    scaled = cross_xx / d[..., :, None] / d[..., None, :]
+    L, ok = _cholesky(np.where(good[:, None, None], scaled, np.eye(scaled.shape[-1])))
+    pivots = np.diagonal(L, axis1=-2, axis2=-1) ** 2
+    return good & ok & (pivots > _RANK_TOL).all(axis=-1)
+
+
+def _profiled_deviance(S, T, n_size, sizes, resid_df, lam):
+    """Profiled REML deviance d(lam) (without constants); lam of shape (K,) or (R, K)."""
+    if lam.ndim == 1:  # common grid: one matrix product for the whole batch
+        w = lam[:, None] / (1.0 + lam[:, None] * sizes)
+        A = S[:, None] - np.matmul(w, T.reshape(*T.shape[:2], -1)).reshape(
+            S.shape[0], lam.size, *S.shape[1:]
+        )
+        log_v = n_size @ np.log1p(lam[:, None] * sizes).T
+    else:
+        w = lam[..., None] / (1.0 + lam[..., None] * sizes)
+        A = S[:, None] - np.einsum("rks,rsij->rkij", w, T)
+        log_v = np.einsum("rs,rks->rk", n_size, np.log1p(lam[..., None] * sizes))
+    L, ok = _cholesky(A)
+    pivots = np.diagonal(L, axis1=-2, axis2=-1)
+    log_det_a = 2.0 * np.log(pivots).sum(axis=-1)
+    log_q = 2.0 * np.log(pivots[..., -1])
+    d = log_v + log_det_a + (resid_df[:, None] - 1.0) * log_q
+    return np.where(ok, d, np.inf)
+
+
+def _derivatives(S, T, n_size, sizes, resid_df, lam):
+    """A(lam)^-1 and the first two derivatives of the profiled deviance, lam of shape (R,)."""
+    n_rep, q = S.shape[0], S.shape[-1]
+    u = 1.0 + lam[:, None] * sizes
+    w = np.stack([lam[:, None] / u, 1.0 / u**2, -2.0 * sizes / u**3], axis=1)
+    AT = np.matmul(w, T.reshape(n_rep, sizes.size, q * q)).reshape(n_rep, 3, q, q)
+    A, A1, A2 = S - AT[:, 0], -AT[:, 1], -AT[:, 2]
+    Ai = np.linalg.inv(A)
+    P = np.matmul(Ai, A1)
+    # derivatives of log|A| (all matrices symmetric)
+    la1 = (Ai * A1).sum(axis=(1, 2))
+    la2 = (Ai * A2).sum(axis=(1, 2)) - (P * P.transpose(0, 2, 1)).sum(axis=(1, 2))
+    # derivatives of log Q, Q = 1 / (A^-1)_yy: with a = A^-1 e_y, (A^-1)_yy' = -a'A1 a,
+    # (A^-1)_yy'' = 2 a'A1 A^-1 A1 a - a'A2 a
+    a = Ai[:, :, -1]
+    qy = a[:, -1]
+    b = np.matmul(A1, a[:, :, None])[:, :, 0]
+    q1 = -(a * b).sum(axis=1)
+    q2 = 2.0 * (b * np.matmul(Ai, b[:, :, None])[:, :, 0]).sum(axis=1) - (
+        a * np.matmul(A2, a[:, :, None])[:, :, 0]
+    ).sum(axis=1)
+    lq1 = -q1 / qy
+    lq2 = -(q2 / qy - (q1 / qy) ** 2)
+    # derivatives of log|V_lam| = sum_c log(1 + lam n_c)
+    lv1 = (n_size * sizes / u).sum(axis=1)
+    lv2 = -(n_size * (sizes / u) ** 2).sum(axis=1)
+    parts = {
+        "A": A,
+        "Ai": Ai,
+        "w1": w[:, 1],
+        "lv2": lv2,
+        "la2": la2,
+        "lq1": lq1,
+        "lq2": lq2,
+    }
+    d1 = lv1 + la1 + (resid_df - 1.0) * lq1
+    d2 = lv2 + la2 + (resid_df - 1.0) * lq2
+    return d1, d2, parts
+
+
+def _optimise_ratio(S, T, n_size, sizes, resid_df):
+    """Minimise the profiled deviance over lam >= 0 for every replicate.
+
+    Returns (lam, converged)."""
+    n_rep = S.shape[0]
+    grid = _GRID
+    dev = _profiled_deviance(S, T, n_size, sizes, resid_df, grid)
+    k = np.argmin(dev, axis=1)
+    rows = np.arange(n_rep)
+    lam = grid[k]
+    lo = np.where(k > 0, grid[np.maximum(k - 1, 0)], 0.0)
+    hi = np.where(k + 1 < grid.size, grid[np.minimum(k + 1, grid.size - 1)], grid[-1] * 1e4)
+    # start from the parabola through the three grid points around the minimum (log scale)
+    mid = (k >= 2) & (k + 1 < grid.size)
+    km = np.clip(k, 2, grid.size - 2)
+    d_lo, d_0, d_hi = dev[rows, km - 1], dev[rows, km], dev[rows, km + 1]
+    curv = d_hi - 2.0 * d_0 + d_lo
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.clip(-0.5 * (d_hi - d_lo) / curv, -1.0, 1.0)
+    mid &= (curv > 0.0) & np.isfinite(shift)
+    log_step = np.log(grid[3] / grid[2])
+    lam = np.where(mid, lam * np.exp(np.where(mid, shift, 0.0) * log_step), lam)
+
+    converged = np.zeros(n_rep, dtype=bool)
+    active = rows
+    for _ in range(_MAX_NEWTON):
+        if active.size == 0:
+            break
+        idx = active
+        lam_a = lam[idx]
+        d1, d2, _ = _derivatives(S[idx], T[idx], n_size[idx], sizes, resid_df[idx], lam_a)
+        # at lam = 0 with a non-negative slope the optimum is the boundary itself
+        at_boundary = (lam_a == 0.0) & (d1 >= 0.0)
+        lo_a = np.where(d1 < 0.0, lam_a, lo[idx])
+        hi_a = np.where(d1 > 0.0, lam_a, hi[idx])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = lam_a - d1 / d2
+        inside = (d2 > 0.0) & (newton > lo_a) & (newton < hi_a) & np.isfinite(newton)
+        geometric = (lo_a > 0.0) & (hi_a > 4.0 * lo_a)
+        bisect = np.where(geometric, np.sqrt(lo_a * hi_a), 0.5 * (lo_a + hi_a))
+        new = np.where(inside, newton, bisect)
+        # Newton converges quadratically: after a step of relative size 1e-6 the error left
+        # is ~1e-12, well inside the 1e-10 target, so that step is the last one.
+        step_small = np.abs(new - lam_a) <= _STEP_TOL * lam_a
+        done = at_boundary | (step_small & inside) | (d1 == 0.0) | (hi_a - lo_a <= 1e-14)
+        new = np.where(at_boundary, 0.0, np.where(d1 == 0.0, lam_a, new))
+        lam[idx], lo[idx], hi[idx] = new, lo_a, hi_a
+        converged[idx[done]] = True
+        active = idx[~done]
+    converged &= lam < grid[-1]
+    return lam, converged
+
+
+def fit_reml_stats(
+    stats: ClusterStats, *, coef: int = 1, analysis: str = "reml", level: float = 0.95
+) -> RemlFit:
+    """REML fit from precomputed :func:`cluster_stats` (see :func:`fit_reml`)."""
+    S, T = stats.cross, stats.cross_size
+    n_size, sizes = stats.n_size, stats.sizes
+    n_rep, q = S.shape[0], S.shape[-1]
+    p = q - 1
+    if not -p <= coef < p:
+        raise ValueError(f"coef must index one of the {p} columns of X, got {coef}")
+    coef = coef % p
+    resid_df = (stats.n_obs - p).astype(float)
+    failed = (resid_df < 1.0) | ~_full_rank(S[:, :p, :p])
+    # y in the column space of X (Q = 0) leaves nothing to estimate a variance from
+    L, ok = _cholesky(np.where(failed[:, None, None], np.eye(q), S))
+    failed |= ~ok | ~(np.diagonal(L, axis1=-2, axis2=-1)[:, -1] > 0.0)
+    eye = np.eye(q)
+    S = np.where(failed[:, None, None], eye, S)
+    T = np.where(failed[:, None, None, None], 0.0, T)
+    n_size = np.where(failed[:, None], 0.0, n_size)
+    resid_df = np.where(failed, 1.0, resid_df)
+
+    lam, converged = _optimise_ratio(S, T, n_size, sizes, resid_df)
+    boundary = lam == 0.0
+
+    d1, d2, part = _derivatives(S, T, n_size, sizes, resid_df, lam)
+    A, Ai = part["A"], part["Ai"]
+    a = Ai[:, :, -1]
+    Q = 1.0 / a[:, -1]
+    beta = -a[:, :p] * Q[:, None]
+    C = Ai[:, :p, :p] - a[:, :p, None] * a[:, None, :p] * Q[:, None, None]
+    s2 = Q / resid_df
+    tau = lam * s2
+    cov_beta = s2[:, None, None] * C
+    var_k = cov_beta[:, coef, coef]
+
+    L, _ = _cholesky(A[:, :p, :p])
+    log_det_xx = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
+    log_v = (n_size * np.log1p(lam[:, None] * sizes)).sum(axis=1)
+    reml_loglik = -0.5 * (
+        resid_df * (1.0 + np.log(2.0 * np.pi * Q / resid_df)) + log_v + log_det_xx
+    )
+
+    # Satterthwaite: Hessian of D(lam, s) = (n-p) log s + h(lam) + Q(lam)/s, h = log|V| +
+    # log|A_xx|, and gradient of f = s C_kk, both analytic (see module docstring).
+    h2 = part["lv2"] + part["la2"] - part["lq2"]
+    q1 = Q * part["lq1"]
+    q2 = Q * (part["lq2"] + part["lq1"] ** 2)
+    h_ll = h2 + q2 / s2
+    h_ls = -q1 / s2**2
+    h_ss = -resid_df / s2**2 + 2.0 * Q / s2**3
+    v = C[:, :, coef]
+    f_l = s2 * np.einsum("rs,ri,rsij,rj->r", part["w1"], v, T[:, :, :p, :p], v)
+    f_s = C[:, coef, coef]
+    det = h_ll * h_ss - h_ls**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        quad = (f_l**2 * h_ss - 2.0 * f_l * f_s * h_ls + f_s**2 * h_ll) / det
+        df = np.where(boundary, resid_df, var_k**2 / quad)
+    bad_df = ~boundary & ~(np.isfinite(df) & (df > 0.0))
+    converged &= ~bad_df
+
+    nan = np.full(n_rep, np.nan)
+    est = np.where(failed, nan, beta[:, coef])
+    se = np.where(failed, nan, np.sqrt(var_k))
+    df = np.where(failed | bad_df, nan, df)
+    s2 = np.where(failed, nan, s2)
+    tau = np.where(failed, nan, tau)
+    estimates = Estimates.from_t(
+        analysis,
+        est,
+        se,
+        df,
+        level=level,
+        variance={"residual": s2, "cluster": tau},
+        boundary=boundary & ~failed,
+        converged=converged & ~failed,
+        failed=failed,
+    )
+    return RemlFit(
+        estimates=estimates,
+        beta=np.where(failed[:, None], np.nan, beta),
+        cov_beta=np.where(failed[:, None, None], np.nan, cov_beta),
+        sigma2_residual=s2,
+        sigma2_cluster=tau,
+        ratio=np.where(failed, nan, lam),
+        reml_loglik=np.where(failed, nan, reml_loglik),
+        stats=stats,
+    )
+
+
+def fit_reml(
+    y: np.ndarray,
+    X: np.ndarray,
+    cluster: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    coef: int = 1,
+    analysis: str = "reml",
+    level: float = 0.95,
+) -> RemlFit:
+    """Fit ``y = X beta + u_cluster + e`` by REML for every replicate of a batch.
+
+    Parameters
+    ----------
+    y : (R, N) outcome, NaN where missing.
+    X : (R, N, p) or (N, p) fixed-effects design; the effect of interest is column ``coef``.
+    cluster : (R, N) int random-intercept unit, ids 0..G-1; -1 for rows without a random
+        effect (e.g. untreated controls of a partially nested trial).
+    mask : (R, N) bool rows to use; rows with non-finite y or X are always dropped.
+    coef : column of X whose coefficient is reported.
+    analysis : name carried by the returned :class:`Estimates`.
+    level : confidence level of the t interval (Satterthwaite df).
+
+    Returns
+    -------
+    RemlFit with ``.estimates`` (the batched record), ``.beta``, ``.cov_beta``,
+    ``.reml_loglik``, variance components and ``.stats``. Replicates that cannot be fitted
+    (rank-deficient X, fewer rows than columns) are ``failed`` with NaNs; nothing raises.
+
+    Example
+    -------
+    >>> fit = fit_reml(y, X, group, mask, analysis="partially_nested")   # doctest: +SKIP
+    >>> fit.estimates.to_frame()                                          # doctest: +SKIP
+
+    References
+    ----------
+    Patterson & Thompson (1971) Biometrika 58:545 (REML); Kuznetsova et al. (2017) J Stat
+    Softw 82(13) (lmerTest Satterthwaite df).
+    """
+    stats = cluster_stats(y, X, cluster, mask)
+    return fit_reml_stats(stats, coef=coef, analysis=analysis, level=level)

@@ -1,0 +1,235 @@
+"""Simulated operating characteristics of analyses on a scenario (DESIGN.md §5).
+
+Each replicate trial is simulated twice on common random numbers: with the scenario's effect
+(power, bias, coverage) and with zero effect (type-I error). Summaries carry Monte Carlo
+standard errors as in Morris, White & Crowther (2019), Stat Med 38:2074, table 6.
+Replicates are streamed in chunks, so memory does not grow with ``reps``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from trialsim.analyse.registry import ANALYSES, get_analysis
+from trialsim.scenario import BinaryOutcome, BoundedOutcome, CountOutcome, Scenario
+from trialsim.simulate import simulate_trials
+from trialsim.simulate.attendance import dose_factor
+from trialsim.simulate.outcomes import effect_shares
+
+
+@dataclass(frozen=True)
+class OperatingCharacteristics:
+    """Summary of one analysis over simulated replicates, each figure with its MCSE."""
+
+    analysis: str
+    outcome: str
+    reps: int
+    truth: float
+    power: float
+    power_mcse: float
+    type1: float
+    type1_mcse: float
+    bias: float
+    bias_mcse: float
+    empirical_se: float
+    empirical_se_mcse: float
+    mean_se: float
+    rmse: float
+    coverage: float
+    coverage_mcse: float
+    failures: int
+    null_failures: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def null_scenario(s: Scenario) -> Scenario:
+    """The same scenario with no treatment effect on any outcome (biases are kept)."""
+    zero = {BoundedOutcome: {"effect": 0.0}, CountOutcome: {"rate_ratio": 1.0},
+            BinaryOutcome: {"odds_ratio": 1.0}}
+    outcomes = {k: o.model_copy(update=zero[type(o)]) for k, o in s.outcomes.items()}
+    return s.model_copy(update={"outcomes": outcomes})
+
+
+def mean_dose_factor(s: Scenario, *, n: int = 400_000) -> float:
+    """E[dose factor] of a treated participant (fixed-seed Monte Carlo, SE < 1e-3)."""
+    a = s.attendance
+    rng = np.random.default_rng(12345)
+    from trialsim.simulate.attendance import attendance_intercept
+    from scipy import special
+
+    mean = special.expit(
+        attendance_intercept(a.mean_fraction, a.prognosis_log_odds)
+        + a.prognosis_log_odds * rng.standard_normal(n)
+    )
+    p = rng.beta(mean * a.precision, (1 - mean) * a.precision)
+    fraction = rng.binomial(s.design.sessions_offered, p) / s.design.sessions_offered
+    return float(dose_factor(fraction, a).mean())
+
+
+def true_effect(s: Scenario, outcome: str, estimand: str | None) -> float:
+    """The target of an analysis at the final visit, in outcome units (NaN if not simple).
+
+    itt: effect x (mean dose factor - contamination of controls); full_dose: the effect.
+    Rounding and clipping of bounded scales are ignored (negligible away from the bounds).
+    """
+    o = s.outcomes[outcome]
+    if estimand is None or not isinstance(o, BoundedOutcome):
+        return float("nan")
+    full = o.effect * effect_shares(o, s.n_visits)[-1]
+    if estimand == "full_dose":
+        return float(full)
+    contaminated = s.design.randomisation in ("individual", "waitlist", "cohort")
+    control_dose = s.design.contamination if contaminated else 0.0
+    return float(full * (mean_dose_factor(s) - control_dose))
+
+
+@dataclass
+class _Collected:
+    estimate: list
+    se: list
+    p: list
+    low: list
+    high: list
+    failed: list
+
+    @classmethod
+    def empty(cls):
+        return cls([], [], [], [], [], [])
+
+    def add(self, e) -> None:
+        self.estimate.append(e.estimate)
+        self.se.append(e.se)
+        self.p.append(e.p_value)
+        self.low.append(e.ci_low)
+        self.high.append(e.ci_high)
+        self.failed.append(e.failed)
+
+    def arrays(self):
+        return {k: np.concatenate(v) for k, v in vars(self).items()}
+
+
+def simulate_operating_characteristics(
+    scenario: Scenario,
+    analyses: Sequence[str],
+    *,
+    reps: int,
+    seed: int,
+    outcome: str | None = None,
+    alpha: float = 0.05,
+    chunk_size: int = 2048,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[OperatingCharacteristics], dict[str, np.ndarray]]:
+    """Power, type-I error, bias, empirical SE, RMSE and coverage of each analysis.
+
+    Returns the summaries and, per analysis, the replicate p-values under the effect (for a
+    running-power plot).
+
+    Example
+    -------
+    >>> oc, _ = simulate_operating_characteristics(s, ["mixed", "ancova"], reps=1000, seed=1)
+    ...                                                                  # doctest: +SKIP
+    """
+    outcome = outcome or scenario.primary
+    for name in analyses:
+        get_analysis(name)
+    one = scenario.with_outcomes([outcome])
+    null = null_scenario(one)
+    effect_runs = {a: _Collected.empty() for a in analyses}
+    null_runs = {a: _Collected.empty() for a in analyses}
+    for start in range(0, reps, chunk_size):
+        chunk = range(start, min(start + chunk_size, reps))
+        for world, runs in ((one, effect_runs), (null, null_runs)):
+            data = simulate_trials(world, chunk, seed=seed)
+            for name in analyses:
+                runs[name].add(ANALYSES[name].run(data, outcome))
+        if progress is not None:
+            progress(len(chunk))
+    results, p_values = [], {}
+    for name in analyses:
+        truth = true_effect(one, outcome, ANALYSES[name].estimand)
+        eff, nul = effect_runs[name].arrays(), null_runs[name].arrays()
+        results.append(_summarise(name, outcome, truth, eff, nul, alpha))
+        p_values[name] = eff["p"]
+    return results, p_values
+
+
+def _summarise(name, outcome, truth, eff, nul, alpha) -> OperatingCharacteristics:
+    ok, ok0 = ~eff["failed"], ~nul["failed"]
+    n, n0 = int(ok.sum()), int(ok0.sum())
+    est = eff["estimate"][ok]
+    power = float(np.mean(eff["p"][ok] < alpha)) if n else np.nan
+    type1 = float(np.mean(nul["p"][ok0] < alpha)) if n0 else np.nan
+    emp_se = float(np.std(est, ddof=1)) if n > 1 else np.nan
+    covered = (eff["low"][ok] <= truth) & (truth <= eff["high"][ok])
+    coverage = float(np.mean(covered)) if n and np.isfinite(truth) else np.nan
+    bias = float(np.mean(est) - truth) if n else np.nan
+    return OperatingCharacteristics(
+        analysis=name,
+        outcome=outcome,
+        reps=len(eff["failed"]),
+        truth=truth,
+        power=power,
+        power_mcse=_binomial_mcse(power, n),
+        type1=type1,
+        type1_mcse=_binomial_mcse(type1, n0),
+        bias=bias,
+        bias_mcse=emp_se / np.sqrt(n) if n else np.nan,
+        empirical_se=emp_se,
+        empirical_se_mcse=emp_se / np.sqrt(2 * (n - 1)) if n > 1 else np.nan,
+        mean_se=float(np.mean(eff["se"][ok])) if n else np.nan,
+        rmse=float(np.sqrt(np.mean((est - truth) ** 2))) if n else np.nan,
+        coverage=coverage,
+        coverage_mcse=_binomial_mcse(coverage, n),
+        failures=int((~ok).sum()),
+        null_failures=int((~ok0).sum()),
+    )
+
+
+def _binomial_mcse(p: float, n: int) -> float:
+    return float(np.sqrt(p * (1 - p) / n)) if n and np.isfinite(p) else float("nan")
+
+
+def holm_decisions(p_values: np.ndarray, alpha: float = 0.05) -> dict[str, np.ndarray]:
+    """Per-replicate decisions over K outcomes from p-values (R, K).
+
+    ``any``: at least one outcome significant after Holm's step-down adjustment (controls
+    the family-wise error); ``all``: every outcome significant at ``alpha`` (co-primary
+    outcomes, an intersection-union test that needs no adjustment); ``holm``: (R, K) the Holm
+    rejections. Reference: Holm (1979), Scand J Stat 6:65.
+    """
+    p = np.asarray(p_values, dtype=float)
+    r, k = p.shape
+    order = np.argsort(p, axis=1)
+    sorted_p = np.take_along_axis(p, order, axis=1)
+    thresholds = alpha / (k - np.arange(k))
+    # step down: reject the j-th smallest only if all smaller ones were rejected
+    passed = np.cumprod(sorted_p <= thresholds, axis=1).astype(bool)
+    holm = np.zeros_like(passed)
+    np.put_along_axis(holm, order, passed, axis=1)
+    return {"holm": holm, "any": holm.any(axis=1), "all": (p < alpha).all(axis=1)}
+
+
+def simulate_multiple_outcomes(
+    scenario: Scenario,
+    analysis: str,
+    outcomes: Sequence[str],
+    *,
+    reps: int,
+    seed: int,
+    alpha: float = 0.05,
+) -> dict[str, float]:
+    """Power of 'any' (Holm) and 'all' (co-primary) decisions over several outcomes."""
+    s = scenario.with_outcomes(list(outcomes))
+    data = simulate_trials(s, reps, seed=seed)
+    p = np.column_stack([ANALYSES[analysis].run(data, k).p_value for k in outcomes])
+    p = np.where(np.isnan(p), 1.0, p)  # a failed fit never rejects
+    decisions = holm_decisions(p, alpha)
+    result = {f"power_{k}": float(np.mean(p[:, j] < alpha)) for j, k in enumerate(outcomes)}
+    result["power_any_holm"] = float(decisions["any"].mean())
+    result["power_all"] = float(decisions["all"].mean())
+    return result
