@@ -178,7 +178,12 @@ def simulate(
 @click.option("--outcome", default=None, help="Outcome to power (default: the primary).")
 @reps_option(1000)
 @seed_option
-@click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option(
+    "--alpha",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+)
 @click.option(
     "--solve",
     "unknown",
@@ -187,14 +192,35 @@ def simulate(
     help="Solve the analytic formula for one of effect, n_groups, group_size, n_control, "
     "n_clusters, cluster_size.",
 )
-@click.option("--target-power", default=0.8, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write a running-power plot (PNG/SVG) showing Monte Carlo convergence.")
+@click.option(
+    "--target-power",
+    default=0.8,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a running-power plot (PNG/SVG) showing Monte Carlo convergence.",
+)
 @format_option
 @set_option
 @_friendly
-def power(scenario, method, analyses, outcome, reps, seed, alpha, unknown, target_power, plot,
-          fmt, overrides):
+def power(
+    scenario,
+    method,
+    analyses,
+    outcome,
+    reps,
+    seed,
+    alpha,
+    unknown,
+    target_power,
+    plot,
+    fmt,
+    overrides,
+):
     """Power of SCENARIO: analytic, by simulation, or both; or solve for a sample size.
 
     Simulation reports, for each analysis, power, type-I error (the same trials with zero
@@ -217,9 +243,17 @@ def power(scenario, method, analyses, outcome, reps, seed, alpha, unknown, targe
     s = load_scenario(scenario, overrides)
     outcome = outcome or s.primary
     if outcome not in s.outcomes:
-        raise InputError(f"--outcome {outcome}: not in the scenario; choose from {list(s.outcomes)}")
-    result = {"scenario": s.name, "scenario_sha256": s.digest(), "outcome": outcome,
-              "seed": seed, "alpha": alpha, "analyses": []}
+        raise InputError(
+            f"--outcome {outcome}: not in the scenario; choose from {list(s.outcomes)}"
+        )
+    result = {
+        "scenario": s.name,
+        "scenario_sha256": s.digest(),
+        "outcome": outcome,
+        "seed": seed,
+        "alpha": alpha,
+        "analyses": [],
+    }
     if unknown:
         result["solve"] = analytic_solve(s, unknown, target_power, outcome)
     if method in ("analytic", "both"):
@@ -249,8 +283,14 @@ def power(scenario, method, analyses, outcome, reps, seed, alpha, unknown, targe
 @main.command()
 @click.argument("data_file", metavar="DATA", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--outcome", default="psp", show_default=True, help="Outcome column to analyse.")
-@click.option("--method", "method", default="mixed", show_default=True, metavar="NAME",
-              help="Analysis (see 'trialsim analyses').")
+@click.option(
+    "--method",
+    "method",
+    default="mixed",
+    show_default=True,
+    metavar="NAME",
+    help="Analysis (see 'trialsim analyses').",
+)
 @format_option
 @_friendly
 def analyse(data_file, outcome, method, fmt):
@@ -270,8 +310,15 @@ def analyse(data_file, outcome, method, fmt):
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)
     elif fmt == "json":
-        _echo_json({"data": str(data_file), "outcome": outcome, "analysis": method,
-                    "design": data.design, "results": frame.to_dict(orient="records")})
+        _echo_json(
+            {
+                "data": str(data_file),
+                "outcome": outcome,
+                "analysis": method,
+                "design": data.design,
+                "results": frame.to_dict(orient="records"),
+            }
+        )
     else:
         click.echo(frame.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
 

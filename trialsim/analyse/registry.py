@@ -169,6 +169,4 @@ def get_analysis(name: str) -> Analysis:
     try:
         return ANALYSES[name]
     except KeyError:
-        raise ValueError(
-            f"unknown analysis {name!r}; choose from {', '.join(ANALYSES)}"
-        ) from None
+        raise ValueError(f"unknown analysis {name!r}; choose from {', '.join(ANALYSES)}") from None

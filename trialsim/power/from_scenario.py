@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from trialsim.power.analytic import power_crt, power_irgt
-from trialsim.power.solve import solve_power
+from trialsim.power.solve import SOLVABLE, solve_power
 from trialsim.scenario import BoundedOutcome, Scenario, groups_in_cell
 from trialsim.simulate.outcomes import cluster_scales
 
@@ -86,11 +86,9 @@ def analytic_power(s: Scenario, outcome: str | None = None) -> dict:
 def analytic_solve(s: Scenario, unknown: str, target_power: float, outcome: str | None = None):
     """Solve the scenario's formula for ``unknown`` at ``target_power`` (others as set)."""
     design, params = analytic_parameters(s, outcome)
-    if unknown not in params and unknown != "effect":
-        raise ValueError(
-            f"--solve {unknown}: the {design} formula solves for one of "
-            f"{', '.join(k for k in ('effect', 'n_groups', 'group_size', 'n_control', 'n_clusters', 'cluster_size') if k in params)}"
-        )
+    solvable = [k for k in SOLVABLE[design] if k != "power"]
+    if unknown not in solvable:
+        raise ValueError(f"--solve {unknown}: the {design} formula solves for one of {solvable}")
     params = dict(params, power=target_power, **{unknown: None})
     value = solve_power(design, **params)
     return {"formula": design, "solve": unknown, "value": value, "target_power": target_power}

@@ -49,8 +49,11 @@ class OperatingCharacteristics:
 
 def null_scenario(s: Scenario) -> Scenario:
     """The same scenario with no treatment effect on any outcome (biases are kept)."""
-    zero = {BoundedOutcome: {"effect": 0.0}, CountOutcome: {"rate_ratio": 1.0},
-            BinaryOutcome: {"odds_ratio": 1.0}}
+    zero = {
+        BoundedOutcome: {"effect": 0.0},
+        CountOutcome: {"rate_ratio": 1.0},
+        BinaryOutcome: {"odds_ratio": 1.0},
+    }
     outcomes = {k: o.model_copy(update=zero[type(o)]) for k, o in s.outcomes.items()}
     return s.model_copy(update={"outcomes": outcomes})
 
@@ -59,8 +62,9 @@ def mean_dose_factor(s: Scenario, *, n: int = 400_000) -> float:
     """E[dose factor] of a treated participant (fixed-seed Monte Carlo, SE < 1e-3)."""
     a = s.attendance
     rng = np.random.default_rng(12345)
-    from trialsim.simulate.attendance import attendance_intercept
     from scipy import special
+
+    from trialsim.simulate.attendance import attendance_intercept
 
     mean = special.expit(
         attendance_intercept(a.mean_fraction, a.prognosis_log_odds)

@@ -39,6 +39,8 @@ def power_table(result: dict) -> str:
                 f"{_pm(a['coverage'], a['coverage_mcse']):>16}{a['failures']:>6}"
             )
         reps = result["analyses"][0]["reps"]
-        lines.append(f"({reps} replicates; ± one Monte Carlo SE; truth = ITT effect "
-                     f"{result['analyses'][0]['truth']:.3g})")
+        lines.append(
+            f"({reps} replicates; ± one Monte Carlo SE; truth = ITT effect "
+            f"{result['analyses'][0]['truth']:.3g})"
+        )
     return "\n".join(lines)
