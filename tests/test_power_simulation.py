@@ -114,3 +114,22 @@ def test_cli_analyse_one_row_per_replicate(tmp_path):
     assert len(lines) == 4
     bad = CliRunner().invoke(main, ["analyse", str(data), "--outcome", "nope"])
     assert bad.exit_code == 2 and bad.output.startswith("error: ")
+
+
+def test_naive_ancova_is_inflated_when_the_group_icc_is_large():
+    s = scenario(*CLEAN, "groups.icc_group=0.25")
+    ocs, _ = simulate_operating_characteristics(s, ["ancova", "mixed"], reps=2000, seed=9)
+    ancova, mixed = ocs
+    mcse = np.sqrt(0.05 * 0.95 / 2000)
+    assert ancova.type1 > 0.05 + 5 * mcse, ancova  # the literature's warning, reproduced
+    assert abs(mixed.type1 - 0.05) < 3 * mcse, mixed
+
+
+@pytest.mark.parametrize("design", ["municipality", "stepped-wedge", "cohort"])
+def test_cluster_designs_analysed_by_mixed_cluster_keep_type1(design):
+    s = scenario(*CLEAN, f"design.randomisation='{design}'", "groups.icc_municipality=0.05")
+    (oc,), _ = simulate_operating_characteristics(s, ["mixed-cluster"], reps=1000, seed=4)
+    mcse = np.sqrt(0.05 * 0.95 / 1000)
+    assert oc.failures == 0
+    assert oc.type1 < 0.05 + 3 * mcse + 0.02, oc  # few clusters: Satterthwaite is approximate
+    assert abs(oc.bias) < 3 * oc.bias_mcse + 0.05, oc

@@ -62,11 +62,11 @@ def _ancova(data: TrialData, outcome: str) -> Estimates:
 
 
 def _cr2(data: TrialData, outcome: str) -> Estimates:
-    from trialsim.analyse.ols import fit_cr2
+    from trialsim.analyse.ols import fit_ols_cluster
 
     a = ancova_arrays(data, outcome)
-    cluster = np.where(a.cluster >= 0, a.cluster, a.group)
-    return fit_cr2(a.y, a.X, cluster, a.mask, analysis="cr2")
+    cluster = np.where(a.cluster >= 0, a.cluster, a.group)  # -1: each control its own cluster
+    return fit_ols_cluster(a.y, a.X, cluster, a.mask, vcov="CR2", analysis="cr2")
 
 
 def _cluster_level(data: TrialData, outcome: str) -> Estimates:
@@ -150,9 +150,16 @@ ANALYSES: dict[str, Analysis] = {
             estimand=None,
         ),
         Analysis(
-            "glm",
-            _from("trialsim.analyse.glm", "glm_cluster_robust"),
-            "GLM (log rate ratio for counts, log odds ratio for binary), cluster-robust SE",
+            "poisson",
+            _from("trialsim.analyse.glm", "poisson_rate_ratio"),
+            "Poisson GLM for counts (log rate ratio), cluster-robust SE",
+            estimand=None,
+            gaussian=False,
+        ),
+        Analysis(
+            "logistic",
+            _from("trialsim.analyse.glm", "logistic_odds_ratio"),
+            "logistic GLM for binary outcomes (log odds ratio), cluster-robust SE",
             estimand=None,
             gaussian=False,
         ),
