@@ -183,7 +183,8 @@ def cluster_stats(
     nonempty = n_c > 0
     z = (onehot @ W.reshape(-1, q))[:-1][nonempty]
 
-    sizes = np.unique(n_c[nonempty]).astype(float)
+    # a batch without any cluster gets one dummy size with no clusters (lam is then 0)
+    sizes = np.unique(n_c[nonempty]).astype(float) if nonempty.any() else np.ones(1)
     size_index = np.searchsorted(sizes, n_c[nonempty])
     rep_of = np.repeat(np.arange(n_rep), n_groups)[nonempty]
     cell = rep_of * sizes.size + size_index
