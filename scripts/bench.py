@@ -34,8 +34,10 @@ def main() -> None:
     t_full, _ = best_of(lambda: simulate_trials(full, 2048, seed=1))
     t_psp, _ = best_of(lambda: simulate_trials(psp2, reps, seed=1))
     print(f"simulate, all 6 outcomes x 3 visits: {t_full / 2048 * 1e6:8.1f} us/replicate")
-    print(f"simulate, PSP x 2 visits:            {t_psp / reps * 1e6:8.1f} us/replicate"
-          " (target <= 50)")
+    print(
+        f"simulate, PSP x 2 visits:            {t_psp / reps * 1e6:8.1f} us/replicate"
+        " (target <= 50)"
+    )
 
     psp = full.with_outcomes(["psp"])
     simulate_trials(psp, 256, seed=0)
@@ -57,8 +59,12 @@ def main() -> None:
     for r in range(n_sm):
         ok = a.mask[r]
         treat = a.X[r, ok, 1]
-        model = sm.MixedLM(a.y[r, ok], a.X[r, ok], groups=np.where(a.group[r, ok] >= 0,
-                           a.group[r, ok], -1), exog_re=treat[:, None])
+        model = sm.MixedLM(
+            a.y[r, ok],
+            a.X[r, ok],
+            groups=np.where(a.group[r, ok] >= 0, a.group[r, ok], -1),
+            exog_re=treat[:, None],
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -66,15 +72,25 @@ def main() -> None:
             except Exception:
                 continue
         fitted += 1
-        if res.converged:
+        # compare interior fits only: statsmodels' default optimiser stops short near the
+        # boundary (see tests/test_reml.py, which refits it with tight tolerances)
+        if res.converged and not fit.estimates.boundary[r] and float(res.cov_re.iloc[0, 0]) > 1e-3:
             diffs.append(abs(res.fe_params[1] - fit.estimates.estimate[r]))
     t_sm = (time.perf_counter() - t0) / n_sm * 1e6
     ratio = t_sm / us
     print(f"statsmodels MixedLM loop:            {t_sm:8.0f} us/fit ({fitted}/{n_sm} fitted)")
     print(f"ratio statsmodels / trialsim:        {ratio:8.0f}x (target >= 500)")
     print(f"max |effect difference| where both converge: {max(diffs):.2e}")
-    print(json.dumps({"us_per_replicate": round(us, 2), "statsmodels_us_per_fit": round(t_sm),
-                      "ratio": round(ratio), "max_abs_diff": float(max(diffs))}))
+    print(
+        json.dumps(
+            {
+                "us_per_replicate": round(us, 2),
+                "statsmodels_us_per_fit": round(t_sm),
+                "ratio": round(ratio),
+                "max_abs_diff": float(max(diffs)),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
