@@ -44,7 +44,8 @@ class OperatingCharacteristics:
     null_failures: int
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Plain dict for JSON; ``name`` is the analysis (the documented key)."""
+        return {"name": self.analysis, **asdict(self)}
 
 
 def null_scenario(s: Scenario) -> Scenario:
