@@ -143,6 +143,7 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
             frame.to_csv(tmp, index=False, na_rep="")
         else:
             frame.to_parquet(tmp, index=False)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
