@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from trialsim.power.simulation import mean_dose_factor
 from trialsim.scenario import (
     BinaryOutcome,
     BoundedOutcome,
@@ -11,7 +12,6 @@ from trialsim.scenario import (
     groups_in_cell,
     treated_cell_sizes,
 )
-from trialsim.simulate.attendance import dose_factor
 from trialsim.simulate.trial import dropout_intercept
 
 
@@ -31,7 +31,7 @@ def scenario_summary(s: Scenario, *, source: str) -> str:
         f"municipality {g.icc_municipality:g}",
         f"attendance  {d.sessions_offered} sessions, mean {a.mean_fraction:.0%} attended, "
         f"dose-response {a.dose_response} (mean dose factor "
-        f"{_mean_dose(s):.2f}), self-selection {a.prognosis_log_odds:g} log-odds/SD",
+        f"{mean_dose_factor(s):.2f}), self-selection {a.prognosis_log_odds:g} log-odds/SD",
         f"visits      months {', '.join(f'{m:g}' for m in d.visit_months)}",
         f"dropout     {dr.mechanism}, {dr.completion_target:.0%} complete the last visit "
         f"(per-visit intercept {dropout_intercept(s):.2f})",
@@ -50,12 +50,3 @@ def scenario_summary(s: Scenario, *, source: str) -> str:
         lines.append(f" {star}{name:<14} {o.rater:<9} {what}")
     lines.append("  (* primary; effects at full attendance)")
     return "\n".join(line for line in lines if line is not None)
-
-
-def _mean_dose(s: Scenario) -> float:
-    """Mean dose factor of a treated participant (by simulation of the Beta attendance)."""
-    rng = np.random.default_rng(0)
-    a = s.attendance
-    p = rng.beta(a.mean_fraction * a.precision, (1 - a.mean_fraction) * a.precision, 20_000)
-    fraction = rng.binomial(s.design.sessions_offered, p) / s.design.sessions_offered
-    return float(dose_factor(fraction, a).mean())
