@@ -1,0 +1,81 @@
+"""What every command shares: the one-line input error, option definitions, JSON output."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from trialsim.scenario import ScenarioError
+
+
+class InputError(click.ClickException):
+    """Bad input: printed as one line ``error: ...`` with exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def friendly(func):
+    """Turn library input errors into one-line CLI errors (exit 2), never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (ScenarioError, ValueError) as exc:
+            raise InputError(str(exc)) from None
+
+    return wrapper
+
+
+# ---- options shared by several commands (defined once) ---------------------------------------
+
+scenario_argument = click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a scenario value, e.g. --set groups.icc_group=0.1 (repeatable).",
+)
+seed_option = click.option(
+    "--seed", default=20161, show_default=True, help="Root seed: same seed, same results."
+)
+
+
+def reps_option(default: int):
+    return click.option(
+        "--reps",
+        default=default,
+        show_default=True,
+        type=click.IntRange(1),
+        help="Replicate trials.",
+    )
+
+
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="Output on screen.",
+)
+
+
+def echo_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=_json_default))
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value)}")
