@@ -1,0 +1,151 @@
+"""The recruitment timeline plot and the recruitment summary table."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from trialsim.simulate.recruitment import ACTIVITIES, RecruitmentResult
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+_ARMS = (("control", "tab:blue"), ("treatment", "tab:orange"))
+
+
+def _band(ax, months, counts, color, label, *, style="-"):
+    """Median line with a 10th-90th percentile band over replicates (counts (R, T))."""
+    lo, mid, hi = np.quantile(counts, [0.1, 0.5, 0.9], axis=0)
+    ax.fill_between(months, lo, hi, color=color, alpha=0.2, linewidth=0, step="post")
+    ax.step(months, mid, where="post", color=color, linestyle=style, label=label)
+
+
+def timeline_plot(result: RecruitmentResult, path, *, title: str = "") -> Path:
+    """Cumulative enrolment per municipality and arm, with group starts and cancellations.
+
+    One panel for the whole trial and one per municipality; lines are medians over replicates,
+    bands the 10th-90th percentiles. Written atomically (PNG, SVG or PDF by suffix).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    path = Path(path)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ValueError(f"--plot {path}: use a file name ending in {', '.join(PLOT_SUFFIXES)}")
+    months = result.months
+    end = np.nanquantile(
+        np.fmax(result.months_to_full_enrolment, result.months_to_last_group_start), 0.9
+    )
+    last = int(min(months[-1], np.ceil(end) + 3))
+    months = months[: last + 1]
+    enrolled = result.enrolled_by_month[..., : last + 1]  # (R, M, 2, T)
+    starts = result.group_starts_by_month[..., : last + 1]
+    cancels = result.group_cancels_by_month[..., : last + 1]
+    names = ("all municipalities", *result.municipality_names)
+    n_panels = len(names)
+    n_cols = 3 if n_panels > 4 else n_panels
+    n_rows = -(-n_panels // n_cols)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(4.2 * n_cols, 2.9 * n_rows), sharex=True, squeeze=False
+    )
+    for i, ax in enumerate(axes.flat):
+        if i >= n_panels:
+            ax.set_visible(False)
+            continue
+        sel = slice(None) if i == 0 else slice(i - 1, i)
+        for a, (arm, color) in enumerate(_ARMS):
+            _band(ax, months, enrolled[:, sel, a].sum(axis=1), color, f"enrolled, {arm}")
+        ax2 = ax.twinx()
+        _band(ax2, months, starts[:, sel].sum(axis=1), "tab:green", "groups started", style="--")
+        _band(ax2, months, cancels[:, sel].sum(axis=1), "tab:red", "groups cancelled", style=":")
+        ax2.set_ylim(bottom=0)
+        ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(bottom=0)
+        ax.set_title(names[i], fontsize=10)
+        if i % n_cols == 0:
+            ax.set_ylabel("people enrolled")
+        if i % n_cols == n_cols - 1 or i == n_panels - 1:
+            ax2.set_ylabel("groups")
+        if i == 0:
+            h1, l1 = ax.get_legend_handles_labels()
+            h2, l2 = ax2.get_legend_handles_labels()
+            ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left")
+    for ax in axes[-1]:
+        ax.set_xlabel(f"months from {result.start_date.isoformat()}")
+    fig.suptitle(
+        title
+        or (
+            f"{result.scenario} ({result.design} randomisation): recruitment over "
+            f"{result.n_reps} replicates (median, 10th-90th percentile)"
+        ),
+        fontsize=11,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
+_TABLE_ROWS = (
+    ("months_to_full_enrolment", "months to full enrolment"),
+    ("months_to_last_group_start", "months to last group start"),
+    ("referrals", "referrals"),
+    ("ineligible_at_screening", "  ineligible on the records"),
+    ("invited", "invited to assessment"),
+    ("ineligible_at_assessment", "  ineligible at the interview"),
+    ("refused_consent", "  refused consent"),
+    ("recruited", "recruited (enrolled)"),
+    ("randomised", "randomised"),
+    ("lost_before_start", "lost before start"),
+    ("not_offered_group", "treated, last group cancelled"),
+    ("started_treatment", "treated who started a group"),
+    ("groups_started", "groups started"),
+    ("groups_cancelled", "groups cancelled"),
+    ("mean_group_size_at_start", "mean group size at start"),
+    ("recruits_per_treated_group", "recruits per treated group"),
+    ("mean_waiting_months", "mean wait for the group (months)"),
+    ("staff_hours", "staff hours"),
+)
+
+
+def recruitment_table(summary: dict) -> str:
+    """The `trialsim recruit` summary as a readable table (median, 10th, 90th percentile)."""
+
+    def row(label, q):
+        return f"{label:<34}{q['median']:>10.1f}{q['p10']:>10.1f}{q['p90']:>10.1f}"
+
+    head = f"{'':<34}{'median':>10}{'p10':>10}{'p90':>10}"
+    lines = [
+        f"{summary['scenario']}: recruitment under {summary['design']} randomisation "
+        f"({summary['reps']} replicates, month 0 = {summary['calendar']['start_date']})",
+        "",
+        head,
+        "-" * len(head),
+    ]
+    lines += [row(label, summary[key]) for key, label in _TABLE_ROWS]
+    lines += [row(f"  {a}", summary["staff_hours_by_activity"][a]) for a in ACTIVITIES]
+    lines.append("sample measured at visit")
+    lines += [
+        row(f"  visit {v['visit']} (month {v['month']:g})", v) for v in summary["sample_at_visit"]
+    ]
+    cal = summary["calendar"]
+    full = cal["full_enrolment_date"]
+    lines += [
+        "",
+        f"full enrolment on {full['median']} (10-90 %: {full['p10']} to {full['p90']})",
+    ]
+    return "\n".join(lines)
