@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from trialsim.cli.common import echo_json, format_option, friendly
+from trialsim.cli.validate import map_option, wide_option
 
 
 @click.command()
@@ -20,21 +21,30 @@ from trialsim.cli.common import echo_json, format_option, friendly
     metavar="NAME",
     help="Analysis (see 'trialsim analyses').",
 )
+@map_option
+@wide_option
 @format_option
 @friendly
-def analyse(data_file, outcome, method, fmt):
-    """Run one analysis on a trial-data file (real or simulated, CSV or Parquet).
+def analyse(data_file, outcome, method, mapping, wide, fmt):
+    """Run one analysis on a trial-data file (real or simulated).
 
+    DATA is CSV (also Danish ';' with decimal commas), Parquet, .xlsx, .dta or .sav, long or
+    wide; --map names the file's columns (check the file first with 'trialsim validate').
     With a 'rep' column (simulated batches) there is one result row per replicate with
     rep, estimate, se, df, p_value, ci_low, ci_high and the variance components.
 
-    Example: trialsim analyse sft.csv --outcome psp --method mixed
+    \b
+    Examples:
+      trialsim analyse sft.csv --outcome psp --method mixed
+      trialsim analyse scenarios/data/sft-example.csv --method cace-dose \\
+        --map participant=deltager,municipality=kommune,arm=gruppe,group=hold \\
+        --map sessions_offered=tilbudt,sessions_attended=fremmøde
     """
     from trialsim.analyse.registry import get_analysis
     from trialsim.data import read_trial_data
 
     analysis = get_analysis(method)
-    data = read_trial_data(data_file)
+    data = read_trial_data(data_file, mapping, wide=wide)
     frame = analysis.run(data, outcome).to_frame(rep=data.rep)
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)

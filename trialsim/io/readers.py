@@ -1,0 +1,137 @@
+"""Read a table from the files evaluators have: CSV, Parquet, Excel, Stata and SPSS.
+
+CSV dialects are detected from the first lines: the separator (``,``, ``;`` or tab), the
+decimal mark (a Danish Excel export writes ``;`` and decimal commas, ``12,5``) and the text
+encoding (UTF-8, with or without BOM, else Windows-1252 as Excel writes æ, ø, å). Value labels
+of Stata and SPSS files become their text labels (e.g. ``1 = "SFT"`` gives ``SFT``).
+
+Every table gets a column ``_row``: the row number a spreadsheet shows (the header is row 1,
+the first record row 2), so problems can be reported where a user will look for them.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pandas as pd
+
+ROW = "_row"
+
+TEXT_SUFFIXES = (".csv", ".txt", ".tsv")
+SUFFIXES = (*TEXT_SUFFIXES, ".parquet", ".xlsx", ".xlsm", ".dta", ".sav", ".zsav")
+
+# Cells that mean "missing" in exports: empty, NA, SPSS's Excel export (#NULL!), Stata's "."
+MISSING_MARKERS = ("", "NA", "N/A", "NaN", "nan", ".", "#NULL!", "-")
+
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
+_DECIMAL_POINT = re.compile(r"^\s*[-+]?\d+\.\d+\s*$")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a data file into a DataFrame with a ``_row`` column (see module docstring).
+
+    Raises ``ValueError`` with one line naming the file and what to do.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such data file")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(
+            f"{path}: unknown data format {suffix or '(no suffix)'!r}; use one of "
+            f"{', '.join(SUFFIXES)}"
+        )
+    try:
+        if suffix in TEXT_SUFFIXES:
+            frame = _read_text(path)
+        elif suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        elif suffix in (".xlsx", ".xlsm"):
+            frame = pd.read_excel(path, sheet_name=0, engine="openpyxl")
+        elif suffix == ".dta":
+            frame = pd.read_stata(path, convert_categoricals=True)
+        else:
+            frame = pd.read_spss(path, convert_categoricals=True)
+    except ValueError:
+        raise
+    except Exception as exc:  # parsers raise many types; report them on one line
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: cannot read as a table: {message}") from None
+    frame = _tidy(frame)
+    frame.insert(0, ROW, range(2, len(frame) + 2))
+    return frame
+
+
+def sniff_dialect(sample: str) -> tuple[str, str]:
+    """(separator, decimal mark) of a CSV text sample.
+
+    The separator is the candidate occurring most often, and equally often, in the first
+    lines; the decimal mark is ``,`` when the separator is not a comma and some field looks
+    like ``12,5`` while none looks like ``12.5``.
+    """
+    lines = [line for line in sample.splitlines()[:20] if line.strip()]
+    if not lines:
+        return ",", "."
+    best, best_score = ",", -1
+    for sep in (";", "\t", ",", "|"):
+        counts = [line.count(sep) for line in lines[:-1] or lines]
+        if counts[0] == 0:
+            continue
+        consistent = sum(c == counts[0] for c in counts)
+        score = consistent * 1000 + counts[0]
+        if score > best_score:
+            best, best_score = sep, score
+    decimal = "."
+    if best != ",":
+        fields = [f for line in lines[1:] for f in next(csv.reader([line], delimiter=best))]
+        commas = sum(bool(_DECIMAL_COMMA.match(f)) for f in fields)
+        points = sum(bool(_DECIMAL_POINT.match(f)) for f in fields)
+        if commas > 0 and points == 0:
+            decimal = ","
+    return best, decimal
+
+
+def _read_text(path: Path) -> pd.DataFrame:
+    raw = path.read_bytes()
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:  # cp1252 leaves five bytes undefined; latin-1 decodes anything
+        encoding, text = "latin-1", raw.decode("latin-1")
+    sep, decimal = sniff_dialect(text[:65536])
+    return pd.read_csv(
+        path,
+        sep=sep,
+        decimal=decimal,
+        encoding=encoding,
+        na_values=list(MISSING_MARKERS),
+        keep_default_na=True,
+        skipinitialspace=True,
+        dtype_backend="numpy_nullable",
+    )
+
+
+def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    """Strip header whitespace, turn categoricals into text and nullable ints into floats."""
+    frame = frame.copy()
+    frame.columns = [str(c).strip() for c in frame.columns]
+    for name in frame.columns:
+        col = frame[name]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            frame[name] = col.astype(object).where(col.notna(), None)
+        elif pd.api.types.is_string_dtype(col.dtype):
+            values = col.astype(object).where(col.notna(), None)
+            uniques = values.dropna().unique()
+            stripped = {u: u.strip() if isinstance(u, str) else u for u in uniques}
+            values = values.map(stripped)
+            frame[name] = values.where(~values.isin(MISSING_MARKERS), None)
+        elif pd.api.types.is_bool_dtype(col.dtype):
+            frame[name] = col.astype("Float64").astype(float)
+        elif pd.api.types.is_numeric_dtype(col.dtype):
+            frame[name] = col.astype("Float64").to_numpy(dtype=float, na_value=float("nan"))
+    return frame
