@@ -1,0 +1,169 @@
+"""`trialsim sweep`: operating characteristics over a grid of scenario assumptions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from trialsim.cli.common import (
+    InputError,
+    echo_json,
+    format_option,
+    friendly,
+    reps_option,
+    scenario_argument,
+    seed_option,
+    set_option,
+)
+
+
+def _axes(ctx, param, values):
+    from trialsim.design.grid import parse_vary
+
+    try:
+        return [parse_vary(v) for v in values]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command()
+@scenario_argument
+@click.option(
+    "--vary",
+    "axes",
+    multiple=True,
+    required=True,
+    callback=_axes,
+    metavar="KEY=VALUES",
+    help="A scenario key and its values: a list 0.01,0.05,0.1 or a range start:stop:n "
+    "(repeatable; the grid is the product).",
+)
+@reps_option(500)
+@click.option(
+    "--analysis",
+    "analyses",
+    multiple=True,
+    metavar="NAME",
+    help="Analysis to score (repeatable; default: each cell's design default).",
+)
+@click.option("--outcome", default=None, help="Outcome (default: the primary).")
+@click.option(
+    "--alpha",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+)
+@seed_option
+@click.option(
+    "--jobs", default=1, show_default=True, type=click.IntRange(1), help="Worker processes."
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="local: a process pool on this machine; dask: a Dask cluster (--scheduler) or a "
+    "local Dask cluster of --jobs workers.",
+)
+@click.option(
+    "--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler, e.g. tcp://10.0.0.5:8786."
+)
+@click.option("--resume", is_flag=True, help="Keep finished cells in --out and run only the rest.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (default: results/<scenario>/sweep).",
+)
+@format_option
+@set_option
+@friendly
+def sweep(
+    scenario,
+    axes,
+    reps,
+    analyses,
+    outcome,
+    alpha,
+    seed,
+    jobs,
+    executor,
+    scheduler,
+    resume,
+    out,
+    fmt,
+    overrides,
+):
+    """Simulate SCENARIO over a grid of assumptions: one row per cell in OUT/results.csv.
+
+    Each cell (one combination of the --vary values) gets power, type-I error, bias,
+    empirical SE, RMSE and coverage with Monte Carlo SEs, its seed, run time and failure
+    counts; OUT also gets results.parquet, power curves and heatmaps (PNG) and
+    provenance.json. A cell's seed derives from its parameters and --seed, so the table is
+    the same for any --jobs, executor or order. Finished cells are saved as they finish
+    (OUT/cells/); after an interruption, rerun with --resume.
+
+    Examples:
+
+    \b
+      trialsim sweep scenarios/sft-19m.toml --vary groups.icc_group=0:0.1:5 \\
+        --vary groups.mean_size=5,6.3,8 --reps 1000 --jobs 2 --out results/icc-sweep
+
+    \b
+      trialsim sweep scenarios/sft-19m.toml --vary design.randomisation=individual,cohort \\
+        --reps 500 --executor dask --scheduler tcp://10.0.0.5:8786 --out results/designs
+    """
+    from trialsim.design.sweep import format_sweep, run_sweep
+    from trialsim.report.progress import progress_bar
+    from trialsim.scenario import load_scenario
+
+    if scheduler and executor != "dask":
+        raise InputError("--scheduler needs --executor dask")
+    s = load_scenario(scenario, overrides)
+    out = out or Path("results") / s.name / "sweep"
+    n_cells = 1
+    for axis in axes:
+        n_cells *= len(axis.values)
+    try:
+        with progress_bar(n_cells * reps, f"{n_cells} cells x {reps} replicates") as advance:
+            result = run_sweep(
+                scenario,
+                axes,
+                reps=reps,
+                out=out,
+                seed=seed,
+                analyses=analyses,
+                outcome=outcome,
+                alpha=alpha,
+                overrides=overrides,
+                jobs=jobs,
+                executor=executor,
+                scheduler=scheduler,
+                resume=resume,
+                progress=advance,
+            )
+    except KeyboardInterrupt:
+        click.echo(
+            f"interrupted: finished cells are saved in {out}/cells; rerun with --resume", err=True
+        )
+        sys.exit(130)
+    except (OSError, TimeoutError) as exc:
+        if executor == "dask":
+            raise InputError(
+                f"--scheduler {scheduler}: cannot use the Dask cluster ({exc})"
+            ) from None
+        raise
+    table = result.table
+    if fmt == "json":
+        echo_json(table.to_dict("records"))
+    elif fmt == "csv":
+        click.echo(table.to_csv(index=False), nl=False)
+    else:
+        click.echo(format_sweep(table, [a.key for a in axes]))
+    click.echo(
+        f"{result.cells_run} cells run, {result.cells_reused} reused, {result.cells_failed} "
+        f"failed (see the error column); outputs in {out}/",
+        err=True,
+    )

@@ -1,0 +1,157 @@
+"""Where sweep cells run: in this process, a local process pool, or a Dask cluster.
+
+All three take a module-level function ``fn(task, progress)`` and a list of picklable tasks,
+and yield ``(index, result)`` as tasks finish (in any order). Results never depend on the
+executor: every task carries its own seed (:func:`trialsim.design.grid.cell_seed`).
+
+* ``local`` with ``jobs=1``: in-process, replicate-level progress.
+* ``local`` with ``jobs>1``: :class:`concurrent.futures.ProcessPoolExecutor` with the
+  ``spawn`` start method (safe with threads and on every OS); workers report replicate
+  progress through a manager queue.
+* ``dask``: a :class:`distributed.Client` connected to ``scheduler`` (``tcp://host:8786``),
+  or, without one, a throw-away ``LocalCluster`` of ``jobs`` single-threaded worker
+  processes. Progress is counted per finished cell. Workers need the same trialsim version
+  installed; results come back to this process, which writes the cell files, so workers need
+  no shared file system.
+
+Running on an existing cluster (the scheduler address is all trialsim needs):
+
+* SLURM with dask-jobqueue, from a login node::
+
+      from dask_jobqueue import SLURMCluster
+      cluster = SLURMCluster(cores=1, processes=1, memory="4GB", walltime="02:00:00")
+      cluster.scale(jobs=32)             # 32 SLURM jobs, one worker each
+      print(cluster.scheduler_address)   # -> trialsim sweep ... --executor dask --scheduler ...
+
+  or by hand: ``dask scheduler`` on the login node and ``srun dask worker tcp://HOST:8786
+  --nthreads 1`` in a batch job.
+* Kubernetes: install the Dask Helm chart (``helm install dask dask/dask``) with an image that
+  has trialsim installed, and pass the scheduler service, e.g. ``tcp://dask-scheduler:8786``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue as _queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+EXECUTORS = ("local", "dask")
+
+Progress = Callable[[int], None] | None
+
+
+def run_tasks(
+    fn: Callable,
+    tasks: Sequence,
+    *,
+    jobs: int = 1,
+    executor: str = "local",
+    scheduler: str | None = None,
+    progress: Progress = None,
+    units_per_task: int = 1,
+) -> Iterator[tuple[int, object]]:
+    """Run ``fn(task, progress)`` for every task; yield ``(index, result)`` as each finishes.
+
+    ``units_per_task`` is what one task counts for in ``progress`` when the executor cannot
+    report finer progress (Dask).
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    if jobs < 1:
+        raise ValueError(f"--jobs {jobs}: must be at least 1")
+    if not tasks:
+        return
+    if executor == "dask":
+        yield from _run_dask(fn, tasks, jobs, scheduler, progress, units_per_task)
+    elif jobs == 1:
+        for i, task in enumerate(tasks):
+            yield i, fn(task, progress)
+    else:
+        yield from _run_pool(fn, tasks, jobs, progress)
+
+
+def _one_blas_thread() -> None:
+    """Worker initializer: one BLAS thread per worker process, so J workers use J cores
+    instead of oversubscribing them (numpy's OpenBLAS starts one thread per core)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # without threadpoolctl the workers keep BLAS's default
+        return
+    threadpool_limits(1)
+
+
+def _report_to_queue(fn: Callable, task, sink) -> object:
+    """Worker side of the process pool: forward replicate progress through the queue."""
+    return fn(task, sink.put if sink is not None else None)
+
+
+def _run_pool(fn, tasks, jobs, progress) -> Iterator[tuple[int, object]]:
+    ctx = multiprocessing.get_context("spawn")
+    manager = ctx.Manager() if progress is not None else None
+    sink = manager.Queue() if manager is not None else None
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set() or not sink.empty():
+            try:
+                progress(sink.get(timeout=0.1))
+            except _queue.Empty:
+                continue
+            except (EOFError, OSError):  # manager gone at shutdown
+                return
+
+    reader = threading.Thread(target=drain, daemon=True) if sink is not None else None
+    if reader is not None:
+        reader.start()
+    pool = ProcessPoolExecutor(
+        max_workers=min(jobs, len(tasks)), mp_context=ctx, initializer=_one_blas_thread
+    )
+    try:
+        futures = {pool.submit(_report_to_queue, fn, t, sink): i for i, t in enumerate(tasks)}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield futures[future], future.result()
+    finally:
+        # on an interrupt, drop queued cells; finished ones are already yielded and saved
+        pool.shutdown(wait=True, cancel_futures=True)
+        stop.set()
+        if reader is not None:
+            reader.join()
+        if manager is not None:
+            manager.shutdown()
+
+
+def _run_dask(fn, tasks, jobs, scheduler, progress, units) -> Iterator[tuple[int, object]]:
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler, timeout="20s")
+    else:
+        cluster = LocalCluster(
+            n_workers=jobs,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+        client = Client(cluster)
+    try:
+        futures = [client.submit(fn, t, None, pure=False) for t in tasks]
+        index = {f.key: i for i, f in enumerate(futures)}
+        try:
+            for future in as_completed(futures):
+                result = future.result()
+                if progress is not None:
+                    progress(units)
+                yield index[future.key], result
+        finally:
+            client.cancel(futures)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,212 @@
+"""Figures for design comparisons, sweeps and budgets (PNG, written atomically).
+
+Intervals are ±1.96 Monte Carlo SEs: the uncertainty due to the finite number of simulated
+trials, not a confidence interval for the trial's effect.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trialsim.report.provenance import save_figure
+
+Z = 1.96
+MAX_LINES = 8  # more lines than this on one plot stop being readable
+MAX_PANELS = 6
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def compare_figure(rows: list[dict], path: str | Path, *, title: str = "") -> Path:
+    """Dot-and-interval chart of power, type-I error and bias per design (one row each).
+
+    Reference lines: 80 % power, the nominal alpha, zero bias.
+    """
+    plt = _plt()
+    rows = [r for r in rows if r.get("power") is not None and not _nan(r.get("power"))]
+    labels = [f"{r['design']}\n({r['analysis']})" for r in rows]
+    y = np.arange(len(rows))[::-1]
+    alpha = rows[0].get("alpha", 0.05) if rows else 0.05
+    panels = (
+        ("power", "power_mcse", "power (dashed: 80 % target)", 0.8, (0, 1)),
+        ("type1", "type1_mcse", "type-I error (dashed: nominal)", alpha, (0, None)),
+        ("bias", "bias_mcse", "bias, outcome units (dashed: none)", 0.0, (None, None)),
+    )
+    months = "months_to_full_enrolment_median"
+    with_recruitment = any(r.get(months) is not None for r in rows)
+    if with_recruitment:
+        panels += (
+            (
+                "months_to_full_enrolment",
+                None,
+                "months to full enrolment (p10-p90)",
+                None,
+                (0, None),
+            ),
+        )
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3.7 * len(panels), 0.7 * max(len(rows), 2) + 1.6), sharey=True
+    )
+    for ax, (key, err, label, ref, lim) in zip(axes, panels, strict=True):
+        if err is None:  # a median with its 10th-90th percentile range
+            x = np.array([_num(r.get(f"{key}_median")) for r in rows])
+            e = np.abs(
+                np.array(
+                    [
+                        [_num(r.get(f"{key}_p10")) for r in rows],
+                        [_num(r.get(f"{key}_p90")) for r in rows],
+                    ]
+                )
+                - x
+            )
+        else:
+            x = np.array([r[key] for r in rows], dtype=float)
+            e = Z * np.array([r[err] for r in rows], dtype=float)
+        ax.errorbar(x, y, xerr=e, fmt="o", color="#1f4e79", ecolor="#7fa7cf", capsize=4)
+        if ref is not None:
+            ax.axvline(ref, color="#b22222", lw=1, ls="--")
+        ax.set_xlabel(label)
+        if lim[0] is not None or lim[1] is not None:
+            ax.set_xlim(left=lim[0], right=lim[1])
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, labels)
+    fig.suptitle(title or "designs compared (dots: estimate; bars: ±1.96 Monte Carlo SE)")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def budget_figure(curve: pd.DataFrame, best: dict, path: str | Path, *, title: str = "") -> Path:
+    """Power of the best affordable design for each group size, the optimum marked."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(curve["group_size"], curve["power"], "o-", color="#1f4e79")
+    for r in curve.itertuples():
+        ax.annotate(
+            f"{r.n_groups}",
+            (r.group_size, r.power),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=8,
+        )
+    ax.plot([best["group_size"]], [best["power"]], "*", ms=16, color="#b22222", label="optimum")
+    ax.axhline(0.8, color="grey", lw=1, ls="--")
+    ax.set_xlabel("participants per group (numbers: groups affordable)")
+    ax.set_ylabel("analytic power")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    ax.set_title(title or "best use of the budget")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def sweep_figures(table: pd.DataFrame, axes: list, out: str | Path) -> list[Path]:
+    """Power curves along each numeric axis and power heatmaps over the first two axes."""
+    out = Path(out)
+    ok = table[table["error"].isna()] if "error" in table else table
+    if ok.empty:
+        return []
+    keys = [a.key for a in axes]
+    paths = []
+    for axis in axes:
+        if axis.numeric and len(axis.values) > 1:
+            paths.append(_power_curve(ok, axis.key, [k for k in keys if k != axis.key], out))
+    if len(axes) >= 2:
+        paths += _heatmaps(ok, keys[0], keys[1], keys[2:], out)
+    return paths
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text).strip("-")
+
+
+def _power_curve(table: pd.DataFrame, x: str, others: list[str], out: Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    by = [*others, "analysis"]
+    groups = list(table.groupby(by, sort=False, dropna=False))
+    analytic_shown = False
+    for label, part in groups[:MAX_LINES]:
+        part = part.sort_values(x)
+        label = label if isinstance(label, tuple) else (label,)
+        name = ", ".join(f"{k}={v}" for k, v in zip(by, label, strict=True) if k != "analysis")
+        name = f"{name} [{label[-1]}]" if name else str(label[-1])
+        bars = ax.errorbar(
+            part[x], part["power"], yerr=Z * part["power_mcse"], marker="o", capsize=3, label=name
+        )
+        if "analytic_power" in part and part["analytic_power"].notna().any():
+            color = bars.lines[0].get_color()
+            ax.plot(part[x], part["analytic_power"], ls=":", color=color, lw=1.5)
+            analytic_shown = True
+    ax.axhline(0.8, color="grey", lw=1, ls="--")
+    if analytic_shown:
+        ax.plot([], [], ls=":", color="black", label="analytic formula")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(x)
+    ax.set_ylabel("power (±1.96 MCSE)")
+    title = f"power against {x}"
+    if len(groups) > MAX_LINES:
+        title += f" (first {MAX_LINES} of {len(groups)} lines)"
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, out / f"power-curve-{_slug(x)}.png")
+
+
+def _heatmaps(table: pd.DataFrame, row: str, col: str, rest: list[str], out: Path) -> list[Path]:
+    plt = _plt()
+    paths = []
+    rest_values = [list(dict.fromkeys(table[k])) for k in rest]
+    combos = list(itertools.product(*rest_values))[:MAX_PANELS]
+    for analysis in dict.fromkeys(table["analysis"]):
+        for combo in combos:
+            part = table[table["analysis"] == analysis]
+            for k, v in zip(rest, combo, strict=True):
+                part = part[part[k] == v]
+            grid = part.pivot_table(index=row, columns=col, values="power", sort=False)
+            fig, ax = plt.subplots(figsize=(1.1 * grid.shape[1] + 3, 0.6 * grid.shape[0] + 2))
+            image = ax.imshow(grid.to_numpy(float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+            for (i, j), v in np.ndenumerate(grid.to_numpy(float)):
+                if not math.isnan(v):
+                    ax.text(
+                        j,
+                        i,
+                        f"{v:.2f}",
+                        ha="center",
+                        va="center",
+                        color="white" if v < 0.6 else "black",
+                        fontsize=8,
+                    )
+            ax.set_xticks(range(grid.shape[1]), [str(c) for c in grid.columns], rotation=45)
+            ax.set_yticks(range(grid.shape[0]), [str(r) for r in grid.index])
+            ax.set_xlabel(col)
+            ax.set_ylabel(row)
+            fig.colorbar(image, ax=ax, label="power")
+            suffix = "".join(
+                f"-{_slug(k)}={_slug(str(v))}" for k, v in zip(rest, combo, strict=True)
+            )
+            ax.set_title(f"power, {analysis}" + (f" ({suffix.strip('-')})" if suffix else ""))
+            fig.tight_layout()
+            paths.append(save_figure(fig, out / f"heatmap-{_slug(analysis)}{suffix}.png"))
+    return paths
+
+
+def _num(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def _nan(v) -> bool:
+    return isinstance(v, float) and math.isnan(v)

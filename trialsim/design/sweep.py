@@ -1,0 +1,362 @@
+"""Sweeps: simulated operating characteristics over a grid of scenario assumptions.
+
+A sweep expands ``--vary KEY=VALUES`` axes into cells (:mod:`trialsim.design.grid`), runs
+:func:`~trialsim.power.simulation.simulate_operating_characteristics` for each cell on an
+executor (:mod:`trialsim.design.executors`) and writes, under ``DIR``:
+
+* ``cells/<hash>.json`` -- one file per finished cell, written atomically as it finishes;
+* ``sweep.json`` -- the settings every cell was run with (scenario hash, replicates, seed,
+  analyses, outcome, alpha), checked before a ``--resume``;
+* ``results.csv`` / ``results.parquet`` -- one row per cell and analysis, in grid order:
+  the cell's parameters, every operating characteristic with its Monte Carlo SE, the
+  closed-form power where a formula covers the cell (``analytic_power``, else empty), the
+  cell's seed, its run time (``seconds``) and failure counts;
+* ``power-curve*.png`` / ``heatmap*.png`` and ``provenance.json``.
+
+Each cell's seed is derived from its parameters and the root seed, so the table (apart from
+``seconds``) is the same for any number of jobs, executor, or order of execution, and a
+resumed sweep equals an uninterrupted one. Replicates are simulated in chunks, so memory does
+not grow with the number of replicates (only the per-replicate estimates are kept: about
+100 bytes per replicate and analysis).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from trialsim.data import write_table
+from trialsim.design.executors import run_tasks
+from trialsim.design.grid import Axis, cell_hash, cell_key, cell_seed, expand_grid, overrides_for
+from trialsim.report.provenance import build_provenance, write_json, write_provenance
+from trialsim.scenario import ScenarioError, apply_overrides, scenario_from_dict
+
+SETTINGS_FILE = "sweep.json"
+CELLS_DIR = "cells"
+
+#: Simulated operating characteristics of a row, in table order.
+SIMULATED_COLUMNS = (
+    "analysis",
+    "outcome",
+    "reps",
+    "truth",
+    "power",
+    "power_mcse",
+    "type1",
+    "type1_mcse",
+    "bias",
+    "bias_mcse",
+    "empirical_se",
+    "empirical_se_mcse",
+    "mean_se",
+    "rmse",
+    "coverage",
+    "coverage_mcse",
+    "failures",
+    "null_failures",
+)
+#: Columns of an operating-characteristics row: simulated, then the closed-form power.
+OC_COLUMNS = (*SIMULATED_COLUMNS, "analytic_power")
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The assembled table and what happened: cells run now, reused from disk, failed."""
+
+    table: pd.DataFrame
+    out: Path
+    cells_run: int
+    cells_reused: int
+    cells_failed: int
+    plots: tuple[Path, ...]
+
+
+def run_cell(task: dict, progress: Callable[[int], None] | None = None) -> dict:
+    """Simulate one cell (runs in a worker process; everything it needs is in ``task``)."""
+    from trialsim.analyse.registry import default_analysis
+    from trialsim.power.simulation import simulate_operating_characteristics
+
+    start = time.perf_counter()
+    record = {"key": task["key"], "params": task["params"], "seed": task["seed"]}
+    try:
+        s = scenario_from_dict(task["raw"], source=task["source"])
+        analyses = list(task["analyses"]) or [default_analysis(s.design.randomisation)]
+        ocs, _ = simulate_operating_characteristics(
+            s,
+            analyses,
+            reps=task["reps"],
+            seed=task["seed"],
+            outcome=task["outcome"],
+            alpha=task["alpha"],
+            chunk_size=task["chunk_size"],
+            progress=progress,
+        )
+        analytic = _analytic_power(s, task["outcome"])
+        record["rows"] = [
+            {**{k: getattr(oc, k) for k in SIMULATED_COLUMNS}, "analytic_power": analytic}
+            for oc in ocs
+        ]
+        record["error"] = None
+    except Exception as exc:  # a failing cell is recorded, the sweep goes on
+        record["rows"] = []
+        record["error"] = f"{type(exc).__name__}: {exc}"
+    record["seconds"] = time.perf_counter() - start
+    return record
+
+
+def _analytic_power(s, outcome: str | None) -> float:
+    """Closed-form power of the cell (NaN where no formula covers its design or outcome)."""
+    from trialsim.power.from_scenario import analytic_power
+
+    try:
+        return float(analytic_power(s, outcome)["power"])
+    except ValueError:
+        return float("nan")
+
+
+def run_sweep(
+    scenario_path: str | Path,
+    axes: Sequence[Axis],
+    *,
+    reps: int,
+    out: str | Path,
+    seed: int = 20161,
+    analyses: Sequence[str] = (),
+    outcome: str | None = None,
+    alpha: float = 0.05,
+    overrides: Sequence[str] = (),
+    jobs: int = 1,
+    executor: str = "local",
+    scheduler: str | None = None,
+    resume: bool = False,
+    chunk_size: int = 2048,
+    progress: Callable[[int], None] | None = None,
+    on_cell: Callable[[int, dict], None] | None = None,
+    plots: bool = True,
+) -> SweepResult:
+    """Run (or resume) a sweep of ``scenario_path`` over the product of ``axes`` into ``out``.
+
+    Parameters
+    ----------
+    scenario_path : scenario TOML; ``overrides`` (``dotted.key=value``) apply to every cell.
+    axes : the varied keys (:func:`trialsim.design.grid.parse_vary`).
+    reps : replicate trials per cell (each simulated with and without the effect).
+    analyses : analyses to score (default: each cell's design default).
+    jobs, executor, scheduler : where cells run (:func:`trialsim.design.executors.run_tasks`).
+    resume : reuse finished cells in ``out/cells``; without it a folder holding results of
+        *other* settings is an error, and one holding this sweep's results is recomputed
+        (cells are overwritten with identical numbers: their seeds are the same).
+    progress : ``advance(n)`` over ``cells x reps`` replicates (e.g. a progress bar).
+    on_cell : called as ``on_cell(i, record)`` after cell ``i`` is saved (tests use it to
+        interrupt a sweep).
+
+    Example
+    -------
+    >>> run_sweep("scenarios/sft-19m.toml", [parse_vary("groups.icc_group=0:0.1:3")],
+    ...           reps=500, out="results/sft-19m/sweep")               # doctest: +SKIP
+    """
+    from trialsim.analyse.registry import get_analysis
+
+    out = Path(out)
+    scenario_path = Path(scenario_path)
+    base_raw, base = _load_base(scenario_path, overrides)
+    for name in analyses:
+        get_analysis(name)
+    if outcome is not None and outcome not in base.outcomes:
+        raise ValueError(f"--outcome {outcome}: not in the scenario; choose {list(base.outcomes)}")
+    grid = expand_grid(list(axes))
+    settings = {
+        "scenario": base.name,
+        "scenario_sha256": base.digest(),
+        "reps": int(reps),
+        "seed": int(seed),
+        "analyses": list(analyses),
+        "outcome": outcome,
+        "alpha": float(alpha),
+    }
+    tasks = [cell_task(base_raw, params, settings, chunk_size, scenario_path) for params in grid]
+    _check_folder(out, settings)
+    write_json(out / SETTINGS_FILE, {"settings": settings})
+    cells_dir = out / CELLS_DIR
+    records: dict[int, dict] = {}
+    if resume:
+        for i, task in enumerate(tasks):
+            done = _load_cell(cells_dir / f"{task['hash']}.json", task)
+            if done is not None:
+                records[i] = done
+    reused = len(records)
+    todo = [i for i in range(len(tasks)) if i not in records]
+    if progress is not None and reused:
+        progress(reused * reps)
+    for j, record in run_tasks(
+        run_cell,
+        [tasks[i] for i in todo],
+        jobs=jobs,
+        executor=executor,
+        scheduler=scheduler,
+        progress=progress,
+        units_per_task=reps,
+    ):
+        i = todo[j]
+        record = dict(record, settings=settings)
+        if record["error"] is None:
+            write_json(cells_dir / f"{tasks[i]['hash']}.json", record)
+        records[i] = record
+        if on_cell is not None:
+            on_cell(i, record)
+    table = sweep_table(tasks, records, list(axes))
+    write_table(table, out / "results.csv")
+    write_table(table, out / "results.parquet")
+    figures = ()
+    if plots:
+        from trialsim.design.figures import sweep_figures
+
+        figures = tuple(sweep_figures(table, list(axes), out))
+    write_provenance(
+        out,
+        build_provenance(
+            command="sweep",
+            scenario_path=scenario_path,
+            scenario=base,
+            seed=seed,
+            overrides=list(overrides),
+            vary={a.key: list(a.values) for a in axes},
+            cells=len(tasks),
+            reps=reps,
+            analyses=list(analyses),
+            outcome=outcome,
+            alpha=alpha,
+            jobs=jobs,
+            executor=executor,
+            cell_seeds={t["hash"]: t["seed"] for t in tasks},
+        ),
+    )
+    failed = sum(1 for r in records.values() if r["error"] is not None)
+    return SweepResult(table, out, len(todo), reused, failed, figures)
+
+
+def _load_base(path: Path, overrides: Sequence[str]):
+    if not path.is_file():
+        raise ScenarioError(f"{path}: no such scenario file (see the files in scenarios/)")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    raw = apply_overrides(raw, list(overrides), source=str(path))
+    return raw, scenario_from_dict(raw, source=str(path))
+
+
+def cell_task(base_raw: dict, params: dict, settings: dict, chunk_size: int, path: Path) -> dict:
+    """Everything a worker needs for one cell; the cell's scenario is validated here."""
+    source = f"{path} with --vary " + ", ".join(f"{k}={v}" for k, v in params.items())
+    raw = apply_overrides(base_raw, overrides_for(params), source=source)
+    scenario_from_dict(raw, source=source)  # bad cells fail before any work starts
+    return {
+        "key": cell_key(params),
+        "hash": cell_hash(params),
+        "params": params,
+        "seed": cell_seed(settings["seed"], params),
+        "raw": raw,
+        "source": source,
+        "reps": settings["reps"],
+        "analyses": settings["analyses"],
+        "outcome": settings["outcome"],
+        "alpha": settings["alpha"],
+        "chunk_size": chunk_size,
+    }
+
+
+def _check_folder(out: Path, settings: dict) -> None:
+    """Refuse to mix the results of different scenarios or settings in one folder.
+
+    Only folders with results (cells or a table) are protected: settings left by a run that
+    failed before its first cell do not block a corrected run.
+    """
+    path = out / SETTINGS_FILE
+    has_results = (out / "results.csv").is_file() or any((out / CELLS_DIR).glob("*.json"))
+    if not has_results:
+        return
+    if not path.is_file():
+        raise ValueError(
+            f"--out {out}: holds results without {SETTINGS_FILE} (not a sweep folder); choose "
+            "another --out"
+        )
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))["settings"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ValueError(f"{path}: unreadable sweep settings; choose another --out") from None
+    diff = [k for k in settings if old.get(k) != settings[k]]
+    if diff:
+        k = diff[0]
+        raise ValueError(
+            f"--out {out}: holds a sweep with different settings ({k} was {old.get(k)!r}, "
+            f"now {settings[k]!r}); choose another --out or delete the folder"
+        )
+
+
+def _load_cell(path: Path, task: dict) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None  # cannot happen with atomic writes; recompute to be safe
+    if record.get("key") != task["key"] or record.get("seed") != task["seed"]:
+        return None
+    return record
+
+
+def sweep_table(tasks: list[dict], records: dict[int, dict], axes: list[Axis]) -> pd.DataFrame:
+    """One row per cell and analysis, in grid order (independent of execution order)."""
+    keys = [a.key for a in axes]
+    rows = []
+    for i, task in enumerate(tasks):
+        record = records.get(i)
+        if record is None:
+            continue
+        base = {"cell": task["hash"], **{k: task["params"][k] for k in keys}}
+        tail = {"seed": task["seed"], "seconds": round(record["seconds"], 3)}
+        if record["error"] is not None or not record["rows"]:
+            rows.append({**base, **dict.fromkeys(OC_COLUMNS), **tail, "error": record["error"]})
+        for oc in record["rows"]:
+            rows.append({**base, **oc, **tail, "error": None})
+    table = pd.DataFrame(rows, columns=["cell", *keys, *OC_COLUMNS, "seed", "seconds", "error"])
+    for column in OC_COLUMNS[2:]:
+        table[column] = pd.to_numeric(table[column])
+    return table
+
+
+def format_sweep(table: pd.DataFrame, keys: list[str]) -> str:
+    """A compact terminal view: parameters, power and type-I error (± one MCSE), bias."""
+
+    def pm(v, e, d=3):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        return f"{v:.{d}f} ± {e:.{d}f}" if e == e else f"{v:.{d}f}"
+
+    head = [*keys, "analysis", "power", "type I", "bias", "fail"]
+    body = [
+        [
+            *[str(r[k]) for k in keys],
+            str(r["analysis"] or "error"),
+            pm(r["power"], r["power_mcse"]),
+            pm(r["type1"], r["type1_mcse"]),
+            pm(r["bias"], r["bias_mcse"], 2),
+            "-" if r["failures"] != r["failures"] else str(int(r["failures"])),
+        ]
+        for r in table.to_dict("records")
+    ]
+    widths = [
+        max(len(h), *(len(b[j]) for b in body)) if body else len(h) for j, h in enumerate(head)
+    ]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True))]
+    lines.append("-" * len(lines[0]))
+    lines += ["  ".join(c.rjust(w) for c, w in zip(b, widths, strict=True)) for b in body]
+    return "\n".join(lines)
