@@ -38,3 +38,22 @@ def test_variant_header_and_difference(path):
         assert s.attendance.mean_fraction < base.attendance.mean_fraction
     # nature is otherwise the same as the base scenario
     assert s.outcomes == base.outcomes and s.sites.participants == base.sites.participants
+
+
+def test_base_merges_tables_key_by_key(tmp_path):
+    base = ROOT / "scenarios" / "sft-19m.toml"
+    variant = tmp_path / "v.toml"
+    variant.write_text(
+        f'base = "{base}"\nname = "v"\n[groups]\nicc_group = 0.2\n', encoding="utf-8"
+    )
+    expected = load_scenario(base, ["name='v'", "groups.icc_group=0.2"])
+    assert load_scenario(variant) == expected
+
+
+def test_a_base_cycle_is_one_clear_error(tmp_path):
+    from trialsim.scenario import ScenarioError
+
+    (tmp_path / "a.toml").write_text('base = "b.toml"\n', encoding="utf-8")
+    (tmp_path / "b.toml").write_text('base = "a.toml"\n', encoding="utf-8")
+    with pytest.raises(ScenarioError, match="refers back to itself"):
+        load_scenario(tmp_path / "a.toml")

@@ -7,6 +7,7 @@ are made with :func:`apply_overrides` (``--set dotted.key=value``) or ``model_co
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import math
 import tomllib
@@ -42,12 +43,44 @@ class Design(_Part):
     visit_months: tuple[Annotated[float, Field(ge=0.0, le=240.0)], ...] = (0.0, 9.0, 15.0)
 
 
+class Recruitment(_Part):
+    """Referral, screening, consent, group formation and loss before start (DESIGN.md §3.1).
+
+    Rates are per month of calendar time from ``start_date``; hours are staff hours. See
+    :mod:`trialsim.simulate.recruitment` for the process and ``scenarios/sft-19m.toml`` for
+    sources.
+    """
+
+    start_date: datetime.date = datetime.date(2014, 9, 1)
+    referrals_per_month: tuple[Annotated[float, Field(gt=0.0, le=1e6)], ...]
+    referral_rate_cv: Annotated[float, Field(ge=0.0, le=3.0)] = 0.2
+    ramp_up_months: Annotated[float, Field(ge=0.0, le=60.0)] = 3.0
+    eligible_at_screening: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7
+    eligible_at_assessment: Annotated[float, Field(gt=0.0, le=1.0)] = 0.85
+    consent_individual: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7
+    consent_cluster: Annotated[float, Field(gt=0.0, le=1.0)] = 0.85
+    consent_waitlist: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
+    group_start_size: Annotated[int, Field(ge=1, le=100)] = 6
+    cancel_below: Annotated[int, Field(ge=1, le=100)] = 3
+    max_wait_months: Annotated[float, Field(gt=0.0, le=120.0)] = 8.0
+    loss_per_month_waiting: Annotated[float, Field(ge=0.0, le=10.0)] = 0.03
+    loss_prognosis_log_hazard: Annotated[float, Field(ge=-5.0, le=5.0)] = 0.3
+    hours_per_referral: Annotated[float, Field(ge=0.0, le=1000.0)] = 1.5
+    hours_per_assessment: Annotated[float, Field(ge=0.0, le=1000.0)] = 3.0
+    hours_per_motivation_contact: Annotated[float, Field(ge=0.0, le=1000.0)] = 1.0
+    hours_per_baseline: Annotated[float, Field(ge=0.0, le=1000.0)] = 2.0
+    motivation_contacts_per_invitation: Annotated[float, Field(ge=0.0, le=100.0)] = 2.0
+    motivation_contacts_per_month_waiting: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
+    dropout_log_odds_per_month_waiting: Annotated[float, Field(ge=-5.0, le=5.0)] = 0.05
+    link_trial: bool = False
+
+
 class Sites(_Part):
     """Municipalities and how many participants each randomises."""
 
     participants: tuple[Annotated[int, Field(ge=1, le=100_000)], ...]
     names: tuple[str, ...] | None = None
-    recruitment: dict[str, Any] | None = None  # reserved for the recruitment component
+    recruitment: Recruitment | None = None  # the recruitment process; None = not modelled
 
     @property
     def n_municipalities(self) -> int:
@@ -109,6 +142,8 @@ class _Outcome(_Part):
     better: Literal["higher", "lower"] = "higher"
     effect_by_visit: tuple[Annotated[float, Field(ge=0.0, le=2.0)], ...] | None = None
     expectancy_bias: Annotated[float, Field(ge=-1e4, le=1e4)] = 0.0
+    # minimal clinically important difference, outcome units (> 0; its sign follows `better`)
+    mcid: Annotated[float, Field(gt=0.0)] | None = None
 
 
 class BoundedOutcome(_Outcome):
@@ -147,6 +182,23 @@ class BinaryOutcome(_Outcome):
 
 
 Outcome = Annotated[BoundedOutcome | CountOutcome | BinaryOutcome, Field(discriminator="type")]
+DesignPrior = Annotated[
+    str, Field(pattern=r"^[a-z]+:\s*[-+0-9.eE]+(\s*,\s*[-+0-9.eE]+)*$")
+]  # "family:p1,p2", e.g. "normal:4,2" or "beta:2,30"
+
+
+class AnalysisPriors(_Part):
+    """Optional ``[analysis]`` part: the priors of the Bayesian analyses (trialsim.bayes)."""
+
+    prior: Annotated[
+        str,
+        Field(pattern=r"^(weakly-informative|sceptical|enthusiastic|flat|normal:[^,]+,[^,]+)$"),
+    ] = "weakly-informative"
+    sceptical_tail: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
+    group_sd_prior: (
+        Annotated[str, Field(pattern=r"^(half-normal|half-t):[-+0-9.eE, ]+$")] | None
+    ) = None  # default half-normal with scale = half the outcome SD
+    rope: tuple[float, float] | None = None
 
 
 class Scenario(_Part):
@@ -163,6 +215,10 @@ class Scenario(_Part):
     blinding: Blinding = Blinding()
     outcomes: dict[str, Outcome]
     primary_outcome: str | None = None
+    analysis: AnalysisPriors | None = None  # priors for Bayesian analyses (trialsim.bayes)
+    # Beliefs about nature for Bayesian design (assurance), in the ``--design-prior`` format
+    # "family:params", e.g. effect = "normal:4,2", icc = "beta:2,30" (`trialsim calibrate`).
+    design_priors: dict[str, DesignPrior] = {}
 
     @property
     def primary(self) -> str:
@@ -201,14 +257,37 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     Raises :class:`ScenarioError` with one line naming file, key, value and what is allowed.
     """
     path = Path(path)
+    raw = apply_overrides(_read_with_base(path), overrides, source=str(path))
+    return scenario_from_dict(raw, source=str(path))
+
+
+def _read_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Parse a scenario file; ``base = "other.toml"`` (relative to the file) makes it a variant:
+    its tables are merged key by key over the base scenario's."""
     if not path.is_file():
         raise ScenarioError(f"{path}: no such scenario file (see the files in scenarios/)")
+    if path.resolve() in seen:
+        raise ScenarioError(f"{path}: 'base' refers back to itself; remove the cycle")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
-    raw = apply_overrides(raw, overrides, source=str(path))
-    return scenario_from_dict(raw, source=str(path))
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ScenarioError(f"base = {base!r} ({path}): give the base scenario's file name")
+    return _merged(_read_with_base(path.parent / base, (*seen, path.resolve())), raw)
+
+
+def _merged(base: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in variant.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def scenario_from_dict(raw: dict[str, Any], *, source: str = "<scenario>") -> Scenario:
@@ -340,6 +419,28 @@ def _inconsistencies(s: Scenario):
     if k > 1 and c.between_outcomes <= -1 / (k - 1):
         yield "correlation.between_outcomes", f"must exceed {-1 / (k - 1):.3f} for {k} outcomes"
     yield from _group_feasibility(s)
+    yield from _recruitment_inconsistencies(s)
+
+
+def _recruitment_inconsistencies(s: Scenario):
+    r, m = s.sites.recruitment, s.sites.n_municipalities
+    if r is None:
+        return
+    if len(r.referrals_per_month) not in (1, m):
+        yield (
+            "sites.recruitment.referrals_per_month",
+            f"has {len(r.referrals_per_month)} rates for {m} municipalities; give 1 or {m}",
+        )
+    if r.cancel_below > r.group_start_size:
+        yield (
+            "sites.recruitment.cancel_below",
+            f"({r.cancel_below}) must not exceed group_start_size ({r.group_start_size})",
+        )
+    if r.group_start_size > s.groups.max_size:
+        yield (
+            "sites.recruitment.group_start_size",
+            f"({r.group_start_size}) must not exceed groups.max_size ({s.groups.max_size})",
+        )
 
 
 def _group_feasibility(s: Scenario):
