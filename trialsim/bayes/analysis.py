@@ -1,0 +1,240 @@
+"""Bayesian analysis of one trial-data set: resolve priors, fit by MCMC or exactly, summarise.
+
+This is the library function behind ``trialsim bayes``::
+
+    from trialsim.data import read_trial_data
+    from trialsim.bayes.analysis import BayesSettings, fit_trial
+    result = fit_trial(read_trial_data("trial.csv"), "psp",
+                       BayesSettings.resolve(prior="sceptical", mcid=7.0))
+    result.summary["p_beyond_mcid"]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from trialsim.analyse.prepare import ModelArrays, ancova_arrays
+from trialsim.bayes.fast import ScalePrior, fast_posterior
+from trialsim.bayes.models import MODELS, RESIDUALS, model_input
+from trialsim.bayes.priors import DEFAULT_TAIL, EffectPrior, resolve_prior
+from trialsim.bayes.summary import summarise
+from trialsim.data import TrialData
+
+GROUP_SD_SCALE = 0.5  # default group-SD prior: half-normal with scale = 0.5 outcome SDs
+
+
+def parse_group_prior(spec: str | None, outcome_sd: float) -> ScalePrior:
+    """``half-normal:SCALE`` or ``half-t:NU,SCALE`` (outcome units); None for the default
+    half-normal with scale = half the outcome SD."""
+    if spec is None:
+        return ScalePrior("half-normal", GROUP_SD_SCALE * outcome_sd)
+    family, _, params = spec.strip().lower().partition(":")
+    try:
+        values = [float(v) for v in params.split(",")]
+    except ValueError:
+        values = []
+    if family == "half-normal" and len(values) == 1:
+        return ScalePrior("half-normal", values[0])
+    if family == "half-t" and len(values) == 2:
+        return ScalePrior("half-t", values[1], nu=values[0])
+    raise ValueError(
+        f"group-SD prior {spec!r}: expected half-normal:SCALE or half-t:NU,SCALE, "
+        "e.g. half-normal:6.5"
+    )
+
+
+@dataclass(frozen=True)
+class BayesSettings:
+    """Unresolved analysis choices; priors are resolved against the data's outcome SD."""
+
+    model: str = "partially-nested"
+    prior: str = "weakly-informative"
+    mcid: float | None = None  # positive, outcome units
+    better: str = "higher"
+    tail: float = DEFAULT_TAIL
+    group_prior: str | None = None
+    rope: tuple[float, float] | None = None
+    residual: str = "normal"
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if self.residual not in RESIDUALS:
+            raise ValueError(f"--residual must be one of {', '.join(RESIDUALS)}")
+        if self.better not in ("higher", "lower"):
+            raise ValueError(f"--better must be higher or lower, got {self.better!r}")
+        if self.mcid is not None and not (self.mcid > 0 and math.isfinite(self.mcid)):
+            raise ValueError(
+                f"--mcid must be a positive number of outcome units, got {self.mcid} (the "
+                "direction comes from --better)"
+            )
+        if self.rope is not None and not self.rope[0] < self.rope[1]:
+            raise ValueError(f"--rope L,U needs L < U, got {self.rope}")
+
+    @property
+    def signed_mcid(self) -> float | None:
+        if self.mcid is None:
+            return None
+        return self.mcid if self.better == "higher" else -self.mcid
+
+    def priors(self, outcome_sd: float) -> tuple[EffectPrior, ScalePrior]:
+        effect = resolve_prior(self.prior, mcid=self.signed_mcid, scale=outcome_sd, tail=self.tail)
+        return effect, parse_group_prior(self.group_prior, outcome_sd)
+
+    @classmethod
+    def from_scenario(cls, scenario, outcome: str, **overrides) -> BayesSettings:
+        """Settings from a scenario's outcome (mcid, better) and ``[analysis]`` part; keyword
+        arguments that are not None override them."""
+        o = scenario.outcomes[outcome]
+        a = scenario.analysis
+        base = {
+            "mcid": getattr(o, "mcid", None),
+            "better": o.better,
+            "prior": a.prior if a else "weakly-informative",
+            "tail": a.sceptical_tail if a else DEFAULT_TAIL,
+            "group_prior": a.group_sd_prior if a else None,
+            "rope": tuple(a.rope) if a and a.rope else None,
+        }
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+
+def outcome_sd(a: ModelArrays, rep: int = 0) -> float:
+    """SD of the baseline outcome (measured before randomisation: sets prior scales)."""
+    base = a.baseline[rep]
+    sd = float(np.nanstd(base))
+    if not (sd > 0 and math.isfinite(sd)):
+        raise ValueError("cannot set prior scales: the baseline outcome has no spread")
+    return sd
+
+
+def random_effect_units(a: ModelArrays, model: str) -> np.ndarray:
+    return a.cluster if model in ("cluster", "stepped-wedge") else a.group
+
+
+@dataclass
+class BayesResult:
+    """What ``trialsim bayes`` reports: settings, resolved priors, summary, InferenceData."""
+
+    outcome: str
+    settings: BayesSettings
+    prior: EffectPrior
+    group_prior: ScalePrior
+    summary: dict
+    idata: object | None = None
+    sampler: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "outcome": self.outcome,
+            "model": self.settings.model,
+            "residual": self.settings.residual,
+            "better": self.settings.better,
+            "mcid": self.settings.mcid,
+            "rope": self.settings.rope,
+            "prior": self.prior.as_dict(),
+            "prior_text": self.prior.describe(),
+            "group_sd_prior": self.group_prior.describe(),
+            **self.summary,
+            "sampler": self.sampler,
+        }
+
+
+def fit_trial(
+    data: TrialData,
+    outcome: str,
+    settings: BayesSettings,
+    *,
+    method: str = "mcmc",
+    rep: int = 0,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 2,
+    seed: int = 20161,
+    target_accept: float = 0.9,
+    sampler: str = "auto",
+) -> BayesResult:
+    """Fit the Bayesian model of ``settings.model`` to replicate ``rep`` of ``data``.
+
+    ``method="exact"`` uses the quadrature posterior of :mod:`trialsim.bayes.fast` (Gaussian
+    partially nested or cluster models only); ``"mcmc"`` samples the PyMC model.
+    """
+    a = ancova_arrays(data, outcome)
+    sd = outcome_sd(a, rep)
+    prior, group_prior = settings.priors(sd)
+    if method == "exact":
+        if settings.model == "dose" or settings.residual != "normal":
+            raise ValueError(
+                "--method exact covers the Gaussian partially-nested, cluster and stepped-wedge "
+                "models; use --method mcmc for dose or student-t"
+            )
+        model_input(a, rep, settings.model)  # same input checks as MCMC
+        units = random_effect_units(a, settings.model)
+        sl = slice(rep, rep + 1)
+        post = fast_posterior(
+            a.y[sl], a.X[sl], units[sl], a.mask[sl], prior=prior, group_prior=group_prior
+        )
+        summary = exact_summary(post, settings)
+        info = {"method": "exact"}
+        return BayesResult(outcome, settings, prior, group_prior, summary, None, info)
+    if method != "mcmc":
+        raise ValueError(f"--method must be mcmc or exact, got {method!r}")
+    from trialsim.bayes.sampling import sample_model
+
+    inp = model_input(a, rep, settings.model)
+    run = sample_model(
+        inp,
+        prior=prior,
+        group_prior=group_prior,
+        residual=settings.residual,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        target_accept=target_accept,
+        sampler=sampler,
+    )
+    summary = summarise(run.idata, mcid=settings.mcid, rope=settings.rope, better=settings.better)
+    summary["n_used"] = inp.n_used
+    info = {
+        "method": "mcmc",
+        "sampler": run.sampler,
+        "compiled_now": run.compiled_now,
+        "seconds": round(run.seconds, 3),
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "seed": seed,
+        "target_accept": target_accept,
+    }
+    return BayesResult(outcome, settings, prior, group_prior, summary, run.idata, info)
+
+
+def exact_summary(post, settings: BayesSettings, level: float = 0.95) -> dict:
+    """Summary of a one-replicate :class:`~trialsim.bayes.fast.FastPosterior`."""
+    sign = 1.0 if settings.better == "higher" else -1.0
+    lo, hi = post.interval(level)
+    p_gt0 = float(post.prob_greater(0.0)[0])
+    out = {
+        "parameters": [
+            {
+                "parameter": "effect",
+                "mean": float(post.mean[0]),
+                "sd": float(post.sd[0]),
+                "ci_low": float(lo[0]),
+                "ci_high": float(hi[0]),
+            }
+        ],
+        "interval": f"{level:.0%} equal-tailed",
+        "p_benefit": p_gt0 if sign > 0 else 1.0 - p_gt0,
+    }
+    if settings.mcid is not None:
+        m = settings.signed_mcid
+        p = float(post.prob_greater(m)[0])
+        out["p_beyond_mcid"] = p if sign > 0 else 1.0 - p
+    if settings.rope is not None:
+        out["p_in_rope"] = float(post.cdf(settings.rope[1])[0] - post.cdf(settings.rope[0])[0])
+    return out

@@ -1,0 +1,223 @@
+"""`trialsim bayes`: Bayesian analysis of a trial-data file (PyMC + ArviZ, or exact)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from trialsim.bayes.priors import PRIOR_HELP
+from trialsim.cli.common import InputError, echo_json, friendly, seed_option
+
+
+def _rope(text):
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--rope {text!r}: expected L,U (outcome units), e.g. -2,2") from None
+    return (low, high)
+
+
+@click.command()
+@click.argument("data_file", metavar="DATA", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--outcome", default="psp", show_default=True, help="Outcome column to analyse.")
+@click.option(
+    "--model",
+    type=click.Choice(["partially-nested", "cluster", "stepped-wedge", "dose"]),
+    default="partially-nested",
+    show_default=True,
+    help="partially-nested: group effects in the treated arm only (individual randomisation); "
+    "cluster / stepped-wedge: effects of the randomised cluster; dose: adds a slope in the "
+    "attended fraction of sessions.",
+)
+@click.option(
+    "--prior",
+    default=None,
+    metavar="PRIOR",
+    help=f"Effect prior: {PRIOR_HELP} (outcome units). Default: the scenario's, else "
+    "weakly-informative.",
+)
+@click.option("--mcid", type=float, default=None, help="Minimal important difference (> 0).")
+@click.option(
+    "--better", type=click.Choice(["higher", "lower"]), default=None, help="Direction of benefit."
+)
+@click.option("--rope", default=None, metavar="L,U", help="Region of practical equivalence.")
+@click.option(
+    "--group-prior",
+    default=None,
+    metavar="SPEC",
+    help="Group-SD prior half-normal:SCALE or half-t:NU,SCALE (default half-normal, scale = "
+    "half the baseline SD).",
+)
+@click.option(
+    "--residual", type=click.Choice(["normal", "student-t"]), default="normal", show_default=True
+)
+@click.option(
+    "--method",
+    type=click.Choice(["mcmc", "exact"]),
+    default="mcmc",
+    show_default=True,
+    help="mcmc: NUTS (nutpie, else PyMC); exact: quadrature posterior of the Gaussian model.",
+)
+@click.option(
+    "--scenario",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Take the MCID, direction and [analysis] priors from this scenario file.",
+)
+@click.option("--draws", default=1000, show_default=True, type=click.IntRange(50))
+@click.option("--tune", default=1000, show_default=True, type=click.IntRange(50))
+@click.option("--chains", default=2, show_default=True, type=click.IntRange(1, 16))
+@click.option(
+    "--target-accept",
+    default=0.9,
+    show_default=True,
+    type=click.FloatRange(0.5, 1, max_open=True),
+    help="Raise (e.g. 0.95-0.99) when divergences are reported.",
+)
+@seed_option
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for summary.json, posterior.nc and plots (default results/<data>/bayes).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@friendly
+def bayes(
+    data_file,
+    outcome,
+    model,
+    prior,
+    mcid,
+    better,
+    rope,
+    group_prior,
+    residual,
+    method,
+    scenario,
+    draws,
+    tune,
+    chains,
+    target_accept,
+    seed,
+    out,
+    fmt,
+):
+    """Bayesian analysis of a trial-data file: posterior of the treatment effect.
+
+    Reports the posterior mean, SD, 95% HDI, R-hat and ESS, P(benefit), P(benefit beyond the
+    MCID) and P(inside the ROPE), with the priors used. Sampler problems (divergences, R-hat,
+    low ESS) are printed as warnings with a remedy. Writes summary.json, posterior.nc (ArviZ
+    InferenceData) and plots (posterior vs MCID, trace, prior vs posterior) to --out.
+
+    \b
+    Examples:
+      trialsim bayes trial.csv --outcome psp --prior sceptical --mcid 7
+      trialsim bayes trial.csv --scenario scenarios/sft-19m.toml --rope=-2,2 --format json
+      trialsim bayes trial.csv --mcid 7 --method exact
+    """
+    from trialsim.bayes.analysis import BayesSettings, fit_trial
+    from trialsim.bayes.output import file_sha256, versions, write_json
+    from trialsim.data import read_trial_data
+
+    overrides = dict(
+        model=model,
+        prior=prior,
+        mcid=mcid,
+        better=better,
+        rope=_rope(rope),
+        group_prior=group_prior,
+        residual=residual,
+    )
+    if scenario is not None:
+        from trialsim.scenario import load_scenario
+
+        s = load_scenario(scenario)
+        if outcome not in s.outcomes:
+            raise InputError(f"--outcome {outcome}: not in {scenario}; choose {list(s.outcomes)}")
+        settings = BayesSettings.from_scenario(s, outcome, **overrides)
+    else:
+        settings = BayesSettings(**{k: v for k, v in overrides.items() if v is not None})
+    data = read_trial_data(data_file)
+    if data.n_reps != 1:
+        raise InputError(
+            f"{data_file}: holds {data.n_reps} simulated replicates; trialsim bayes analyses one "
+            "trial (use trialsim assurance for many)"
+        )
+    if outcome not in data.outcomes:
+        raise InputError(f"--outcome {outcome}: not a column of {data_file}")
+    result = fit_trial(
+        data,
+        outcome,
+        settings,
+        method=method,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        target_accept=target_accept,
+    )
+    record = {
+        "data": str(data_file),
+        "data_sha256": file_sha256(data_file),
+        "seed": seed,
+        "versions": versions(),
+        **result.as_dict(),
+    }
+    out = out or Path("results") / data_file.stem / "bayes"
+    write_json(record, out / "summary.json")
+    if result.idata is not None:
+        _write_mcmc_outputs(result, out)
+    if fmt == "json":
+        echo_json(record)
+    else:
+        click.echo(_table(record))
+    for line in record.get("diagnostics", {}).get("warnings", []):
+        click.echo(f"warning: {line}", err=True)
+
+
+def _write_mcmc_outputs(result, out: Path) -> None:
+    from trialsim.bayes import plots
+    from trialsim.bayes.output import write_netcdf
+
+    write_netcdf(result.idata, out / "posterior.nc")
+    draws = result.idata.posterior["effect"].values
+    mcid = result.settings.signed_mcid
+    plots.plot_posterior_mcid(draws, mcid, out / "posterior_mcid.png", rope=result.settings.rope)
+    plots.plot_prior_posterior(draws, result.prior, out / "prior_posterior.png")
+    names = [v for v in ("effect", "tau", "sigma") if v in result.idata.posterior]
+    plots.plot_trace(result.idata, names, out / "trace.png")
+
+
+def _table(r: dict) -> str:
+    lines = [
+        f"outcome {r['outcome']}, model {r['model']} ({r['residual']} residuals)",
+        f"effect prior    {r['prior_text']}",
+        f"group-SD prior  {r['group_sd_prior']}",
+        "",
+        f"{'parameter':<12}{'mean':>10}{'sd':>9}{'low':>10}{'high':>10}{'r_hat':>8}{'ess':>8}",
+    ]
+    for p in r["parameters"]:
+        low = p.get("hdi_low", p.get("ci_low"))
+        high = p.get("hdi_high", p.get("ci_high"))
+        rhat = f"{p['r_hat']:>8.3f}" if "r_hat" in p else f"{'-':>8}"
+        ess = f"{p['ess_bulk']:>8.0f}" if "ess_bulk" in p else f"{'-':>8}"
+        lines.append(
+            f"{p['parameter']:<12}{p['mean']:>10.3f}{p['sd']:>9.3f}{low:>10.3f}{high:>10.3f}"
+            f"{rhat}{ess}"
+        )
+    interval = r.get("interval", f"{r.get('hdi_prob', 0.95):.0%} HDI")
+    lines.insert(4, f"(low, high: {interval})")
+    lines.append("")
+    sign = ">" if r["better"] == "higher" else "<"
+    lines.append(f"P(benefit: effect {sign} 0)      {r['p_benefit']:.3f}")
+    if "p_beyond_mcid" in r:
+        lines.append(f"P(effect {sign} MCID = {r['mcid']:g})   {r['p_beyond_mcid']:.3f}")
+    if "p_in_rope" in r:
+        lines.append(f"P(inside ROPE {r['rope']})  {r['p_in_rope']:.3f}")
+    return "\n".join(lines)
