@@ -28,9 +28,17 @@ def main() -> None:
 # Command modules, each defining one or more click commands named in the tuple.
 COMMANDS = {
     "validate": ("validate",),
+    "calibrate": ("calibrate",),
     "simulate": ("simulate",),
     "power": ("power",),
     "analyse": ("analyse", "list_analyses"),
+    "recruit": ("recruit",),
+    "compare": ("compare", "budget"),
+    "sweep": ("sweep",),
+    "report": ("report",),
+    "reanalyse": ("reanalyse",),
+    "bayes": ("bayes",),
+    "assurance": ("assurance",),
 }
 
 for _module, _names in COMMANDS.items():

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from trialsim.cli.common import echo_json, format_option, friendly
-from trialsim.cli.validate import map_option, wide_option
+from trialsim.cli.common import echo_json, format_option, friendly, map_option, wide_option
 
 
 @click.command()

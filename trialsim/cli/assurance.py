@@ -12,6 +12,7 @@ from trialsim.cli.common import (
     InputError,
     echo_json,
     friendly,
+    parse_rope,
     scenario_argument,
     seed_option,
     set_option,
@@ -113,7 +114,6 @@ def assurance(
     from trialsim.bayes.assurance import parse_decision, run_assurance
     from trialsim.bayes.distributions import parse_design_prior
     from trialsim.bayes.output import versions, write_json
-    from trialsim.cli.bayes import _rope
     from trialsim.report.progress import progress_bar
     from trialsim.scenario import load_scenario
 
@@ -142,7 +142,7 @@ def assurance(
         model=model or default_model,
         prior=prior,
         mcid=mcid,
-        rope=_rope(rope),
+        rope=parse_rope(rope),
     )
     n_draws = max(2, -(-reps // per_draw))
     sim = s.with_outcomes([outcome])

@@ -7,17 +7,15 @@ from pathlib import Path
 import click
 
 from trialsim.bayes.priors import PRIOR_HELP
-from trialsim.cli.common import InputError, echo_json, friendly, seed_option
-
-
-def _rope(text):
-    if text is None:
-        return None
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"--rope {text!r}: expected L,U (outcome units), e.g. -2,2") from None
-    return (low, high)
+from trialsim.cli.common import (
+    InputError,
+    echo_json,
+    friendly,
+    map_option,
+    parse_rope,
+    seed_option,
+    wide_option,
+)
 
 
 @click.command()
@@ -78,6 +76,8 @@ def _rope(text):
     help="Raise (e.g. 0.95-0.99) when divergences are reported.",
 )
 @seed_option
+@map_option
+@wide_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -105,6 +105,8 @@ def bayes(
     chains,
     target_accept,
     seed,
+    mapping,
+    wide,
     out,
     fmt,
 ):
@@ -130,7 +132,7 @@ def bayes(
         prior=prior,
         mcid=mcid,
         better=better,
-        rope=_rope(rope),
+        rope=parse_rope(rope),
         group_prior=group_prior,
         residual=residual,
     )
@@ -143,7 +145,7 @@ def bayes(
         settings = BayesSettings.from_scenario(s, outcome, **overrides)
     else:
         settings = BayesSettings(**{k: v for k, v in overrides.items() if v is not None})
-    data = read_trial_data(data_file)
+    data = read_trial_data(data_file, mapping, wide=wide)
     if data.n_reps != 1:
         raise InputError(
             f"{data_file}: holds {data.n_reps} simulated replicates; trialsim bayes analyses one "

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from trialsim.cli.common import InputError, echo_json, friendly
-from trialsim.cli.validate import map_option, wide_option
+from trialsim.cli.common import InputError, echo_json, friendly, map_option, wide_option
 
 
 def _months(text: str | None) -> tuple[float, ...] | None:

@@ -69,6 +69,39 @@ format_option = click.option(
 )
 
 
+# ---- reading trial-data files ----
+
+map_option = click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    metavar="SCHEMA=COLUMN,...",
+    help=(
+        "Data files: the file's column for each schema column, e.g. "
+        "--map psp=PSP_total,arm=gruppe,municipality=Kommune; arm labels with "
+        "treatment=SFT,control=Kontrol (repeatable)."
+    ),
+)
+wide_option = click.option(
+    "--wide/--long",
+    "wide",
+    default=None,
+    help="Data files: one row per person with psp_0, psp_1, ... columns (wide) or one row per "
+    "person and visit (long). Default: detected.",
+)
+
+
+def parse_rope(text: str | None) -> tuple[float, float] | None:
+    """``--rope L,U`` (outcome units) as a pair, or None."""
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--rope {text!r}: expected L,U (outcome units), e.g. -2,2") from None
+    return (low, high)
+
+
 def echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=_json_default))
 

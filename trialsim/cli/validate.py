@@ -6,26 +6,7 @@ from pathlib import Path
 
 import click
 
-from trialsim.cli.common import InputError, friendly, set_option
-
-map_option = click.option(
-    "--map",
-    "mapping",
-    multiple=True,
-    metavar="SCHEMA=COLUMN,...",
-    help=(
-        "Data files: the file's column for each schema column, e.g. "
-        "--map psp=PSP_total,arm=gruppe,municipality=Kommune; arm labels with "
-        "treatment=SFT,control=Kontrol (repeatable)."
-    ),
-)
-wide_option = click.option(
-    "--wide/--long",
-    "wide",
-    default=None,
-    help="Data files: one row per person with psp_0, psp_1, ... columns (wide) or one row per "
-    "person and visit (long). Default: detected.",
-)
+from trialsim.cli.common import InputError, friendly, map_option, set_option, wide_option
 
 
 @click.command()
