@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 
-from trialsim.analyse.ols import fit_ols, fit_ols_cluster
+from trialsim.analyse.ols import fit_2sls_cluster, fit_ols, fit_ols_cluster
 
 
 def partially_nested(rng, n_rep, *, icc=0.08, missing=0.0):
@@ -43,21 +43,26 @@ def partially_nested(rng, n_rep, *, icc=0.08, missing=0.0):
     return y, X, np.broadcast_to(group, (n_rep, n)).copy()
 
 
-def naive_cr2(y, X, cluster, coef=1):
-    """One replicate, plainly: CR2 variance and Bell-McCaffrey df for coefficient coef."""
+def naive_cr2(y, X, cluster, coef=1, *, power=-0.5, Z=None):
+    """One replicate, plainly: CR2 (power -1/2) or CR3 (power -1) variance and the
+    Bell-McCaffrey df for coefficient coef. With instruments Z: 2SLS, the sandwich on the
+    projected design X_hat = Z (Z'Z)^-1 Z'X with structural residuals y - X beta."""
     keep = np.isfinite(y)
     y, X, cluster = y[keep], X[keep], cluster[keep]
     ids = np.where(cluster >= 0, cluster, cluster.max() + 1 + np.arange(len(y)))
+    if Z is not None:
+        Z = Z[keep]
+        X_struct, X = X, Z @ np.linalg.solve(Z.T @ Z, Z.T @ X)
     B = np.linalg.inv(X.T @ X)
     H = X @ B @ X.T
-    e = y - H @ y
+    e = y - H @ y if Z is None else y - X_struct @ (B @ X.T @ y)
     M = np.eye(len(y)) - H
     meat = np.zeros((X.shape[1], X.shape[1]))
     columns = []
     for c in np.unique(ids):
         rows = ids == c
         vals, vecs = np.linalg.eigh(np.eye(rows.sum()) - H[np.ix_(rows, rows)])
-        A = vecs @ np.diag(1.0 / np.sqrt(vals)) @ vecs.T
+        A = vecs @ np.diag(vals**power) @ vecs.T
         s = X[rows].T @ A @ e[rows]
         meat += np.outer(s, s)
         g = A @ X[rows] @ B[:, coef]
@@ -96,6 +101,31 @@ def test_cr2_against_naive_dense_implementation(data):
     est2 = fit_ols_cluster(y, X, cluster, coef=2)
     se, df = naive_cr2(y[0], X[0], cluster[0], coef=2)
     assert est2.se[0] == pytest.approx(se, rel=1e-10) and est2.df[0] == pytest.approx(df)
+
+
+def test_cr3_against_naive_dense_implementation(data):
+    y, X, cluster = data
+    est = fit_ols_cluster(y, X, cluster, vcov="CR3")
+    for r in range(len(y)):
+        se, df = naive_cr2(y[r], X[r], cluster[r], power=-1.0)
+        assert est.se[r] == pytest.approx(se, rel=1e-10)
+        assert est.df[r] == pytest.approx(df, rel=1e-9)
+
+
+def test_2sls_cr2_against_naive_dense_implementation(data):
+    """Treatment column replaced by an endogenous 'dose' instrumented by the arm."""
+    y, Z, cluster = data
+    rng = np.random.default_rng(9)
+    X = Z.copy()
+    X[..., 1] = Z[..., 1] * rng.uniform(0, 1, size=Z.shape[:2])
+    est = fit_2sls_cluster(y, X, Z, cluster)
+    for r in range(len(y)):
+        se, df = naive_cr2(y[r], X[r], cluster[r], Z=Z[r])
+        keep = np.isfinite(y[r])
+        beta = np.linalg.solve(Z[r][keep].T @ X[r][keep], Z[r][keep].T @ y[r][keep])
+        assert est.estimate[r] == pytest.approx(beta[1], rel=1e-10)
+        assert est.se[r] == pytest.approx(se, rel=1e-10)
+        assert est.df[r] == pytest.approx(df, rel=1e-9)
 
 
 @pytest.mark.parametrize("vcov, use_correction", [("CR0", False), ("CR1", True)])

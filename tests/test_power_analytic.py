@@ -58,6 +58,21 @@ def test_crt_with_singleton_clusters_is_the_two_sample_t_test(effect, k):
     assert abs(got - expected) < 1e-9
 
 
+@pytest.mark.parametrize(("effect", "k", "ratio"), [(0.5, 4, 1.25), (0.3, 40, 2.0), (1.0, 6, 0.5)])
+def test_crt_unequal_arms_with_singleton_clusters_is_the_two_sample_t_test(effect, k, ratio):
+    # k treated and ratio * k control clusters of one: the pooled two-sample t test with
+    # nobs1 = k and statsmodels' ratio = nobs2 / nobs1
+    expected = TTestIndPower().power(effect, nobs1=k, alpha=0.05, ratio=ratio)
+    got = power_crt(effect, n_clusters=k, cluster_size=1, icc=0.0, cluster_ratio=ratio)
+    assert abs(got - expected) < 1e-9
+
+
+def test_crt_solve_keeps_the_cluster_ratio():
+    kw = dict(effect=0.4, cluster_size=20, icc=0.05, cluster_ratio=1.5)
+    k = solve_power("crt", n_clusters=None, power=0.8, **kw)
+    assert power_crt(n_clusters=k, **kw) >= 0.8 > power_crt(n_clusters=k - 1, **kw)
+
+
 # --------------------------------------------------------------------------------------------
 # cluster-randomised trial
 

@@ -12,7 +12,7 @@
 All analyses adjust for the baseline of the outcome and municipality strata (the covariates of
 :func:`~trialsim.analyse.prepare.ancova_arrays`), use model-based (not cluster-robust) standard
 errors - they ignore the treatment groups; see the partially nested mixed model for that - and
-are batched over replicates.
+are batched over replicates. Least squares comes from :mod:`trialsim.analyse.ols`.
 """
 
 from __future__ import annotations
@@ -23,34 +23,9 @@ import numpy as np
 import pandas as pd
 
 from trialsim.analyse.estimate import Estimates
+from trialsim.analyse.ols import fit_ols, ols_batch
 from trialsim.analyse.prepare import ancova_arrays
 from trialsim.data import TrialData
-
-
-@dataclass(frozen=True)
-class _OLS:
-    coef: np.ndarray  # (R, q)
-    xtx_inv: np.ndarray  # (R, q, q)
-    rss: np.ndarray  # (R,)
-    n_obs: np.ndarray  # (R,)
-    failed: np.ndarray  # (R,)
-
-
-def _ols(y: np.ndarray, X: np.ndarray, mask: np.ndarray) -> _OLS:
-    """Batched least squares of y (R, N) on X (R, N, q) over the rows in ``mask``."""
-    m = mask.astype(float)
-    Xm = np.where(mask[..., None], X, 0.0)
-    ym = np.where(mask, y, 0.0)
-    q = X.shape[-1]
-    xtx = np.einsum("rni,rnj->rij", Xm, Xm)
-    sv = np.linalg.svd(xtx, compute_uv=False)
-    n_obs = m.sum(axis=1)
-    failed = ~(sv[:, -1] > 1e-10 * sv[:, 0]) | (n_obs <= q)
-    xtx_inv = np.linalg.inv(np.where(failed[:, None, None], np.eye(q), xtx))
-    coef = np.einsum("rij,rnj,rn->ri", xtx_inv, Xm, ym)
-    resid = (ym - np.einsum("rnj,rj->rn", Xm, coef)) * m
-    coef[failed] = np.nan
-    return _OLS(coef, xtx_inv, np.einsum("rn,rn->r", resid, resid), n_obs, failed)
 
 
 def _covariates(data: TrialData, outcome: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -71,21 +46,7 @@ def complete_case(
     SE: classical OLS, t with n - p df (clustering ignored).
     """
     a = ancova_arrays(data, outcome, visit=visit)
-    fit = _ols(a.y, a.X, a.mask)
-    t = a.treat_column
-    df = fit.n_obs - a.X.shape[-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sigma2 = fit.rss / df
-    se = np.sqrt(sigma2 * fit.xtx_inv[:, t, t])
-    return Estimates.from_t(
-        "complete-case",
-        fit.coef[:, t],
-        se,
-        df,
-        level=level,
-        variance={"residual": sigma2},
-        failed=fit.failed | ~np.isfinite(se),
-    )
+    return fit_ols(a.y, a.X, a.mask, coef=a.treat_column, analysis="complete-case", level=level)
 
 
 @dataclass(frozen=True)
@@ -132,18 +93,18 @@ def _fit_mar(
     for value, observed in zip(seq_values, seq_observed, strict=True):
         seen = seen & observed
         X = np.concatenate([W, previous], axis=-1)
-        fit = _ols(value, X, seen)
+        fit = ols_batch(value, X, seen)
         q = X.shape[-1]
         resid_df = fit.n_obs - q if small_sample else fit.n_obs
         with np.errstate(divide="ignore", invalid="ignore"):
             sigma2 = fit.rss / resid_df
-        gamma, phi = fit.coef[:, :p], fit.coef[:, p:]
+        gamma, phi = fit.beta[:, :p], fit.beta[:, p:]
         b_k = gamma + sum(
             (phi[:, j, None] * implied[j] for j in range(len(implied))), np.zeros((r, p))
         )
         implied.append(b_k)
         phis.append(phi)
-        covs.append(sigma2[:, None, None] * fit.xtx_inv)
+        covs.append(sigma2[:, None, None] * fit.bread)
         failed |= fit.failed | (resid_df <= 0)
         previous = np.concatenate([previous, np.where(seen, value, 0.0)[..., None]], axis=-1)
     final_df = fit.n_obs - X.shape[-1]
@@ -236,7 +197,7 @@ def _missing_share(fit: _MarFit, arm_treated: np.ndarray) -> np.ndarray:
     """Arm coefficient of the least-squares fit of 1{treated, final missing} on W: how much a
     unit shift of the treated arm's missing final values moves the ANCOVA estimate."""
     missing = (arm_treated & fit.base & ~fit.final_observed).astype(float)
-    return _ols(missing, fit.W, fit.base).coef[:, fit.treat_column]
+    return ols_batch(missing, fit.W, fit.base).beta[:, fit.treat_column]
 
 
 def delta_adjusted(

@@ -1,8 +1,10 @@
 """Named analyses: each maps (TrialData, outcome) to a batched :class:`Estimates`.
 
 ``estimand`` says what the analysis targets, so simulation can score bias and coverage:
-``"itt"`` the intention-to-treat difference, ``"full_dose"`` the effect at full attendance,
-``None`` when the target is not a simple function of the scenario (bias is then not scored).
+``"itt"`` the intention-to-treat effect (mean difference; marginal log rate ratio for counts;
+marginal log odds ratio for binary outcomes), ``"full_dose"`` the effect at full attendance,
+``None`` when the target is not a simple function of the scenario (bias is then not scored);
+see :func:`trialsim.power.simulation.true_effect`.
 """
 
 from __future__ import annotations
@@ -152,23 +154,46 @@ ANALYSES: dict[str, Analysis] = {
         Analysis(
             "poisson",
             _from("trialsim.analyse.glm", "poisson_rate_ratio"),
-            "Poisson GLM for counts (log rate ratio), cluster-robust SE",
-            estimand=None,
+            "Poisson GLM for counts (log rate ratio); Mancl-DeRouen (CR3) cluster-robust SE, "
+            "Bell-McCaffrey df",
             gaussian=False,
         ),
         Analysis(
             "logistic",
             _from("trialsim.analyse.glm", "logistic_odds_ratio"),
-            "logistic GLM for binary outcomes (log odds ratio), cluster-robust SE",
-            estimand=None,
+            "logistic GLM for binary outcomes, standardised to the marginal log odds ratio; "
+            "CR2 cluster-robust SE, Bell-McCaffrey df",
+            gaussian=False,
+        ),
+        Analysis(
+            "gee-poisson",
+            _from("trialsim.analyse.gee", "gee_poisson_rate_ratio"),
+            "Poisson GEE, exchangeable correlation within treatment groups (controls alone); "
+            "Mancl-DeRouen SE, Bell-McCaffrey df",
+            gaussian=False,
+        ),
+        Analysis(
+            "gee-logistic",
+            _from("trialsim.analyse.gee", "gee_logistic_odds_ratio"),
+            "logistic GEE, exchangeable correlation within treatment groups (controls alone), "
+            "marginal log odds ratio; CR2 SE, Bell-McCaffrey df",
             gaussian=False,
         ),
     ]
 }
 
 
-def default_analysis(design: str) -> str:
-    """The recommended analysis for a randomisation unit."""
+def default_analysis(design: str, outcome_type: str = "bounded") -> str:
+    """The recommended analysis for a randomisation unit and an outcome type.
+
+    Continuous (``"bounded"``) outcomes: the partially nested mixed model for individual
+    randomisation, the cluster mixed model otherwise. Counts: the Poisson GLM; binary
+    outcomes: the logistic GLM (both with small-sample cluster-robust SEs).
+    """
+    if outcome_type == "count":
+        return "poisson"
+    if outcome_type == "binary":
+        return "logistic"
     return "mixed" if design in ("individual", "waitlist") else "mixed-cluster"
 
 

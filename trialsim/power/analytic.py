@@ -124,6 +124,17 @@ def _power_t_two_sided(ncp, df, alpha):
     return np.clip(out, 0.0, 1.0)
 
 
+def _adjusted(effect, sd, baseline_corr, dropout, compliance):
+    """The design adjustments of the module docstring, in one place for every design.
+
+    Returns ``(itt_effect, residual_var, completing)``: the intention-to-treat effect
+    ``compliance * effect``, the individual-level variance after ANCOVA on the baseline
+    ``sd**2 * (1 - baseline_corr**2)``, and the share ``1 - dropout`` of each person-level count
+    that completes follow-up.
+    """
+    return effect * compliance, sd**2 * (1.0 - baseline_corr**2), 1.0 - dropout
+
+
 def design_effect(cluster_size, icc, cv_cluster_size=0.0):
     """Design effect for clusters of variable size (Eldridge, Ashby & Kerry 2006).
 
@@ -176,10 +187,9 @@ def _irgt_moments(
     compliance,
 ):
     """Noncentrality and Satterthwaite df of the IRGT Welch-type t statistic (no validation)."""
-    shrink = 1.0 - baseline_corr**2
-    var_e = sd**2 * shrink  # sigma_e^2 after ANCOVA
-    m = group_size * (1.0 - dropout)  # expected completers per group
-    n_c = n_control * (1.0 - dropout)
+    itt, var_e, completing = _adjusted(effect, sd, baseline_corr, dropout, compliance)
+    m = group_size * completing  # expected completers per group
+    n_c = n_control * completing
     de = 1.0 + ((cv_group_size**2 + 1.0) * m - 1.0) * icc
     # Var(mean treated) = (sigma_g^2 + sigma_e^2/m) / G  with sigma_g^2 = icc/(1-icc) sigma_e^2,
     # i.e. total treated-arm variance sigma_e^2/(1-icc) times DE over m G.
@@ -187,8 +197,7 @@ def _irgt_moments(
     v_ctrl = var_e / n_c
     var_diff = v_treat + v_ctrl
     df = var_diff**2 / (v_treat**2 / (n_groups - 1.0) + v_ctrl**2 / (n_c - 1.0))
-    ncp = effect * compliance / np.sqrt(var_diff)
-    return ncp, df
+    return itt / np.sqrt(var_diff), df
 
 
 def power_irgt(
@@ -288,14 +297,18 @@ def power_crt(
     baseline_corr=0.0,
     dropout=0.0,
     compliance=1.0,
+    cluster_ratio=1.0,
 ):
     """Power of a two-arm parallel cluster-randomised trial with ``n_clusters`` per arm.
 
     ::
 
-        Var(diff) = 2 * sigma_T^2 * DE / (k * m),   sigma_T^2 = sd^2 / (1 - icc)
+        Var(diff) = sigma_T^2 * DE / m * (1 / k + 1 / (r k)),   sigma_T^2 = sd^2 / (1 - icc)
         DE = 1 + ((cv^2 + 1) m - 1) icc                       (Eldridge et al. 2006)
-        df = 2 k - 2 - n_covariates
+        df = k + r k - 2 - n_covariates
+
+    with ``r = cluster_ratio`` control clusters per treated cluster (1: equal arms, then
+    ``Var(diff) = 2 sigma_T^2 DE / (k m)`` and ``df = 2 k - 2 - n_covariates``).
         power = P(|T'| > t_{1-alpha/2, df}),  T' ~ noncentral t(df, effect / sqrt(Var(diff)))
 
     With ``icc=0`` and ``cluster_size=1`` this is the pooled two-sample t test.
@@ -303,7 +316,8 @@ def power_crt(
     Parameters
     ----------
     effect : difference in means, treated minus control (outcome units).
-    n_clusters : clusters per arm, k, with 2 k - 2 - n_covariates >= 1.
+    n_clusters : clusters per arm (the treated arm when ``cluster_ratio != 1``), k, with
+        (1 + r) k - 2 - n_covariates >= 1.
     cluster_size : mean participants per cluster, m > 0.
     icc : intracluster correlation, in [0, 1).
     sd : individual-level (within-cluster) SD sigma_e, > 0. The total SD is sd / sqrt(1 - icc).
@@ -311,6 +325,8 @@ def power_crt(
     n_covariates : cluster-level covariates, each costing one degree of freedom.
     alpha : two-sided significance level.
     baseline_corr, dropout, compliance : design adjustments, see the module docstring.
+    cluster_ratio : control clusters per treated cluster, r > 0 (e.g. 5/4 for 4 treated and 5
+        control municipalities); solving for ``n_clusters`` keeps the ratio.
 
     Returns
     -------
@@ -335,16 +351,18 @@ def power_crt(
     )
     cv = _check_range("cv_cluster_size", cv_cluster_size, 0.0, np.inf, high_open=True)
     n_cov = _check_range("n_covariates", n_covariates, 0.0, np.inf, high_open=True)
-    df = 2.0 * k - 2.0 - n_cov
+    ratio = _check_range("cluster_ratio", cluster_ratio, 0.0, np.inf, low_open=True, high_open=True)
+    df = (1.0 + ratio) * k - 2.0 - n_cov
     if np.any(df < 1.0):
         raise ValueError(
-            "n_clusters is too small: 2 * n_clusters - 2 - n_covariates must be >= 1, "
-            f"got n_clusters={n_clusters}, n_covariates={n_covariates}"
+            "n_clusters is too small: (1 + cluster_ratio) * n_clusters - 2 - n_covariates must "
+            f"be >= 1, got n_clusters={n_clusters}, n_covariates={n_covariates}"
         )
-    m_done = m * (1.0 - drop)
+    itt, var_e, completing = _adjusted(eff, sd, r, drop, comp)
+    m_done = m * completing
     de = 1.0 + ((cv**2 + 1.0) * m_done - 1.0) * icc
-    var_diff = 2.0 * sd**2 * (1.0 - r**2) / (1.0 - icc) * de / (k * m_done)
-    ncp = eff * comp / np.sqrt(var_diff)
+    var_diff = var_e / (1.0 - icc) * de / m_done * (1.0 / k + 1.0 / (ratio * k))
+    ncp = itt / np.sqrt(var_diff)
     return _scalar_or_array(_power_t_two_sided(ncp, df, alpha))
 
 
@@ -514,9 +532,9 @@ def power_stepped_wedge(
     sd, icc, alpha, r, drop, comp = _check_common(
         sd, icc, alpha, baseline_corr, dropout, compliance
     )
-    var_e = sd**2 * (1.0 - r**2)
-    var = stepped_wedge_variance(x, var_e / (n * (1.0 - drop)), icc / (1.0 - icc) * var_e)
-    ncp = eff * comp / np.sqrt(var)
+    itt, var_e, completing = _adjusted(eff, sd, r, drop, comp)
+    var = stepped_wedge_variance(x, var_e / (n * completing), icc / (1.0 - icc) * var_e)
+    ncp = itt / np.sqrt(var)
     n_clusters = x.shape[0]
     if dist == "t" and n_clusters < 3:
         raise ValueError(f"dist='t' needs at least 3 clusters (df = I - 2), got {n_clusters}")

@@ -1,34 +1,64 @@
 """Analytic power for a scenario: map its nature and design onto the closed-form formulas.
 
-Individually randomised (and waitlist) scenarios use the partially nested (IRGT) formula of
-:func:`trialsim.power.analytic.power_irgt`, cluster designs (cohort, municipality) the
-cluster-randomised formula. The mapping, on the outcome's scale:
+Every randomisation unit of ``scenario.design.randomisation`` has a formula:
 
-* individual SD within municipality: sd * sqrt(1 - icc_municipality) (strata are fixed);
-* ANCOVA on baseline removes the share rho^2 of the *individual* variance only (group and
-  trainer effects arise after baseline and are not predicted by it): residual variance
-  sd_e^2 (1 - rho^2);
-* group-level variance (group + trainer) from the simulator's definition of the ICCs, so the
-  effective ICC is group variance / (group variance + adjusted individual variance);
+========================  =================  ===============================================
+randomisation             formula            function (trialsim.power.analytic)
+========================  =================  ===============================================
+individual, waitlist      ``irgt``           :func:`~trialsim.power.analytic.power_irgt`
+cohort                    ``crt``            :func:`~trialsim.power.analytic.power_crt`
+municipality              ``crt``            :func:`~trialsim.power.analytic.power_crt`
+stepped-wedge             ``stepped_wedge``  :func:`~.power_stepped_wedge`
+========================  =================  ===============================================
+
+The mapping, on the outcome's scale (``sd`` the outcome SD, rho the baseline/follow-up
+correlation, ``icc_m`` the municipality ICC, ``s_g``/``s_r`` the group/trainer SDs of
+:func:`trialsim.simulate.outcomes.cluster_scales`):
+
+* individual variance after ANCOVA on the baseline: ``sd^2 (1 - icc_m) (1 - rho^2)``;
+  group and trainer effects arise after baseline and are not predicted by it;
+* individual / waitlist / cohort designs: municipalities are fixed strata; the group (or
+  cohort) variance is ``sd^2 (s_g^2 + s_r^2)``;
+* municipality and stepped-wedge designs: the municipality is the randomised cluster. Its
+  effect is in baseline and follow-up alike, so ANCOVA (with the within-municipality slope
+  rho) leaves ``sd^2 icc_m (1 - rho)^2`` of it. Treated participants are also in groups:
+  the group and trainer effects add ``sd^2 (s_g^2 + s_r^2) (1 + cv_g^2) / n_groups`` to the
+  variance of a treated cluster's (or cluster-period's) mean, ``n_groups`` the groups it
+  holds. For the municipality design this extra variance is averaged over the arms with
+  weights ``1 / k_arm`` and carried as a between-cluster variance (an effective ICC); for
+  the stepped wedge it is averaged over the treated share of cluster-periods and carried in
+  the cluster-period variance (Hussey & Hughes assume one variance for all cells);
+* municipality design: clusters per arm ``k_1 = round(M * allocation)`` and ``k_0 = M -
+  k_1`` (``cluster_ratio = k_0 / k_1``), mean size and CV of the municipalities' sizes,
+  t on ``k_1 + k_0 - 2`` df (few clusters);
+* stepped wedge: municipalities spread evenly over ``n_steps`` steps after one control
+  period (the simulator's layout), ``n_per_period`` the mean participants per municipality
+  and period, normal reference (as Hussey & Hughes): the effect is identified mostly within
+  municipalities, and the cluster mixed model's Satterthwaite df are large (about 115 for
+  9 municipalities in 3 steps), unlike the I - 2 of ``dist="t"``;
 * attrition: the completion target; the effect: the ITT effect at the final visit
   (effect x mean dose factor), see :func:`trialsim.power.simulation.true_effect`.
 
-Approximations (checked against simulation in the tests): dropout treated as MCAR, trainers
-running several groups treated as independent groups, scale rounding ignored.
+Approximations (each checked against simulation in tests/test_power_from_scenario.py):
+dropout treated as MCAR, trainers running several groups treated as independent groups,
+scale rounding ignored.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from trialsim.power.analytic import power_crt, power_irgt
+from trialsim.power.analytic import power_crt, power_irgt, power_stepped_wedge
 from trialsim.power.solve import SOLVABLE, solve_power
 from trialsim.scenario import BoundedOutcome, Scenario, groups_in_cell
 from trialsim.simulate.outcomes import cluster_scales
 
+_FUNCTIONS = {"irgt": power_irgt, "crt": power_crt, "stepped_wedge": power_stepped_wedge}
+
 
 def analytic_parameters(s: Scenario, outcome: str | None = None) -> tuple[str, dict]:
-    """The formula ('irgt' or 'crt') and its arguments for ``outcome`` of scenario ``s``."""
+    """The formula (``"irgt"``, ``"crt"`` or ``"stepped_wedge"``) and its keyword arguments
+    for ``outcome`` (default the primary) of scenario ``s``; see the module docstring."""
     from trialsim.power.simulation import true_effect
 
     outcome = outcome or s.primary
@@ -43,13 +73,13 @@ def analytic_parameters(s: Scenario, outcome: str | None = None) -> tuple[str, d
     rho = s.correlation.baseline_followup
     var_individual = o.sd**2 * (1 - g.icc_municipality) * (1 - rho**2)
     var_group = o.sd**2 * (s_group**2 + s_trainer**2)
-    icc = var_group / (var_group + var_individual)
+    completion = s.dropout.completion_target
     common = dict(
         effect=true_effect(s, outcome, "itt"),
         sd=float(np.sqrt(var_individual)),
-        dropout=1.0 - s.dropout.completion_target,
+        dropout=1.0 - completion,
     )
-    sizes = np.asarray(s.sites.participants)
+    sizes = np.asarray(s.sites.participants, dtype=float)
     if d.randomisation in ("individual", "waitlist"):
         n_treated = np.floor(sizes * d.allocation_treated + 0.5)
         n_groups = int(groups_in_cell(n_treated, g.mean_size).sum())
@@ -58,7 +88,7 @@ def analytic_parameters(s: Scenario, outcome: str | None = None) -> tuple[str, d
             n_groups=n_groups,
             group_size=float(n_treated.sum() / n_groups),
             n_control=int((sizes - n_treated).sum()),
-            icc=float(icc),
+            icc=float(var_group / (var_group + var_individual)),
             cv_group_size=g.cv_size,
         )
     if d.randomisation == "cohort":
@@ -67,28 +97,100 @@ def analytic_parameters(s: Scenario, outcome: str | None = None) -> tuple[str, d
             common,
             n_clusters=int(n_cohorts.sum() // 2),
             cluster_size=float(sizes.sum() / n_cohorts.sum()),
-            icc=float(icc),
+            icc=float(var_group / (var_group + var_individual)),
             cv_cluster_size=g.cv_size,
         )
-    raise ValueError(
-        f"analytic power for {d.randomisation!r} randomisation from a scenario is not "
-        "available yet; use --method simulation"
+    var_municipality = o.sd**2 * g.icc_municipality * (1 - rho) ** 2
+    if d.randomisation == "municipality":
+        return "crt", _municipality(s, common, var_individual, var_group, var_municipality)
+    if d.randomisation == "stepped-wedge":
+        return "stepped_wedge", _stepped_wedge(
+            s, common, var_individual, var_group, var_municipality
+        )
+    raise ValueError(f"no analytic formula for {d.randomisation!r} randomisation")
+
+
+def _municipality(s: Scenario, common, var_individual, var_group, var_municipality) -> dict:
+    g = s.groups
+    sizes = np.asarray(s.sites.participants, dtype=float)
+    n_munis = len(sizes)
+    k1 = round(n_munis * s.design.allocation_treated)
+    k0 = n_munis - k1
+    mean_size = float(sizes.mean())
+    # a treated municipality's mean carries the average of its groups' effects
+    groups_per_muni = float(groups_in_cell(sizes, g.mean_size).mean())
+    tau2_treated = var_municipality + var_group * (1 + g.cv_size**2) / groups_per_muni
+    tau2 = (tau2_treated / k1 + var_municipality / k0) / (1 / k1 + 1 / k0)
+    return dict(
+        common,
+        n_clusters=int(k1),
+        cluster_ratio=k0 / k1,
+        cluster_size=mean_size,
+        icc=float(tau2 / (tau2 + var_individual)),
+        cv_cluster_size=float(sizes.std() / mean_size),
     )
 
 
+def _stepped_wedge(s: Scenario, common, var_individual, var_group, var_municipality) -> dict:
+    g, d = s.groups, s.design
+    sizes = np.asarray(s.sites.participants, dtype=float)
+    n_munis, n_steps = len(sizes), d.n_steps
+    n_periods = n_steps + 1
+    # the simulator's allocation: the j-th municipality in random order crosses at step
+    # 1 + (j * n_steps) // M
+    per_step = np.bincount((np.arange(n_munis) * n_steps) // n_munis, minlength=n_steps)
+    n_per_period = float(sizes.sum() / (n_munis * n_periods))
+    n_done = n_per_period * s.dropout.completion_target
+    groups_per_cell = float(groups_in_cell(n_per_period, g.mean_size))
+    treated_share = float((per_step * np.arange(n_steps, 0, -1)).sum() / (n_munis * n_periods))
+    # group variance of a treated cell's mean, averaged over cells, as individual variance
+    extra = treated_share * var_group * (1 + g.cv_size**2) / groups_per_cell * n_done
+    var_cell = var_individual + extra
+    params = dict(
+        common,
+        sd=float(np.sqrt(var_cell)),
+        n_per_period=n_per_period,
+        icc=float(var_municipality / (var_municipality + var_cell)),
+        dist="normal",
+    )
+    if (per_step == per_step[0]).all():
+        return dict(params, clusters_per_step=int(per_step[0]), n_steps=int(n_steps))
+    x = np.arange(n_periods)[None, :] > np.repeat(np.arange(n_steps), per_step)[:, None]
+    return dict(params, treatment_matrix=x.astype(int))
+
+
 def analytic_power(s: Scenario, outcome: str | None = None) -> dict:
-    """Power (and the formula's inputs) for the scenario's primary or named outcome."""
-    design, params = analytic_parameters(s, outcome)
-    power = (power_irgt if design == "irgt" else power_crt)(**params)
-    return {"formula": design, "power": float(power), **params}
+    """Analytic power for the scenario's primary or named outcome, for any design.
+
+    Returns a dict with ``"formula"`` (``"irgt"``, ``"crt"`` or ``"stepped_wedge"``),
+    ``"power"`` (float) and the formula's inputs from :func:`analytic_parameters` (``effect``
+    the ITT effect in outcome units, ``sd``, ``icc``, ``dropout`` and the design's counts).
+    Raises ValueError for outcomes that are not continuous.
+    """
+    formula, params = analytic_parameters(s, outcome)
+    power = _FUNCTIONS[formula](**params)
+    return {"formula": formula, "power": float(power), **params}
 
 
 def analytic_solve(s: Scenario, unknown: str, target_power: float, outcome: str | None = None):
-    """Solve the scenario's formula for ``unknown`` at ``target_power`` (others as set)."""
-    design, params = analytic_parameters(s, outcome)
-    solvable = [k for k in SOLVABLE[design] if k != "power"]
+    """Solve the scenario's formula for ``unknown`` at ``target_power`` (others as set).
+
+    ``unknown`` is ``"effect"`` (minimum detectable ITT effect, outcome units) or one of the
+    formula's counts: ``n_groups``, ``group_size``, ``n_control`` (irgt); ``n_clusters``
+    (clusters in the treated arm; the control arm keeps the scenario's ratio) and
+    ``cluster_size`` (crt); ``clusters_per_step`` and ``n_per_period`` (stepped_wedge, when
+    every step holds the same number of municipalities).
+
+    Returns a dict with ``"formula"``, ``"solve"`` (the unknown), ``"value"`` (the solved
+    value: a float effect or the smallest whole count reaching the target) and
+    ``"target_power"``.
+    """
+    formula, params = analytic_parameters(s, outcome)
+    solvable = [k for k in SOLVABLE[formula] if k != "power"]
+    if formula == "stepped_wedge" and "treatment_matrix" in params:
+        solvable = [k for k in solvable if k != "clusters_per_step"]
     if unknown not in solvable:
-        raise ValueError(f"--solve {unknown}: the {design} formula solves for one of {solvable}")
+        raise ValueError(f"--solve {unknown}: the {formula} formula solves for one of {solvable}")
     params = dict(params, power=target_power, **{unknown: None})
-    value = solve_power(design, **params)
-    return {"formula": design, "solve": unknown, "value": value, "target_power": target_power}
+    value = solve_power(formula, **params)
+    return {"formula": formula, "solve": unknown, "value": value, "target_power": target_power}

@@ -8,7 +8,7 @@ Replicates are streamed in chunks, so memory does not grow with ``reps``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -59,8 +59,8 @@ def null_scenario(s: Scenario) -> Scenario:
     return s.model_copy(update={"outcomes": outcomes})
 
 
-def mean_dose_factor(s: Scenario, *, n: int = 400_000) -> float:
-    """E[dose factor] of a treated participant (fixed-seed Monte Carlo, SE < 1e-3)."""
+def dose_factor_sample(s: Scenario, *, n: int = 400_000) -> np.ndarray:
+    """Dose factors of ``n`` simulated treated participants (fixed seed, for estimands)."""
     a = s.attendance
     rng = np.random.default_rng(12345)
     from scipy import special
@@ -73,24 +73,55 @@ def mean_dose_factor(s: Scenario, *, n: int = 400_000) -> float:
     )
     p = rng.beta(mean * a.precision, (1 - mean) * a.precision)
     fraction = rng.binomial(s.design.sessions_offered, p) / s.design.sessions_offered
-    return float(dose_factor(fraction, a).mean())
+    return dose_factor(fraction, a)
+
+
+def mean_dose_factor(s: Scenario, *, n: int = 400_000) -> float:
+    """E[dose factor] of a treated participant (fixed-seed Monte Carlo, SE < 1e-3)."""
+    return float(dose_factor_sample(s, n=n).mean())
 
 
 def true_effect(s: Scenario, outcome: str, estimand: str | None) -> float:
-    """The target of an analysis at the final visit, in outcome units (NaN if not simple).
+    """The target of an analysis at the final visit (NaN if not simple).
 
-    itt: effect x (mean dose factor - contamination of controls); full_dose: the effect.
-    Rounding and clipping of bounded scales are ignored (negligible away from the bounds).
+    Continuous outcomes (outcome units): itt = effect x (mean dose factor - contamination of
+    controls); full_dose = the effect. Counts: the marginal log rate ratio, itt = ``log
+    E[rr^(share d)] - log rr^(share c)`` over treated dose factors d (c the controls'
+    contamination, share the visit's effect share); full_dose = ``share log rr``. Binary:
+    the marginal log odds ratio, itt = ``logit E[p(d)] - logit p(c)`` with ``logit p(d) =
+    logit(prevalence) + share d log OR``; full_dose = ``share log OR``. The count and binary
+    itt formulas need the dose to be independent of the outcome: with self-selected
+    attendance (``prognosis_log_odds != 0``) and a dose-response they return NaN (bias and
+    coverage are then not scored). Rounding and clipping
+    of bounded scales are ignored (negligible away from the bounds).
     """
     o = s.outcomes[outcome]
-    if estimand is None or not isinstance(o, BoundedOutcome):
+    if estimand is None:
         return float("nan")
-    full = o.effect * effect_shares(o, s.n_visits)[-1]
-    if estimand == "full_dose":
-        return float(full)
+    share = effect_shares(o, s.n_visits)[-1]
     contaminated = s.design.randomisation in ("individual", "waitlist", "cohort")
     control_dose = s.design.contamination if contaminated else 0.0
-    return float(full * (mean_dose_factor(s) - control_dose))
+    if isinstance(o, BoundedOutcome):
+        full = o.effect * share
+        if estimand == "full_dose":
+            return float(full)
+        return float(full * (mean_dose_factor(s) - control_dose))
+    log_effect = np.log(o.rate_ratio if isinstance(o, CountOutcome) else o.odds_ratio)
+    if estimand == "full_dose":
+        return float(share * log_effect)
+    if s.attendance.prognosis_log_odds != 0 and s.attendance.dose_response != "none":
+        # self-selected dose correlates with the outcome's latent score: the multiplicative
+        # effect no longer averages separately from it, and the estimand has no closed form
+        return float("nan")
+    dose = share * dose_factor_sample(s)
+    if isinstance(o, CountOutcome):
+        treated = np.log(np.mean(np.exp(log_effect * dose)))
+        return float(treated - log_effect * share * control_dose)
+    from scipy import special
+
+    base = special.logit(o.prevalence)
+    treated = special.logit(np.mean(special.expit(base + log_effect * dose)))
+    return float(treated - (base + log_effect * share * control_dose))
 
 
 @dataclass
@@ -164,24 +195,28 @@ def simulate_operating_characteristics(
 
 
 def _summarise(name, outcome, truth, eff, nul, alpha) -> OperatingCharacteristics:
+    """Diagnosands over all replicates. Failed fits are counted, never dropped: they do not
+    reject (power, type-I error) and do not cover (coverage), so a failing analysis cannot
+    look better than it is; bias and SEs are over the successful fits."""
     ok, ok0 = ~eff["failed"], ~nul["failed"]
-    n, n0 = int(ok.sum()), int(ok0.sum())
+    reps, reps0 = len(ok), len(ok0)
+    n = int(ok.sum())
     est = eff["estimate"][ok]
-    power = float(np.mean(eff["p"][ok] < alpha)) if n else np.nan
-    type1 = float(np.mean(nul["p"][ok0] < alpha)) if n0 else np.nan
+    power = float(np.mean(ok & (eff["p"] < alpha))) if reps else np.nan
+    type1 = float(np.mean(ok0 & (nul["p"] < alpha))) if reps0 else np.nan
     emp_se = float(np.std(est, ddof=1)) if n > 1 else np.nan
-    covered = (eff["low"][ok] <= truth) & (truth <= eff["high"][ok])
-    coverage = float(np.mean(covered)) if n and np.isfinite(truth) else np.nan
+    covered = ok & (eff["low"] <= truth) & (truth <= eff["high"])
+    coverage = float(np.mean(covered)) if reps and np.isfinite(truth) else np.nan
     bias = float(np.mean(est) - truth) if n else np.nan
     return OperatingCharacteristics(
         analysis=name,
         outcome=outcome,
-        reps=len(eff["failed"]),
+        reps=reps,
         truth=truth,
         power=power,
-        power_mcse=_binomial_mcse(power, n),
+        power_mcse=_binomial_mcse(power, reps),
         type1=type1,
-        type1_mcse=_binomial_mcse(type1, n0),
+        type1_mcse=_binomial_mcse(type1, reps0),
         bias=bias,
         bias_mcse=emp_se / np.sqrt(n) if n else np.nan,
         empirical_se=emp_se,
@@ -189,7 +224,7 @@ def _summarise(name, outcome, truth, eff, nul, alpha) -> OperatingCharacteristic
         mean_se=float(np.mean(eff["se"][ok])) if n else np.nan,
         rmse=float(np.sqrt(np.mean((est - truth) ** 2))) if n else np.nan,
         coverage=coverage,
-        coverage_mcse=_binomial_mcse(coverage, n),
+        coverage_mcse=_binomial_mcse(coverage, reps),
         failures=int((~ok).sum()),
         null_failures=int((~ok0).sum()),
     )
@@ -219,22 +254,97 @@ def holm_decisions(p_values: np.ndarray, alpha: float = 0.05) -> dict[str, np.nd
     return {"holm": holm, "any": holm.any(axis=1), "all": (p < alpha).all(axis=1)}
 
 
+@dataclass(frozen=True)
+class DecisionPower:
+    """How often a decision over several outcomes succeeds, with Monte Carlo SEs.
+
+    ``rule`` is ``"all"`` (co-primary: every outcome significant at alpha, an
+    intersection-union test) or ``"any"`` (at least one outcome significant after Holm's
+    step-down adjustment). ``power`` is under the scenario's effects, ``type1`` under no
+    effect on any outcome (for ``"any"`` the family-wise error rate). A failed fit never
+    rejects; ``failures`` counts replicates with at least one failed fit (effect world).
+    """
+
+    rule: str
+    outcomes: tuple[str, ...]
+    reps: int
+    power: float
+    power_mcse: float
+    type1: float
+    type1_mcse: float
+    failures: int
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "outcomes": list(self.outcomes)}
+
+
 def simulate_multiple_outcomes(
     scenario: Scenario,
-    analysis: str,
+    analysis: str | Mapping[str, str],
     outcomes: Sequence[str],
     *,
     reps: int,
     seed: int,
     alpha: float = 0.05,
-) -> dict[str, float]:
-    """Power of 'any' (Holm) and 'all' (co-primary) decisions over several outcomes."""
-    s = scenario.with_outcomes(list(outcomes))
-    data = simulate_trials(s, reps, seed=seed)
-    p = np.column_stack([ANALYSES[analysis].run(data, k).p_value for k in outcomes])
-    p = np.where(np.isnan(p), 1.0, p)  # a failed fit never rejects
-    decisions = holm_decisions(p, alpha)
-    result = {f"power_{k}": float(np.mean(p[:, j] < alpha)) for j, k in enumerate(outcomes)}
-    result["power_any_holm"] = float(decisions["any"].mean())
-    result["power_all"] = float(decisions["all"].mean())
-    return result
+    chunk_size: int = 2048,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[OperatingCharacteristics], dict[str, DecisionPower]]:
+    """Per-outcome operating characteristics and the power of 'all' / 'any' decisions.
+
+    The outcomes are simulated together (correlated as the scenario says), each analysed by
+    ``analysis`` (one name, or a mapping outcome -> name), on common random numbers with and
+    without effects, as :func:`simulate_operating_characteristics`.
+
+    Returns ``(per_outcome, decisions)``: one :class:`OperatingCharacteristics` per outcome
+    and ``{"all": DecisionPower, "any": DecisionPower}`` (see :func:`holm_decisions`).
+
+    Example
+    -------
+    >>> per, dec = simulate_multiple_outcomes(s, "mixed", ["psp", "mhrm"], reps=1000, seed=1)
+    ...                                                                  # doctest: +SKIP
+    >>> dec["all"].power, dec["all"].power_mcse                          # doctest: +SKIP
+    """
+    outcomes = list(outcomes)
+    if len(set(outcomes)) != len(outcomes) or not outcomes:
+        raise ValueError(f"outcomes must be distinct and non-empty, got {outcomes}")
+    names = {k: analysis if isinstance(analysis, str) else analysis[k] for k in outcomes}
+    for name in names.values():
+        get_analysis(name)
+    one = scenario.with_outcomes(outcomes)
+    null = null_scenario(one)
+    effect_runs = {k: _Collected.empty() for k in outcomes}
+    null_runs = {k: _Collected.empty() for k in outcomes}
+    for start in range(0, reps, chunk_size):
+        chunk = range(start, min(start + chunk_size, reps))
+        for world, runs in ((one, effect_runs), (null, null_runs)):
+            data = simulate_trials(world, chunk, seed=seed)
+            for k in outcomes:
+                runs[k].add(ANALYSES[names[k]].run(data, k))
+        if progress is not None:
+            progress(len(chunk))
+    per_outcome, p_effect, p_null, failed = [], [], [], []
+    for k in outcomes:
+        eff, nul = effect_runs[k].arrays(), null_runs[k].arrays()
+        truth = true_effect(one, k, ANALYSES[names[k]].estimand)
+        per_outcome.append(_summarise(names[k], k, truth, eff, nul, alpha))
+        # a failed fit never rejects (it is counted, not dropped)
+        p_effect.append(np.where(eff["failed"], 1.0, eff["p"]))
+        p_null.append(np.where(nul["failed"], 1.0, nul["p"]))
+        failed.append(eff["failed"])
+    on = holm_decisions(np.column_stack(p_effect), alpha)
+    off = holm_decisions(np.column_stack(p_null), alpha)
+    any_failed = int(np.any(failed, axis=0).sum())
+    decisions = {}
+    for rule in ("all", "any"):
+        power, type1 = float(on[rule].mean()), float(off[rule].mean())
+        decisions[rule] = DecisionPower(
+            rule=rule,
+            outcomes=tuple(outcomes),
+            reps=reps,
+            power=power,
+            power_mcse=_binomial_mcse(power, reps),
+            type1=type1,
+            type1_mcse=_binomial_mcse(type1, reps),
+            failures=any_failed,
+        )
+    return per_outcome, decisions

@@ -77,7 +77,8 @@ def _lowest_count(design: str, name: str, params: dict) -> int:
     if design == "irgt" and name == "n_groups":
         return 2
     if design == "crt" and name == "n_clusters":
-        return max(2, math.ceil((3 + float(params.get("n_covariates", 0))) / 2))
+        ratio = float(params.get("cluster_ratio", 1.0))
+        return max(2, math.ceil((3 + float(params.get("n_covariates", 0))) / (1 + ratio)))
     if design == "stepped_wedge" and name == "clusters_per_step" and params.get("dist") == "t":
         return max(1, math.ceil(3 / float(params["n_steps"])))
     return 1

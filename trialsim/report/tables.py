@@ -13,34 +13,61 @@ def _pm(value: float, mcse: float, digits: int = 3) -> str:
     return f"{value:.{digits}f} ± {mcse:.{digits}f}"
 
 
+def _analytic_line(analytic: dict, label: str = "analytic") -> str:
+    if "error" in analytic:
+        return f"{label}: {analytic['error']}"
+    icc = analytic.get("icc")
+    icc_text = f", ICC {icc:.3f}" if icc is not None else ""
+    return (
+        f"{label} ({analytic['formula']}): power {analytic['power']:.3f} for an ITT effect of "
+        f"{analytic['effect']:.3g} (SD {analytic['sd']:.3g}{icc_text}, completion "
+        f"{1 - analytic['dropout']:.0%})"
+    )
+
+
 def power_table(result: dict) -> str:
     """The `trialsim power` result as a readable table (± is one Monte Carlo SE)."""
-    lines = [f"{result['scenario']}: outcome {result['outcome']}, alpha {result['alpha']}"]
+    outcomes = result.get("outcomes", [result["outcome"]])
+    several = len(outcomes) > 1
+    lines = [f"{result['scenario']}: outcome {', '.join(outcomes)}, alpha {result['alpha']}"]
     analytic = result.get("analytic")
     if analytic:
-        if "error" in analytic:
-            lines.append(f"analytic: {analytic['error']}")
+        if several:
+            lines += [_analytic_line(a, f"analytic {name}") for name, a in analytic.items()]
         else:
-            lines.append(
-                f"analytic ({analytic['formula']}): power {analytic['power']:.3f} for an ITT "
-                f"effect of {analytic['effect']:.3g} (SD {analytic['sd']:.3g}, ICC "
-                f"{analytic['icc']:.3f}, completion {1 - analytic['dropout']:.0%})"
-            )
+            lines.append(_analytic_line(analytic))
     if "solve" in result:
         sol = result["solve"]
         lines.append(f"solve: {sol['solve']} = {sol['value']:.4g} for power {sol['target_power']}")
-    if result["analyses"]:
-        head = f"{'analysis':<16}{'power':>16}{'type I':>16}{'bias':>16}{'coverage':>16}{'fail':>6}"
+    simulated = [a for a in result["analyses"] if a.get("method", "simulation") == "simulation"]
+    if simulated:
+        head = (
+            f"{'outcome':<14}{'analysis':<16}{'power':>16}{'type I':>16}{'bias':>16}"
+            f"{'coverage':>16}{'fail':>6}"
+        )
         lines += ["", head, "-" * len(head)]
-        for a in result["analyses"]:
+        for a in simulated:
             lines.append(
-                f"{a['analysis']:<16}{_pm(a['power'], a['power_mcse']):>16}"
+                f"{a['outcome']:<14}{a['analysis']:<16}{_pm(a['power'], a['power_mcse']):>16}"
                 f"{_pm(a['type1'], a['type1_mcse']):>16}{_pm(a['bias'], a['bias_mcse'], 2):>16}"
                 f"{_pm(a['coverage'], a['coverage_mcse']):>16}{a['failures']:>6}"
             )
-        reps = result["analyses"][0]["reps"]
-        lines.append(
-            f"({reps} replicates; ± one Monte Carlo SE; truth = ITT effect "
-            f"{result['analyses'][0]['truth']:.3g})"
-        )
+        reps = simulated[0]["reps"]
+        truths = ", ".join(f"{a['truth']:.3g}" for a in simulated)
+        lines.append(f"({reps} replicates; ± one Monte Carlo SE; truth = {truths})")
+    if "decisions" in result:
+        lines.append("")
+        chosen = result["decision"]["rule"]
+        for rule in (chosen, *(r for r in result["decisions"] if r != chosen)):
+            d = result["decisions"][rule]
+            what = (
+                "all outcomes significant (co-primary)"
+                if rule == "all"
+                else "at least one significant after Holm"
+            )
+            lines.append(
+                f"decision '{rule}' ({what}): power {_pm(d['power'], d['power_mcse'])}, "
+                f"type I {_pm(d['type1'], d['type1_mcse'])}, replicates with a failed fit "
+                f"{d['failures']}"
+            )
     return "\n".join(lines)
