@@ -22,13 +22,12 @@ Run: python scripts/make_example_data.py [--out PATH]   (same seed -> the same f
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from trialsim.files import atomic_path
 from trialsim.scenario import load_scenario
 from trialsim.simulate.trial import simulate_trials
 
@@ -66,16 +65,8 @@ def example_frame() -> pd.DataFrame:
 
 def write_danish_csv(frame: pd.DataFrame, path: Path) -> None:
     """Excel's Danish CSV: ';', decimal comma, Windows-1252; atomically (temp file, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         frame.to_csv(tmp, sep=";", decimal=",", index=False, encoding="cp1252", float_format="%.4g")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main() -> None:

@@ -16,13 +16,8 @@ from click.testing import CliRunner
 
 from tests.conftest import SFT
 from trialsim.cli import main
-from trialsim.report.provenance import (
-    build_provenance,
-    read_provenance,
-    write_bytes,
-    write_json,
-    write_provenance,
-)
+from trialsim.files import write_bytes, write_json
+from trialsim.report.provenance import build_provenance, read_provenance, write_provenance
 from trialsim.scenario import load_scenario
 
 

@@ -6,13 +6,13 @@ real data share the long table: one row per participant per visit, missing value
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from trialsim.files import atomic_path
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,10 @@ class TrialData:
     outcomes: dict[str, np.ndarray]  # name -> (R, N, V)
     observed: np.ndarray  # (R, N, V) bool
     assessor_blinded: np.ndarray  # (R, N, V) bool
+    # recruitment timeline (scenarios with sites.recruitment.link_trial), else None
+    enrolled_month: np.ndarray | None = None  # (R, N) months from start_date to enrolment
+    waiting_months: np.ndarray | None = None  # (R, N) enrolment to first session / start
+    start_date: str | None = None  # ISO date of month 0
 
     @property
     def n_reps(self) -> int:
@@ -56,7 +60,7 @@ class TrialData:
         """The replicates at positions ``index``."""
         return replace(
             self,
-            **{f: getattr(self, f)[index] for f in _PER_REP},
+            **{f: getattr(self, f)[index] for f in _PER_REP if getattr(self, f) is not None},
             outcomes={k: v[index] for k, v in self.outcomes.items()},
         )
 
@@ -67,7 +71,11 @@ class TrialData:
             return first
         return replace(
             first,
-            **{f: np.concatenate([getattr(p, f) for p in parts]) for f in _PER_REP},
+            **{
+                f: np.concatenate([getattr(p, f) for p in parts])
+                for f in _PER_REP
+                if getattr(first, f) is not None
+            },
             outcomes={k: np.concatenate([p.outcomes[k] for p in parts]) for k in first.outcomes},
         )
 
@@ -102,7 +110,23 @@ class TrialData:
         blinded = pd.array(self.assessor_blinded.ravel(), dtype="boolean")
         blinded[~self.observed.ravel()] = pd.NA
         cols["assessor_blinded"] = blinded
+        if self.waiting_months is not None:  # the recruitment timeline and visit dates
+            cols.update(_timeline_columns(self, shape, per_person))
         return pd.DataFrame(cols)
+
+
+def _timeline_columns(data: TrialData, shape, per_person) -> dict:
+    """enrolled_month, waiting_months and visit_date: baseline at enrolment, follow-ups
+    ``visit_months`` after the start (first group session, or enrolment for controls)."""
+    month = data.enrolled_month[:, :, None] + np.where(
+        np.arange(shape[2]) > 0, data.waiting_months[:, :, None] + data.visit_months, 0.0
+    )
+    days = np.rint(month * 365.25 / 12).astype("timedelta64[D]")
+    return {
+        "enrolled_month": per_person(data.enrolled_month),
+        "waiting_months": per_person(data.waiting_months),
+        "visit_date": (np.datetime64(data.start_date, "D") + days).ravel(),
+    }
 
 
 _PER_REP = tuple(
@@ -119,6 +143,8 @@ _PER_REP = tuple(
         "sessions_attended",
         "observed",
         "assessor_blinded",
+        "enrolled_month",
+        "waiting_months",
     )
 )
 
@@ -135,49 +161,36 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise ValueError(f"{path}: output must end in .csv or .parquet")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if suffix == ".csv":
             frame.to_csv(tmp, index=False, na_rep="")
         else:
             frame.to_parquet(tmp, index=False)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
 REQUIRED_COLUMNS = ("participant", "municipality", "arm", "group", "visit")
 
 
-def read_trial_data(path: str | Path) -> TrialData:
-    """Read a long trial-data table (CSV or Parquet, DESIGN.md §6) into :class:`TrialData`.
+def read_trial_data(path: str | Path, mapping=None, *, wide: bool | None = None) -> TrialData:
+    """Read a trial-data file (DESIGN.md §6) into :class:`TrialData`.
+
+    Any format of :mod:`trialsim.io` (CSV in any dialect, Parquet, .xlsx, .dta, .sav), long or
+    wide (``wide=None`` detects it), with ``mapping`` (``--map`` text, e.g.
+    ``"psp=PSP_total,arm=gruppe"``) from the file's names to the schema. The file is checked
+    as ``trialsim validate`` does; problems raise ``ValueError`` (the first, with a count).
 
     A ``rep`` column marks simulated replicates (each must hold the same participants); real
     data have none. The design is inferred: a ``period`` column means stepped wedge, a
     ``cohort`` column cohort randomisation, municipalities wholly in one arm municipality
     randomisation, otherwise individual randomisation.
     """
+    from trialsim.io import load_trial_frame
+
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such data file")
-    try:
-        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
-    except Exception as exc:  # parser errors come in many types; report them on one line
-        raise ValueError(f"{path}: cannot read as a table: {exc}".splitlines()[0]) from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; see DESIGN.md §6")
+    frame = load_trial_frame(path, mapping, wide)
     if "rep" not in frame.columns:
         frame = frame.assign(rep=0)
-    bad_arm = ~frame["arm"].isin(["control", "treatment"])
-    if bad_arm.any():
-        row = int(np.flatnonzero(bad_arm)[0]) + 2
-        raise ValueError(f"{path}: row {row}, column arm: expected control or treatment")
     frame = frame.sort_values(["rep", "participant", "visit"], kind="stable")
     reps = frame["rep"].unique()
     visits = np.sort(frame["visit"].unique())
@@ -236,7 +249,11 @@ def read_trial_data(path: str | Path) -> TrialData:
         scenario=path.stem,
         design=design,
         rep=np.asarray(reps),
-        visit_months=visits.astype(float),
+        visit_months=(
+            frame.groupby("visit")["month"].median().reindex(visits).to_numpy(dtype=float)
+            if "month" in frame and frame["month"].notna().all()
+            else visits.astype(float)
+        ),
         municipality_names=tuple(muni_names),
         municipality=municipality,
         period=period,

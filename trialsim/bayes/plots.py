@@ -1,19 +1,16 @@
 """Figures of Bayesian results: prior/likelihood/posterior, posterior against the MCID, trace.
 
-Figures are written atomically (a temporary file in the same folder, then a rename), so an
-interrupted run never leaves half a PNG behind.
+Figures are written atomically (:func:`trialsim.files.save_figure`).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
-FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+from trialsim.files import save_figure
 
 
 def _pyplot():
@@ -23,32 +20,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def check_figure_path(path: str | Path) -> Path:
-    path = Path(path)
-    if path.suffix.lower() not in FIGURE_SUFFIXES:
-        raise ValueError(f"{path}: a plot must end in {', '.join(FIGURE_SUFFIXES)}")
-    return path
-
-
-def save_figure(fig, path: str | Path) -> Path:
-    """Save a matplotlib figure atomically and close it."""
-    plt = _pyplot()
-    path = check_figure_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        plt.close(fig)
-    return path
 
 
 def plot_reanalysis(result, path: str | Path, *, title: str = "") -> Path:

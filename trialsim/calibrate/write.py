@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import tomllib
 from pathlib import Path
 
 from trialsim.calibrate.estimate import Calibration
+from trialsim.files import write_text
 from trialsim.scenario import scenario_from_dict
 
 _TABLES = ("design", "sites", "groups", "attendance", "correlation", "dropout", "blinding")
@@ -79,14 +78,4 @@ def write_scenario(cal: Calibration, path: str | Path, **provenance) -> Path:
         raise ValueError(f"{path}: a scenario file must end in .toml")
     text = scenario_toml(cal, **provenance)
     scenario_from_dict(tomllib.loads(text), source=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, text)

@@ -113,7 +113,8 @@ def assurance(
     from trialsim.bayes.analysis import BayesSettings
     from trialsim.bayes.assurance import parse_decision, run_assurance
     from trialsim.bayes.distributions import parse_design_prior
-    from trialsim.bayes.output import versions, write_json
+    from trialsim.bayes.output import versions
+    from trialsim.files import write_json
     from trialsim.report.progress import progress_bar
     from trialsim.scenario import load_scenario
 
@@ -176,7 +177,7 @@ def assurance(
         **result.as_dict(),
     }
     if out is not None:
-        write_json(record, out)
+        write_json(out, record)
     if fmt == "json":
         echo_json(record)
         return

@@ -124,8 +124,9 @@ def bayes(
       trialsim bayes trial.csv --mcid 7 --method exact
     """
     from trialsim.bayes.analysis import BayesSettings, fit_trial
-    from trialsim.bayes.output import file_sha256, versions, write_json
+    from trialsim.bayes.output import versions
     from trialsim.data import read_trial_data
+    from trialsim.files import file_sha256, write_json
 
     overrides = dict(
         model=model,
@@ -172,7 +173,7 @@ def bayes(
         **result.as_dict(),
     }
     out = out or Path("results") / data_file.stem / "bayes"
-    write_json(record, out / "summary.json")
+    write_json(out / "summary.json", record)
     if result.idata is not None:
         _write_mcmc_outputs(result, out)
     if fmt == "json":

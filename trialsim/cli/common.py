@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import click
-import numpy as np
 
 from trialsim.scenario import ScenarioError
 
@@ -103,12 +101,6 @@ def parse_rope(text: str | None) -> tuple[float, float] | None:
 
 
 def echo_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2, default=_json_default))
+    from trialsim.files import to_json
 
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value)}")
+    click.echo(to_json(obj))

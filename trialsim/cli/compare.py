@@ -96,8 +96,9 @@ def compare(
     """
     from trialsim.design.compare import compare_designs, comparison_records, format_comparison
     from trialsim.design.figures import compare_figure
+    from trialsim.files import write_json
     from trialsim.report.progress import progress_bar
-    from trialsim.report.provenance import build_provenance, write_json, write_provenance
+    from trialsim.report.provenance import build_provenance, write_provenance
 
     s = load_scenario(scenario, overrides)
     out = out or Path("results") / s.name / "compare"
@@ -219,7 +220,8 @@ def budget(
     from trialsim.data import write_table
     from trialsim.design.budget import Costs, optimise_budget
     from trialsim.design.figures import budget_figure
-    from trialsim.report.provenance import build_provenance, write_json, write_provenance
+    from trialsim.files import write_json
+    from trialsim.report.provenance import build_provenance, write_provenance
 
     s = load_scenario(scenario, overrides)
     costs = Costs(cost_group, cost_participant, cost_trainer)

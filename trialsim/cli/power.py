@@ -183,7 +183,7 @@ def _check_several_outcomes(analyses, unknown, plot) -> None:
 
 
 def _versions() -> dict:
-    from trialsim.report.provenance import package_versions
+    from trialsim.files import package_versions
 
     return package_versions(("trialsim", "numpy", "scipy", "statsmodels"))
 

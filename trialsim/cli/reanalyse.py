@@ -88,7 +88,7 @@ def reanalyse(estimate, ci, se, scale, mcid, prior, tail, better, fmt, plot):
     from trialsim.bayes.reanalysis import reanalyse as run
 
     if plot is not None:
-        from trialsim.bayes.plots import check_figure_path
+        from trialsim.files import check_figure_path
 
         check_figure_path(plot)
     if (ci is None) == (se is None):

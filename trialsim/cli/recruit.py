@@ -61,12 +61,13 @@ def recruit(
       trialsim recruit scenarios/sft-19m.toml --set design.randomisation=cohort --format json
       trialsim recruit scenarios/sft-19m.toml --set sites.recruitment.max_wait_months=4
     """
+    from trialsim.files import check_figure_path
     from trialsim.report.progress import progress_bar
-    from trialsim.report.timeline import PLOT_SUFFIXES, recruitment_table, timeline_plot
+    from trialsim.report.timeline import recruitment_table, timeline_plot
     from trialsim.simulate.recruitment import simulate_recruitment
 
-    if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
-        raise InputError(f"--plot {plot}: use a file name ending in {', '.join(PLOT_SUFFIXES)}")
+    if plot is not None:
+        check_figure_path(plot)
     s = load_scenario(scenario, overrides)
     if s.sites.recruitment is None:
         raise InputError(

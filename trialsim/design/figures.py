@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trialsim.report.provenance import save_figure
+from trialsim.files import save_figure
 
 Z = 1.96
 MAX_LINES = 8  # more lines than this on one plot stop being readable

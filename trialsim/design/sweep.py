@@ -35,7 +35,8 @@ import pandas as pd
 from trialsim.data import write_table
 from trialsim.design.executors import run_tasks
 from trialsim.design.grid import Axis, cell_hash, cell_key, cell_seed, expand_grid, overrides_for
-from trialsim.report.provenance import build_provenance, write_json, write_provenance
+from trialsim.files import write_json
+from trialsim.report.provenance import build_provenance, write_provenance
 from trialsim.scenario import ScenarioError, apply_overrides, scenario_from_dict
 
 SETTINGS_FILE = "sweep.json"

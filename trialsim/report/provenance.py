@@ -8,17 +8,14 @@ temporary name, then a rename) so an interrupted run never leaves half a file.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
-import os
 import platform
 import shlex
 import sys
-import tempfile
-from importlib import metadata
 from pathlib import Path
 
-import numpy as np
+from trialsim import files
+from trialsim.files import file_sha256, write_json
 
 #: Packages whose versions change numbers in trialsim's outputs.
 PACKAGES = (
@@ -39,18 +36,7 @@ PROVENANCE_FILE = "provenance.json"
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     """Installed version of each package (``"not installed"`` when absent), and Python's."""
-    versions = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (the scenario file as written, comments included)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return files.package_versions(names)
 
 
 def command_line(argv: list[str] | None = None) -> str:
@@ -111,55 +97,3 @@ def read_provenance(directory: str | Path) -> dict | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-# ---- atomic writers shared by the commands ---------------------------------------------------
-
-
-def write_text(path: str | Path, text: str) -> Path:
-    """Write text atomically (temporary file in the same folder, then ``os.replace``)."""
-    return write_bytes(path, text.encode("utf-8"))
-
-
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write bytes atomically (temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json(path: str | Path, obj) -> Path:
-    """Write JSON atomically; numpy scalars and arrays become plain numbers and lists."""
-    return write_text(path, json.dumps(obj, indent=2, default=json_default) + "\n")
-
-
-def json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value)}")
-
-
-def save_figure(fig, path: str | Path, *, dpi: int = 110) -> Path:
-    """Save a matplotlib figure atomically (PNG or SVG by suffix) and close it."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=dpi)
-    plt.close(fig)
-    return write_bytes(path, buffer.getvalue())

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from trialsim.report.provenance import PROVENANCE_FILE, write_text
+from trialsim.files import write_text
+from trialsim.report.provenance import PROVENANCE_FILE
 
 MAX_ROWS = 40
 LONG_TABLE_ROWS = 10  # a longer table (e.g. simulated trial data) shows only its first rows

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from trialsim.files import check_figure_path, save_figure
 from trialsim.simulate.recruitment import ACTIVITIES, RecruitmentResult
 
-PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 _ARMS = (("control", "tab:blue"), ("treatment", "tab:orange"))
 
 
@@ -33,9 +31,7 @@ def timeline_plot(result: RecruitmentResult, path, *, title: str = "") -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    path = Path(path)
-    if path.suffix.lower() not in PLOT_SUFFIXES:
-        raise ValueError(f"--plot {path}: use a file name ending in {', '.join(PLOT_SUFFIXES)}")
+    path = check_figure_path(path)
     months = result.months
     end = np.nanquantile(
         np.fmax(result.months_to_full_enrolment, result.months_to_last_group_start), 0.9
@@ -85,19 +81,7 @@ def timeline_plot(result: RecruitmentResult, path, *, title: str = "") -> Path:
         fontsize=11,
     )
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 _TABLE_ROWS = (
