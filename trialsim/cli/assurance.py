@@ -12,6 +12,7 @@ from trialsim.cli.common import (
     InputError,
     echo_json,
     friendly,
+    outcome_option,
     parse_rope,
     scenario_argument,
     seed_option,
@@ -37,7 +38,7 @@ from trialsim.cli.common import (
     help="Success rule on the posterior: p_benefit, p_beyond_mcid, p_in_rope or "
     "posterior_mean compared with a number; terms joined by 'and'.",
 )
-@click.option("--outcome", default=None, help="Outcome (default: the primary).")
+@outcome_option
 @click.option("--prior", default=None, metavar="PRIOR", help=f"Analysis prior: {PRIOR_HELP}.")
 @click.option("--mcid", type=float, default=None, help="MCID (default: the scenario's).")
 @click.option("--rope", default=None, metavar="L,U", help="Region of practical equivalence.")

@@ -57,6 +57,26 @@ def reps_option(default: int):
     )
 
 
+alpha_option = click.option(
+    "--alpha",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Two-sided significance level.",
+)
+outcome_option = click.option("--outcome", default=None, help="Outcome (default: the primary).")
+
+
+def target_power_option(help: str | None = None):
+    return click.option(
+        "--target-power",
+        default=0.8,
+        show_default=True,
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        help=help,
+    )
+
+
 format_option = click.option(
     "--format",
     "fmt",

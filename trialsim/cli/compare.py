@@ -8,13 +8,16 @@ from pathlib import Path
 import click
 
 from trialsim.cli.common import (
+    alpha_option,
     echo_json,
     format_option,
     friendly,
+    outcome_option,
     reps_option,
     scenario_argument,
     seed_option,
     set_option,
+    target_power_option,
 )
 from trialsim.scenario import DESIGNS, load_scenario
 
@@ -53,22 +56,11 @@ def _designs(ctx, param, value: str) -> list[str]:
     metavar="NAME",
     help="Analysis for every design (repeatable; default: each design's recommended one).",
 )
-@click.option("--outcome", default=None, help="Outcome (default: the primary).")
+@outcome_option
 @reps_option(1000)
 @seed_option
-@click.option(
-    "--alpha",
-    default=0.05,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-)
-@click.option(
-    "--target-power",
-    default=0.8,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Power for the MDE, groups and participants needed.",
-)
+@alpha_option
+@target_power_option("Power for the MDE, groups and participants needed.")
 @out_option
 @format_option
 @set_option
@@ -187,7 +179,7 @@ def _sizes(ctx, param, value: str | None):
     default=None,
     help="Group sizes to consider: list 4,6,8 or range 3:10:8 (default: min_size..max_size).",
 )
-@click.option("--outcome", default=None, help="Outcome (default: the primary).")
+@outcome_option
 @out_option
 @format_option
 @set_option

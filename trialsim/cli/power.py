@@ -8,6 +8,7 @@ import click
 
 from trialsim.cli.common import (
     InputError,
+    alpha_option,
     echo_json,
     format_option,
     friendly,
@@ -15,6 +16,7 @@ from trialsim.cli.common import (
     scenario_argument,
     seed_option,
     set_option,
+    target_power_option,
 )
 from trialsim.scenario import load_scenario
 
@@ -55,12 +57,7 @@ from trialsim.scenario import load_scenario
 )
 @reps_option(1000)
 @seed_option
-@click.option(
-    "--alpha",
-    default=0.05,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-)
+@alpha_option
 @click.option(
     "--solve",
     "unknown",
@@ -70,12 +67,7 @@ from trialsim.scenario import load_scenario
     "n_groups, group_size, n_control (individual/waitlist); n_clusters, cluster_size "
     "(cohort/municipality); clusters_per_step, n_per_period (stepped wedge).",
 )
-@click.option(
-    "--target-power",
-    default=0.8,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-)
+@target_power_option("Power the --solve unknown must reach.")
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),

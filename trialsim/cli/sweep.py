@@ -9,9 +9,11 @@ import click
 
 from trialsim.cli.common import (
     InputError,
+    alpha_option,
     echo_json,
     format_option,
     friendly,
+    outcome_option,
     reps_option,
     scenario_argument,
     seed_option,
@@ -48,13 +50,8 @@ def _axes(ctx, param, values):
     metavar="NAME",
     help="Analysis to score (repeatable; default: each cell's design default).",
 )
-@click.option("--outcome", default=None, help="Outcome (default: the primary).")
-@click.option(
-    "--alpha",
-    default=0.05,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-)
+@outcome_option
+@alpha_option
 @seed_option
 @click.option(
     "--jobs", default=1, show_default=True, type=click.IntRange(1), help="Worker processes."
