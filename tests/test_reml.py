@@ -19,7 +19,18 @@ import pytest
 import statsmodels.api as sm
 
 from trialsim.analyse.ols import fit_ols
-from trialsim.analyse.reml import cluster_stats, fit_reml, fit_reml_stats
+from trialsim.analyse.prepare import ancova_arrays
+from trialsim.analyse.reml import (
+    BLOCK_REPS,
+    _pool_outer,
+    cluster_stats,
+    fit_reml,
+    fit_reml_stats,
+)
+from trialsim.scenario import load_scenario
+from trialsim.simulate import simulate_trials
+
+from .conftest import SFT
 
 # --------------------------------------------------------------------------- data
 
@@ -339,3 +350,99 @@ def test_stats_reuse_and_no_clusters():
     none = fit_reml(y, X, -np.ones_like(cluster)).estimates
     assert none.boundary.all()
     np.testing.assert_allclose(none.se, fit_ols(y, X).se, rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- blocks and threads
+
+
+def test_blocks_and_threads_do_not_change_the_fit():
+    """Batches are fitted in blocks of BLOCK_REPS replicates on several threads: the result is
+    the same bit for bit whatever the thread count, and every block boundary is invisible
+    (each replicate fitted alone agrees to rounding)."""
+    rng = np.random.default_rng(23)
+    n_rep = 2 * BLOCK_REPS + 37
+    y, X, cluster = cluster_randomised(rng, n_rep, n_clusters=8, size=6, missing=0.1)
+    one = fit_reml(y, X, cluster, threads=1)
+    two = fit_reml(y, X, cluster, threads=2)
+    for name in ("estimate", "se", "df", "p_value", "boundary", "converged"):
+        np.testing.assert_array_equal(getattr(one.estimates, name), getattr(two.estimates, name))
+    np.testing.assert_array_equal(one.reml_loglik, two.reml_loglik)
+    for r in (0, BLOCK_REPS - 1, BLOCK_REPS, n_rep - 1):
+        alone = fit_reml(y[r : r + 1], X[r : r + 1], cluster[r : r + 1]).estimates
+        np.testing.assert_allclose(alone.estimate, one.estimates.estimate[r], rtol=1e-9)
+        np.testing.assert_allclose(alone.df, one.estimates.df[r], rtol=1e-9)
+    # the statistics of the whole batch (blocks merged) give the same fit
+    stats = cluster_stats(y, X, cluster, threads=2)
+    again = fit_reml_stats(stats, threads=1).estimates
+    np.testing.assert_array_equal(again.estimate, one.estimates.estimate)
+    assert stats.cross_size.shape[:2] == (n_rep, stats.sizes.size)
+
+
+def test_cluster_stats_against_a_plain_loop():
+    """Pooled cluster cross-products ``sum_c z_c z_c'`` per cluster size, against a loop over
+    replicates and clusters, for grouped, singleton and cluster-randomised layouts."""
+    rng = np.random.default_rng(29)
+    cases = [
+        partially_nested(rng, 5, missing=0.3),
+        partially_nested(rng, 5, missing=0.2, singleton=True),
+        cluster_randomised(rng, 5, missing=0.2),
+    ]
+    for y, X, cluster in cases:
+        stats = cluster_stats(y, X, cluster)
+        for r in range(len(y)):
+            keep = np.isfinite(y[r])
+            W = np.column_stack([X[r], y[r]])[keep]
+            np.testing.assert_allclose(stats.cross[r], W.T @ W, rtol=1e-12)
+            expected = np.zeros_like(stats.cross_size[r])
+            for c in np.unique(cluster[r][keep & (cluster[r] >= 0)]):
+                rows = W[cluster[r][keep] == c]
+                size = np.searchsorted(stats.sizes, len(rows))
+                expected[size] += np.outer(rows.sum(axis=0), rows.sum(axis=0))
+            np.testing.assert_allclose(stats.cross_size[r], expected, rtol=1e-12, atol=1e-9)
+            counts = np.bincount(cluster[r][keep & (cluster[r] >= 0)])
+            assert stats.n_clusters[r] == (counts > 0).sum()
+
+
+def test_pooled_outer_products_padded_and_sparse_paths_agree():
+    """Both ways of summing outer products per cell (padded matmul, sparse pooling) equal the
+    plain sum; the choice between them is a matter of memory only."""
+    rng = np.random.default_rng(31)
+    z = rng.normal(size=(200, 4))
+    for cell in (
+        rng.integers(0, 50, 200),
+        np.where(np.arange(200) < 190, 0, 1 + np.arange(200) % 3),
+    ):
+        count = np.bincount(cell, minlength=60)
+        pooled = _pool_outer(z, cell, count)
+        plain = np.zeros((60, 4, 4))
+        np.add.at(plain, cell, z[:, :, None] * z[:, None, :])
+        np.testing.assert_allclose(pooled, plain, rtol=1e-12, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def sft_small():
+    """Small simulated SFT batches: individual (municipality strata) and stepped wedge."""
+    designs = ("individual", "stepped-wedge")
+    return [
+        simulate_trials(load_scenario(SFT, [f"design.randomisation={d}"]), 20, seed=1)
+        for d in designs
+    ]
+
+
+def test_ancova_arrays_match_a_plain_construction(sft_small):
+    """The design arrays built in one pass equal a column-by-column construction."""
+    for data in sft_small:
+        a = ancova_arrays(data, "psp")
+        y, base = data.outcomes["psp"][:, :, -1], data.outcomes["psp"][:, :, 0]
+        mask = np.isfinite(y) & np.isfinite(base)
+        cols = [np.ones_like(y), data.treated.astype(float), base - np.nanmean(base)]
+        if data.design in ("individual", "waitlist", "cohort"):
+            m = data.municipality.max() + 1
+            cols += [np.broadcast_to(data.municipality == j, y.shape) for j in range(1, m)]
+        cols += [
+            np.broadcast_to(data.period == j, y.shape) for j in range(1, data.period.max() + 1)
+        ]
+        expected = np.where(mask[..., None], np.stack(cols, axis=-1), 0.0)
+        np.testing.assert_array_equal(a.X, expected)
+        np.testing.assert_array_equal(a.mask, mask)
+        assert len(a.columns) == expected.shape[-1]

@@ -7,9 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from scipy import special
 
 from trialsim.cli import main
-from trialsim.simulate import simulate_trials
+from trialsim.simulate import dropout, outcomes, simulate_trials
+from trialsim.simulate.layout import build_layout
+from trialsim.simulate.randomise import assign_arms
 
 from .conftest import CLEAN, SFT, scenario
 
@@ -40,7 +43,48 @@ def test_chunks_threads_and_single_replicates_equal_one_batch():
     np.testing.assert_array_equal(single.group[0], whole.group[270])
 
 
+def test_visit_by_visit_kernels_equal_their_broadcast_definitions():
+    """The (B, N, V) arrays are built visit by visit for speed (a (B, N, 1) x (V,) broadcast
+    is ~20x slower); they must equal the plain broadcast definitions exactly."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(4, 7))
+    flag = rng.random((4, 7)) < 0.5
+    post = np.arange(3) > 0
+    np.testing.assert_array_equal(outcomes.by_visit(False, flag, 3), flag[:, :, None] & post)
+    np.testing.assert_array_equal(outcomes.by_visit(1.0, x, 3), np.where(post, x[:, :, None], 1.0))
+    np.testing.assert_array_equal(outcomes.by_visit(x, x, 2), np.stack([x, x], axis=-1))
+    # monotone dropout: visit by visit equals the cumulative product of "stays" draws
+    lp = rng.normal(size=(50, 30))
+    observed = dropout.draw_observed(-1.0, lp, 4, rng=np.random.default_rng(1))
+    u = np.random.default_rng(1).random((50, 30, 3))
+    stays = u >= special.expit(-1.0 + lp)[..., None]
+    np.testing.assert_array_equal(observed[..., 1:], np.cumprod(stays, axis=-1, dtype=bool))
+    assert observed[..., 0].all()
+
+
 # ---- structure ----------------------------------------------------------------------------------
+
+
+def test_within_municipality_randomisation_is_a_uniform_random_subset(sft):
+    """Each participant is treated with probability n_treated / n in their municipality
+    (partial-sort cut-off of uniform draws), within 4 binomial SEs at every position."""
+    layout = build_layout(sft)
+    treated, _ = assign_arms(sft, layout, 4000, rng=np.random.default_rng(2))
+    n_m = np.asarray(sft.sites.participants)
+    share = np.floor(n_m * 0.5 + 0.5)[layout.municipality] / n_m[layout.municipality]
+    se = np.sqrt(share * (1 - share) / 4000)
+    assert (np.abs(treated.mean(axis=0) - share) < 4 * se).all()
+    n_treated = np.floor(n_m * 0.5 + 0.5).astype(int)
+    per_muni = np.add.reduceat(treated, layout.cell_start, axis=1)
+    np.testing.assert_array_equal(per_muni, np.broadcast_to(n_treated, per_muni.shape))
+
+
+def test_groups_fill_in_participant_order(sft):
+    """Members join groups in order: group slots never decrease along the treated
+    participants, so each group is a run of consecutive members of its municipality."""
+    d = simulate_trials(sft, 20, seed=6)
+    for r in range(d.n_reps):
+        assert (np.diff(d.group[r][d.treated[r]]) >= 0).all()
 
 
 def test_individual_randomisation_structure(sft):

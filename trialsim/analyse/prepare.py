@@ -48,20 +48,21 @@ def ancova_arrays(data: TrialData, outcome: str, *, visit: int = -1) -> ModelArr
     baseline = values[:, :, 0]
     r, n = y.shape
     treated = data.treated
+    mask = np.isfinite(y) & np.isfinite(baseline)
     columns = ["intercept", "treatment", "baseline"]
-    parts = [np.ones((r, n)), treated.astype(float), baseline - np.nanmean(baseline)]
+    indicators = []  # dummy columns: the same for every replicate
     if data.design in WITHIN_MUNICIPALITY:
         m = int(data.municipality.max()) + 1
-        dummies = (data.municipality[:, None] == np.arange(1, m)).astype(float)
-        parts += list(np.broadcast_to(dummies.T[:, None, :], (m - 1, r, n)))
+        indicators += [data.municipality == j for j in range(1, m)]
         columns += [f"municipality[{name}]" for name in data.municipality_names[1:m]]
     n_periods = int(data.period.max()) + 1
-    if n_periods > 1:
-        dummies = (data.period[:, None] == np.arange(1, n_periods)).astype(float)
-        parts += list(np.broadcast_to(dummies.T[:, None, :], (n_periods - 1, r, n)))
-        columns += [f"period[{p}]" for p in range(1, n_periods)]
-    X = np.stack(parts, axis=-1)
-    mask = np.isfinite(y) & np.isfinite(baseline)
+    indicators += [data.period == j for j in range(1, n_periods)]
+    columns += [f"period[{j}]" for j in range(1, n_periods)]
+    fixed = np.column_stack([np.ones(n), np.zeros((n, 2)), *indicators])  # (N, p)
+    # zero outside complete cases; written in one pass, then the two per-replicate columns
+    X = fixed * mask[..., None]
+    np.multiply(treated, mask, out=X[..., 1])
+    np.subtract(baseline, np.nanmean(baseline), out=X[..., 2], where=mask)
     if data.design in ("municipality", "stepped-wedge"):
         cluster = np.broadcast_to(data.municipality, (r, n)).copy()
     else:
@@ -69,7 +70,7 @@ def ancova_arrays(data: TrialData, outcome: str, *, visit: int = -1) -> ModelArr
     fraction = data.sessions_attended / np.maximum(data.sessions_offered, 1)
     return ModelArrays(
         y=y,
-        X=np.where(mask[..., None], X, 0.0),
+        X=X,
         columns=tuple(columns),
         mask=mask,
         treated=treated,

@@ -31,6 +31,12 @@ relative tolerance of 1e-10 in ``lam``. If the grid minimum is ``lam = 0`` and `
 the fit is on the boundary: ``sigma2_cluster = 0`` exactly (the fixed-effects model), flagged
 ``boundary``; this never fails.
 
+The batch is processed in blocks of :data:`BLOCK_REPS` replicates, on a few threads (numpy
+releases the GIL in its kernels). Blocks keep the working arrays at a few MB, where memory
+traffic (not arithmetic) would otherwise dominate: the (R, S, q, q) size-pooled products of a
+whole batch run to hundreds of MB. A replicate's fit uses only its own rows, so the result
+does not depend on the number of threads.
+
 Satterthwaite degrees of freedom
 --------------------------------
 As in lmerTest (Kuznetsova, Brockhoff & Christensen 2017, J Stat Softw 82(13), section 3;
@@ -49,6 +55,9 @@ of the fixed-effects model, ``n - p``; that is what is returned there.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +72,7 @@ _GRID = np.concatenate([[0.0], np.logspace(-4.0, 3.0, 11)])
 _STEP_TOL = 1e-6
 _MAX_NEWTON = 60
 _RANK_TOL = 1e-10
+BLOCK_REPS = 256  # replicates per block: (block, N, p) design arrays of a few MB
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,41 @@ class ClusterStats:
     @property
     def n_coef(self) -> int:
         return self.cross.shape[-1] - 1
+
+    def take(self, index: slice | np.ndarray) -> ClusterStats:
+        """The statistics of the replicates at ``index`` (same ``sizes``)."""
+        return ClusterStats(
+            cross=self.cross[index],
+            sizes=self.sizes,
+            n_size=self.n_size[index],
+            cross_size=self.cross_size[index],
+            n_obs=self.n_obs[index],
+            n_clusters=self.n_clusters[index],
+        )
+
+    @staticmethod
+    def concat(parts: list[ClusterStats]) -> ClusterStats:
+        """Stack blocks of replicates; their cluster sizes are merged (zeros where absent)."""
+        if len(parts) == 1:
+            return parts[0]
+        sizes = np.unique(np.concatenate([part.sizes for part in parts]))
+        n_size, cross_size = [], []
+        for part in parts:
+            at = np.searchsorted(sizes, part.sizes)
+            counts = np.zeros((len(part.n_obs), sizes.size))
+            counts[:, at] = part.n_size
+            pooled = np.zeros((len(part.n_obs), sizes.size, *part.cross.shape[1:]))
+            pooled[:, at] = part.cross_size
+            n_size.append(counts)
+            cross_size.append(pooled)
+        return ClusterStats(
+            cross=np.concatenate([part.cross for part in parts]),
+            sizes=sizes,
+            n_size=np.concatenate(n_size),
+            cross_size=np.concatenate(cross_size),
+            n_obs=np.concatenate([part.n_obs for part in parts]),
+            n_clusters=np.concatenate([part.n_clusters for part in parts]),
+        )
 
 
 @dataclass(frozen=True)
@@ -135,25 +180,43 @@ def _broadcast_inputs(y, X, cluster, mask):
     return y, X, cluster, used
 
 
-def _masked_rows(y, X, used):
-    """W = [X, y] with unused rows zeroed, and the final row-use mask.
+def _map_blocks(fn: Callable[[slice], object], n_rep: int, threads: int | None) -> list:
+    """``fn`` over consecutive blocks of :data:`BLOCK_REPS` replicates, on up to ``threads``
+    threads (default: one per core); results in block order."""
+    blocks = [slice(a, min(a + BLOCK_REPS, n_rep)) for a in range(0, n_rep, BLOCK_REPS)]
+    n_threads = min(threads or os.cpu_count() or 1, len(blocks))
+    if n_threads <= 1:
+        return [fn(block) for block in blocks]
+    with ThreadPoolExecutor(n_threads) as pool:
+        return list(pool.map(fn, blocks))
 
-    The fast path multiplies by the mask; only if that leaves non-finite values (NaN or inf
-    in X) are the offending rows found and dropped."""
+
+def _masked_rows(y, X, used):
+    """W = [X, y] with unused rows zeroed, its cross-product W'W and the final row-use mask.
+
+    The fast path multiplies by the mask; only if the cross-product ``W'W`` then has
+    non-finite entries (NaN or inf in X) are the offending rows found and dropped."""
     n_rep, n = y.shape
     p = X.shape[-1]
     W = np.empty((n_rep, n, p + 1))
     np.multiply(X, used[..., None], out=W[..., :p])
     W[..., p] = np.where(used, y, 0.0)
-    bad = ~np.isfinite(W[..., :p] @ np.ones(p))
+    cross = np.matmul(W.transpose(0, 2, 1), W)
+    bad = ~np.isfinite(cross).all(axis=(1, 2))
     if bad.any():
         used = used & np.isfinite(np.broadcast_to(X, (n_rep, n, p))).all(axis=-1)
         W[~used] = 0.0
-    return W, used
+        cross[bad] = np.matmul(W[bad].transpose(0, 2, 1), W[bad])
+    return W, cross, used
 
 
 def cluster_stats(
-    y: np.ndarray, X: np.ndarray, cluster: np.ndarray, mask: np.ndarray | None = None
+    y: np.ndarray,
+    X: np.ndarray,
+    cluster: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    threads: int | None = None,
 ) -> ClusterStats:
     """Cross-products and per-cluster-size sums of ``[X, y]`` for a batch of replicates.
 
@@ -163,12 +226,22 @@ def cluster_stats(
     X : (R, N, p) or (N, p) fixed-effects design.
     cluster : (R, N) or (N,) int cluster ids 0..G-1; -1 for rows with no random effect.
     mask : (R, N) bool rows to use (combined with finiteness of y and X); None for all.
+    threads : blocks of replicates summarised in parallel (default: one per core).
     """
     y, X, cluster, used = _broadcast_inputs(y, X, cluster, mask)
+    parts = _map_blocks(
+        lambda b: _block_stats(y[b], X if len(X) == 1 else X[b], cluster[b], used[b]),
+        len(y),
+        threads,
+    )
+    return ClusterStats.concat(parts)
+
+
+def _block_stats(y, X, cluster, used) -> ClusterStats:
+    """:func:`cluster_stats` of one block of replicates (inputs already broadcast)."""
     n_rep, n = y.shape
     q = X.shape[-1] + 1
-    W, used = _masked_rows(y, X, used)
-    cross = np.matmul(W.transpose(0, 2, 1), W)
+    W, cross, used = _masked_rows(y, X, used)
 
     n_groups = max(int(cluster.max()) + 1, 0)
     in_cluster = used & (cluster >= 0)
@@ -188,21 +261,38 @@ def cluster_stats(
     size_index = np.searchsorted(sizes, n_c[nonempty])
     rep_of = np.repeat(np.arange(n_rep), n_groups)[nonempty]
     cell = rep_of * sizes.size + size_index
-    n_size = np.bincount(cell, minlength=n_rep * sizes.size).reshape(n_rep, sizes.size)
-    outer = (z[:, :, None] * z[:, None, :]).reshape(-1, q * q)
-    pool = sparse.csc_matrix(
-        (np.ones(cell.size), cell, np.arange(cell.size + 1)),
-        shape=(n_rep * sizes.size, cell.size),
-    )
-    cross_size = np.asarray(pool @ outer).reshape(n_rep, sizes.size, q, q)
+    n_size = np.bincount(cell, minlength=n_rep * sizes.size)
+    cross_size = _pool_outer(z, cell, n_size).reshape(n_rep, sizes.size, q, q)
     return ClusterStats(
         cross=cross,
         sizes=sizes,
-        n_size=n_size.astype(float),
+        n_size=n_size.reshape(n_rep, sizes.size).astype(float),
         cross_size=cross_size,
         n_obs=used.sum(axis=1),
         n_clusters=nonempty.reshape(n_rep, n_groups).sum(axis=1),
     )
+
+
+def _pool_outer(z: np.ndarray, cell: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``sum z_c z_c'`` over the rows ``c`` of ``z`` in each cell, (cells, q, q).
+
+    Rows are stacked cell by cell into a zero-padded (cells, width, q) array, so the sums are
+    one batched matmul; should the padded array outgrow the outer products themselves (very
+    unequal cells), those are summed by a sparse matrix instead."""
+    n_cells, q = count.size, z.shape[-1]
+    width = int(count.max(initial=0))
+    if n_cells * width > q * len(z):
+        outer = (z[:, :, None] * z[:, None, :]).reshape(-1, q * q)
+        pool = sparse.csc_matrix(
+            (np.ones(cell.size), cell, np.arange(cell.size + 1)), shape=(n_cells, cell.size)
+        )
+        return np.asarray(pool @ outer).reshape(n_cells, q, q)
+    order = np.argsort(cell, kind="stable")
+    first = np.cumsum(count) - count
+    slot = np.arange(cell.size) - first[cell[order]]
+    stacked = np.zeros((n_cells, width, q))
+    stacked[cell[order], slot] = z[order]
+    return np.matmul(stacked.transpose(0, 2, 1), stacked)
 
 
 def _cholesky(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -348,16 +438,31 @@ def _optimise_ratio(S, T, n_size, sizes, resid_df):
 
 
 def fit_reml_stats(
-    stats: ClusterStats, *, coef: int = 1, analysis: str = "reml", level: float = 0.95
+    stats: ClusterStats,
+    *,
+    coef: int = 1,
+    analysis: str = "reml",
+    level: float = 0.95,
+    threads: int | None = None,
 ) -> RemlFit:
     """REML fit from precomputed :func:`cluster_stats` (see :func:`fit_reml`)."""
+    coef = _check_coef(coef, stats.n_coef)
+    parts = _map_blocks(lambda b: _fit_block(stats.take(b), coef), len(stats.n_obs), threads)
+    return _assemble(parts, stats, analysis, level)
+
+
+def _check_coef(coef: int, p: int) -> int:
+    if not -p <= coef < p:
+        raise ValueError(f"coef must index one of the {p} columns of X, got {coef}")
+    return coef % p
+
+
+def _fit_block(stats: ClusterStats, coef: int) -> dict[str, np.ndarray]:
+    """Fit one block of replicates; the arrays of a :class:`RemlFit` (NaN where failed)."""
     S, T = stats.cross, stats.cross_size
     n_size, sizes = stats.n_size, stats.sizes
     n_rep, q = S.shape[0], S.shape[-1]
     p = q - 1
-    if not -p <= coef < p:
-        raise ValueError(f"coef must index one of the {p} columns of X, got {coef}")
-    coef = coef % p
     resid_df = (stats.n_obs - p).astype(float)
     failed = (resid_df < 1.0) | ~_full_rank(S[:, :p, :p])
     # y in the column space of X (Q = 0) leaves nothing to estimate a variance from
@@ -399,7 +504,9 @@ def fit_reml_stats(
     h_ls = -q1 / s2**2
     h_ss = -resid_df / s2**2 + 2.0 * Q / s2**3
     v = C[:, :, coef]
-    f_l = s2 * np.einsum("rs,ri,rsij,rj->r", part["w1"], v, T[:, :, :p, :p], v)
+    # f_l = s2 sum_s w1_s v'T_s v (the derivative of C_kk in lam), as matmuls (einsum is slow)
+    v_t_v = (np.matmul(T[:, :, :p, :p], v[:, None, :, None])[..., 0] * v[:, None, :]).sum(-1)
+    f_l = s2 * (part["w1"] * v_t_v).sum(axis=1)
     f_s = C[:, coef, coef]
     det = h_ll * h_ss - h_ls**2
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -409,30 +516,44 @@ def fit_reml_stats(
     converged &= ~bad_df
 
     nan = np.full(n_rep, np.nan)
-    est = np.where(failed, nan, beta[:, coef])
-    se = np.where(failed, nan, np.sqrt(var_k))
-    df = np.where(failed | bad_df, nan, df)
-    s2 = np.where(failed, nan, s2)
-    tau = np.where(failed, nan, tau)
+    return {
+        "estimate": np.where(failed, nan, beta[:, coef]),
+        "se": np.where(failed, nan, np.sqrt(var_k)),
+        "df": np.where(failed | bad_df, nan, df),
+        "boundary": boundary & ~failed,
+        "converged": converged & ~failed,
+        "failed": failed,
+        "beta": np.where(failed[:, None], np.nan, beta),
+        "cov_beta": np.where(failed[:, None, None], np.nan, cov_beta),
+        "sigma2_residual": np.where(failed, nan, s2),
+        "sigma2_cluster": np.where(failed, nan, tau),
+        "ratio": np.where(failed, nan, lam),
+        "reml_loglik": np.where(failed, nan, reml_loglik),
+    }
+
+
+def _assemble(parts: list[dict], stats: ClusterStats, analysis: str, level: float) -> RemlFit:
+    """One :class:`RemlFit` from the blocks' arrays."""
+    out = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     estimates = Estimates.from_t(
         analysis,
-        est,
-        se,
-        df,
+        out["estimate"],
+        out["se"],
+        out["df"],
         level=level,
-        variance={"residual": s2, "cluster": tau},
-        boundary=boundary & ~failed,
-        converged=converged & ~failed,
-        failed=failed,
+        variance={"residual": out["sigma2_residual"], "cluster": out["sigma2_cluster"]},
+        boundary=out["boundary"],
+        converged=out["converged"],
+        failed=out["failed"],
     )
     return RemlFit(
         estimates=estimates,
-        beta=np.where(failed[:, None], np.nan, beta),
-        cov_beta=np.where(failed[:, None, None], np.nan, cov_beta),
-        sigma2_residual=s2,
-        sigma2_cluster=tau,
-        ratio=np.where(failed, nan, lam),
-        reml_loglik=np.where(failed, nan, reml_loglik),
+        beta=out["beta"],
+        cov_beta=out["cov_beta"],
+        sigma2_residual=out["sigma2_residual"],
+        sigma2_cluster=out["sigma2_cluster"],
+        ratio=out["ratio"],
+        reml_loglik=out["reml_loglik"],
         stats=stats,
     )
 
@@ -446,6 +567,7 @@ def fit_reml(
     coef: int = 1,
     analysis: str = "reml",
     level: float = 0.95,
+    threads: int | None = None,
 ) -> RemlFit:
     """Fit ``y = X beta + u_cluster + e`` by REML for every replicate of a batch.
 
@@ -459,6 +581,8 @@ def fit_reml(
     coef : column of X whose coefficient is reported.
     analysis : name carried by the returned :class:`Estimates`.
     level : confidence level of the t interval (Satterthwaite df).
+    threads : blocks of replicates fitted in parallel (default: one per core); the result
+        does not depend on it.
 
     Returns
     -------
@@ -476,5 +600,14 @@ def fit_reml(
     Patterson & Thompson (1971) Biometrika 58:545 (REML); Kuznetsova et al. (2017) J Stat
     Softw 82(13) (lmerTest Satterthwaite df).
     """
-    stats = cluster_stats(y, X, cluster, mask)
-    return fit_reml_stats(stats, coef=coef, analysis=analysis, level=level)
+    y, X, cluster, used = _broadcast_inputs(y, X, cluster, mask)
+    coef = _check_coef(coef, X.shape[-1])
+
+    def fit_block(b: slice) -> tuple[ClusterStats, dict]:
+        # statistics and fit in one go, while the block is still in cache
+        stats = _block_stats(y[b], X if len(X) == 1 else X[b], cluster[b], used[b])
+        return stats, _fit_block(stats, coef)
+
+    parts = _map_blocks(fit_block, len(y), threads)
+    stats = ClusterStats.concat([part[0] for part in parts])
+    return _assemble([part[1] for part in parts], stats, analysis, level)

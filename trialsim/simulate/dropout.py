@@ -55,7 +55,9 @@ def draw_observed(
 ) -> np.ndarray:
     """(B, N, V) bool: measured at the visit (baseline always; monotone afterwards)."""
     hazard = special.expit(alpha + lp)
-    stays = rng.random((*lp.shape, n_visits - 1)) >= hazard[..., None]
+    u = rng.random((*lp.shape, n_visits - 1))
     observed = np.ones((*lp.shape, n_visits), dtype=bool)
-    observed[..., 1:] = np.cumprod(stays, axis=-1, dtype=bool)
+    # visit by visit: a (B, N, 1) broadcast would make numpy loop over the few visits only
+    for t in range(1, n_visits):
+        np.logical_and(observed[..., t - 1], u[..., t - 1] >= hazard, out=observed[..., t])
     return observed

@@ -35,15 +35,13 @@ def draw_partition(
     sizes = _draw_sizes(_count_by_cell(member, layout), params, rng=rng)  # (B, C, G_max)
     group_cell = np.repeat(np.arange(n_cells), sizes.shape[2])
     sizes = sizes.reshape(n_reps, -1)
-    # members fill the groups in cell order: the k-th member of the replicate joins the group
-    # whose cumulative size first exceeds k (one batched searchsorted via row offsets)
-    bounds = np.cumsum(sizes, axis=1)
-    stride = member.shape[1] + 1
-    offset = np.arange(n_reps)[:, None] * stride
-    rank = np.cumsum(member, axis=1) - 1
-    flat = np.searchsorted((bounds + offset).ravel(), (rank + offset).ravel(), side="right")
-    group = flat.reshape(rank.shape) - np.arange(n_reps)[:, None] * sizes.shape[1]
-    return np.where(member, group, -1), group_cell
+    # members fill the groups in cell order: repeating each slot number by its group's size
+    # lists the group of every member, replicate by replicate (the sizes of a cell's groups
+    # add up to its members)
+    slots = np.broadcast_to(np.arange(sizes.shape[1]), sizes.shape)
+    group = np.full(member.shape, -1, dtype=np.intp)
+    group[member] = np.repeat(slots.ravel(), sizes.ravel())
+    return group, group_cell
 
 
 def assign_groups(
@@ -105,6 +103,17 @@ def _concentration(n, n_groups, extra, cv):
 
 def _cap(sizes: np.ndarray, active: np.ndarray, max_size: int) -> np.ndarray:
     """Move members from groups above ``max_size`` to the smallest active group."""
+    over_rows = np.flatnonzero(sizes.max(axis=1, initial=0) > max_size)
+    if over_rows.size == 0:
+        return sizes
+    # only the few cells with an oversized group take part in the loop
+    sizes = sizes.copy()
+    sizes[over_rows] = _cap_rows(sizes[over_rows], active[over_rows], max_size)
+    return sizes
+
+
+def _cap_rows(sizes: np.ndarray, active: np.ndarray, max_size: int) -> np.ndarray:
+    """:func:`_cap` on rows that all need it: one member moved per row and step."""
     sizes = sizes.copy()
     rows = np.arange(len(sizes))
     for _ in range(int(sizes.sum(axis=1).max(initial=0))):

@@ -101,6 +101,18 @@ def to_scale(
     return (u > 1.0 - p).astype(float)
 
 
+def by_visit(baseline, followup, n_visits: int) -> np.ndarray:
+    """(B, N, V) array holding ``baseline`` at visit 0 and ``followup`` at every later visit.
+
+    ``followup`` is (B, N); ``baseline`` is (B, N) or a scalar. Stacking visit by visit is
+    much faster than broadcasting a (B, N, 1) array against a (V,) one, where numpy's inner
+    loop would run over the two or three visits only.
+    """
+    followup = np.asarray(followup)
+    first = np.broadcast_to(np.asarray(baseline, dtype=followup.dtype), followup.shape)
+    return np.stack([first] + [followup] * (n_visits - 1), axis=-1)
+
+
 def effect_shares(o, n_visits: int) -> np.ndarray:
     """Share of the full effect at each visit (default: none at baseline, all afterwards)."""
     if o.effect_by_visit is not None:

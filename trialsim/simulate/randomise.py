@@ -26,12 +26,17 @@ def assign_arms(s: Scenario, layout: Layout, n_reps: int, *, rng: np.random.Gene
     alloc = s.design.allocation_treated
     n, m = layout.n_participants, layout.n_municipalities
     if unit in ("individual", "waitlist"):
-        # a random order inside each municipality; the first round(n_m * alloc) are treated
-        order = np.argsort(layout.municipality + rng.random((n_reps, n)), axis=1)
-        rank = np.empty_like(order)
-        np.put_along_axis(rank, order, np.arange(n) - layout.cell_start[layout.cell], axis=1)
+        # in each municipality the round(n_m * alloc) participants with the smallest uniform
+        # draws are treated (a random subset); a partial sort finds the cut-off
+        u = rng.random((n_reps, n))
+        treated = np.zeros((n_reps, n), dtype=bool)
         n_treated = np.floor(layout.cell_size * alloc + 0.5).astype(int)
-        return rank < n_treated[layout.cell], np.full((n_reps, n), -1)
+        for start, size, k in zip(layout.cell_start, layout.cell_size, n_treated, strict=True):
+            if k > 0:
+                cell = u[:, start : start + size]
+                cut = np.partition(cell, k - 1, axis=1)[:, k - 1 : k]
+                treated[:, start : start + size] = cell <= cut
+        return treated, np.full((n_reps, n), -1)
     if unit == "municipality":
         treated_muni = _treated_first(rng.random((n_reps, m)), round(m * alloc))
         return treated_muni[:, layout.municipality], np.broadcast_to(

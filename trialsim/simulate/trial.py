@@ -18,7 +18,7 @@ import numpy as np
 from trialsim.data import TrialData
 from trialsim.scenario import Scenario
 from trialsim.seeds import BLOCK_SIZE, block_rng
-from trialsim.simulate import attendance, blinding, dropout, outcomes
+from trialsim.simulate import attendance, blinding, dropout, outcomes, recruitment
 from trialsim.simulate.groups import assign_groups
 from trialsim.simulate.layout import Layout, build_layout
 from trialsim.simulate.randomise import assign_arms
@@ -119,6 +119,12 @@ def _simulate_block(
 
     latent_rng = rng("latent")
     person = outcomes.draw_person_latent(s, b, n, rng=latent_rng)
+    link = recruitment.link_to_trial(s, layout, person, rng=rng("recruitment"))
+    if link is not None:  # arms, groups and waiting come from the recruitment process
+        treated, cohort, part = link.treated, link.cohort, link.partition
+        in_group = part.group >= 0
+        group = np.maximum(part.group, 0)
+        trainer = part.group_trainer[group]
     muni_eff = outcomes.draw_cluster_effects(s, b, layout.n_municipalities, rng=latent_rng)
     group_eff = outcomes.draw_cluster_effects(s, b, max(len(part.group_cell), 1), rng=latent_rng)
     trainer_eff = outcomes.draw_cluster_effects(s, b, max(part.n_trainers, 1), rng=latent_rng)
@@ -131,6 +137,8 @@ def _simulate_block(
     offered, attended = attendance.draw_attendance(
         treated, prognosis, s.attendance, s.design.sessions_offered, rng=rng("attendance")
     )
+    if link is not None:  # never started a group: no sessions attended
+        attended = np.where(link.not_started, 0, attended)
     fraction = attended / np.maximum(offered, 1)
     dose = np.where(treated, attendance.dose_factor(fraction, s.attendance), 0.0)
     if s.design.randomisation in ("individual", "waitlist", "cohort"):
@@ -139,10 +147,11 @@ def _simulate_block(
 
     g = s.groups
     s_group, s_trainer = outcomes.cluster_scales(g)
-    post = np.arange(v) > 0
-    grouped_post = in_group[:, :, None] & post
-    latent_var = np.where(grouped_post, 1.0 + s_group**2 + s_trainer**2, 1.0)
-    treated_post = treated[:, :, None] & post
+    # (B, N, V) arrays are stacked visit by visit (outcomes.by_visit): broadcasting a (B, N, 1)
+    # array against the visits is ~20x slower, numpy's inner loop running over 2-3 visits
+    grouped_var = np.where(in_group, 1.0 + s_group**2 + s_trainer**2, 1.0)
+    latent_var = outcomes.by_visit(1.0, grouped_var, v)
+    treated_post = outcomes.by_visit(False, treated, v)
     blinded = blinding.draw_assessor_blinded(s.blinding, b, n, v, rng=rng("blinding"))
     noise_rng = rng("outcome_noise")
 
@@ -150,16 +159,15 @@ def _simulate_block(
     primary_z = None
     for k, (name, o) in enumerate(s.outcomes.items()):
         cluster_z = s_group * group_eff[rows, group, k] + s_trainer * trainer_eff[rows, trainer, k]
-        z = (
-            np.sqrt(g.icc_municipality) * muni_eff[rows, layout.municipality, k][:, :, None]
-            + np.sqrt(1.0 - g.icc_municipality) * person[:, :, k, :]
-            + grouped_post * cluster_z[:, :, None]
-        )
+        muni_z = np.sqrt(g.icc_municipality) * muni_eff[rows, layout.municipality, k]
+        z = outcomes.by_visit(muni_z, muni_z, v)
+        z += np.sqrt(1.0 - g.icc_municipality) * person[:, :, k, :]
+        z += outcomes.by_visit(0.0, in_group * cluster_z, v)
         if k == k_primary:
             primary_z = z
         if alpha is None:
             continue
-        share = dose[:, :, None] * outcomes.effect_shares(o, v)
+        share = np.stack([dose * w for w in outcomes.effect_shares(o, v)], axis=-1)
         bias = blinding.bias_shift(o.rater, s.blinding, o.expectancy_bias, treated_post, blinded)
         shift = outcomes.favourable_sign(o) * bias
         values[name] = outcomes.to_scale(o, z, latent_var, share, shift, rng=noise_rng)
@@ -171,9 +179,14 @@ def _simulate_block(
         final_z=sign_primary * primary_z[:, :, -1] / np.sqrt(latent_var[:, :, -1]),
         missed_fraction=1.0 - fraction,
     )
+    if link is not None:
+        rec = s.sites.recruitment
+        lp = lp + rec.dropout_log_odds_per_month_waiting * link.waiting_months
     if alpha is None:
-        return None, lp
+        return None, lp if link is None else np.where(link.lost, np.inf, lp)
     observed = dropout.draw_observed(alpha, lp, v, rng=rng("dropout"))
+    if link is not None:  # lost before start: never measured after baseline
+        observed[:, :, 1:] &= ~link.lost[:, :, None]
     for name in values:
         values[name] = np.where(observed, values[name], np.nan)
 
@@ -195,5 +208,6 @@ def _simulate_block(
         outcomes=values,
         observed=observed,
         assessor_blinded=blinded,
+        **({} if link is None else link.data_fields()),
     )
     return data, lp
