@@ -4,8 +4,11 @@ Figures, in µs per replicate trial (best of three runs):
 
 * simulation alone: the SFT scenario with all outcomes, and PSP alone with two visits;
 * the REML engine alone (batched fit + Satterthwaite df on prepared arrays);
-* end to end, as the power path runs it: simulate PSP in chunks of 2 048 replicates, build the
-  ANCOVA arrays, fit, test (``trialsim.analyse.reml.fit_reml``);
+* end to end, as the power path runs it (``trialsim.power.simulation``): chunks of 256
+  replicates, each simulated (PSP), turned into ANCOVA arrays and fitted by the ``mixed``
+  analysis (REML + Satterthwaite test) in one thread, the chunks on all cores at once; and the
+  whole power computation (the same trials with and without the effect, i.e. two simulations
+  and two fits per replicate);
 * a loop of statsmodels ``MixedLM`` (REML, default optimiser) on the first datasets of the same
   run, the ratio of the two, and the largest effect-estimate difference on the fits where
   both reach the same REML optimum (see :func:`statsmodels_loop`).
@@ -27,11 +30,12 @@ import numpy as np
 
 from trialsim.analyse.prepare import ancova_arrays
 from trialsim.analyse.reml import fit_reml
+from trialsim.power.simulation import simulate_and_analyse, simulate_operating_characteristics
 from trialsim.scenario import load_scenario
+from trialsim.seeds import BLOCK_SIZE
 from trialsim.simulate import simulate_trials
 
 SFT = "scenarios/sft-19m.toml"
-CHUNK = 2048  # replicates per chunk, as in trialsim.power.simulation
 
 
 def best_of(fn, repeat: int = 3):
@@ -136,20 +140,28 @@ def main() -> None:
     reml_us = line("REML + Satterthwaite alone:", wall, cpu, reps)
 
     def end_to_end():
-        fits = []
-        for start in range(0, reps, CHUNK):
-            chunk = simulate_trials(psp, range(start, min(start + CHUNK, reps)), seed=2)
-            arrays = ancova_arrays(chunk, "psp")
-            fits.append(fit_reml(arrays.y, arrays.X, arrays.group, arrays.mask))
-        return fits
+        (collected,) = simulate_and_analyse(
+            [psp],
+            [("psp", "mixed")],
+            reps=reps,
+            seed=2,
+            chunk_size=BLOCK_SIZE,
+            threads=None,
+            progress=None,
+        )[0]
+        return collected.arrays()
 
-    wall, cpu, fits = best_of(end_to_end)
+    wall, cpu, chunked = best_of(end_to_end)
     us = line("simulate + REML + Satterthwaite:", wall, cpu, reps, " (target <= 100)")
     cpu_us = cpu / reps * 1e6
-    fit = fits[0]
-    alone = fit_reml(a.y[:CHUNK], a.X[:CHUNK], a.group[:CHUNK], a.mask[:CHUNK]).estimates
-    # the same datasets (chunking does not change them); the baseline is centred per batch
-    np.testing.assert_allclose(fit.estimates.estimate, alone.estimate, rtol=1e-9, atol=1e-12)
+    fit = fit_reml(a.y, a.X, a.group, a.mask)
+    # the same datasets (chunking does not change them; the baseline is centred per chunk)
+    np.testing.assert_allclose(chunked["estimate"], fit.estimates.estimate, rtol=0, atol=1e-9)
+
+    wall, cpu, _ = best_of(
+        lambda: simulate_operating_characteristics(psp, ["mixed"], reps=reps // 2, seed=3), 1
+    )
+    line("power (with and without the effect):", wall, cpu, reps // 2)
 
     sm_run = statsmodels_loop(a, fit, args.statsmodels_fits)
     t_sm, max_diff = sm_run["us"], sm_run["max_diff"]

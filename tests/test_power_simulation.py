@@ -32,6 +32,21 @@ def test_default_analysis_is_calibrated_on_sft_at_4000_reps():
     assert abs(oc.mean_se - oc.empirical_se) < 3 * oc.empirical_se_mcse
 
 
+def test_threads_do_not_change_the_operating_characteristics():
+    """Chunks run on several threads; the summaries and p-values do not depend on how many."""
+    s = scenario()
+    runs = [
+        simulate_operating_characteristics(
+            s, ["mixed", "ancova"], reps=600, seed=5, chunk_size=256, threads=threads
+        )
+        for threads in (1, 2)
+    ]
+    (oc1, p1), (oc2, p2) = runs
+    assert oc1 == oc2
+    for name in ("mixed", "ancova"):
+        np.testing.assert_array_equal(p1[name], p2[name])
+
+
 def test_unblinded_assessor_bias_shows_as_bias():
     s = scenario(*CLEAN, "blinding.assessor_unblinded_prob=1", "blinding.assessor_bias=3")
     (oc,), _ = simulate_operating_characteristics(s, ["mixed"], reps=1000, seed=5)

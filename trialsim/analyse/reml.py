@@ -55,15 +55,14 @@ of the fixed-effects model, ``n - p``; that is what is returned there.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sparse
 
 from trialsim.analyse.estimate import Estimates
+from trialsim.parallel import map_in_threads
 
 __all__ = ["ClusterStats", "RemlFit", "cluster_stats", "fit_reml", "fit_reml_stats"]
 
@@ -184,11 +183,7 @@ def _map_blocks(fn: Callable[[slice], object], n_rep: int, threads: int | None) 
     """``fn`` over consecutive blocks of :data:`BLOCK_REPS` replicates, on up to ``threads``
     threads (default: one per core); results in block order."""
     blocks = [slice(a, min(a + BLOCK_REPS, n_rep)) for a in range(0, n_rep, BLOCK_REPS)]
-    n_threads = min(threads or os.cpu_count() or 1, len(blocks))
-    if n_threads <= 1:
-        return [fn(block) for block in blocks]
-    with ThreadPoolExecutor(n_threads) as pool:
-        return list(pool.map(fn, blocks))
+    return list(map_in_threads(fn, blocks, threads))
 
 
 def _masked_rows(y, X, used):

@@ -38,6 +38,7 @@ from trialsim.design.grid import Axis, cell_hash, cell_key, cell_seed, expand_gr
 from trialsim.files import write_json
 from trialsim.report.provenance import build_provenance, write_provenance
 from trialsim.scenario import ScenarioError, apply_overrides, scenario_from_dict
+from trialsim.seeds import BLOCK_SIZE
 
 SETTINGS_FILE = "sweep.json"
 CELLS_DIR = "cells"
@@ -97,6 +98,7 @@ def run_cell(task: dict, progress: Callable[[int], None] | None = None) -> dict:
             outcome=task["outcome"],
             alpha=task["alpha"],
             chunk_size=task["chunk_size"],
+            threads=task.get("threads"),
             progress=progress,
         )
         analytic = _analytic_power(s, task["outcome"])
@@ -137,7 +139,7 @@ def run_sweep(
     executor: str = "local",
     scheduler: str | None = None,
     resume: bool = False,
-    chunk_size: int = 2048,
+    chunk_size: int = BLOCK_SIZE,
     progress: Callable[[int], None] | None = None,
     on_cell: Callable[[int, dict], None] | None = None,
     plots: bool = True,
@@ -183,6 +185,9 @@ def run_sweep(
         "alpha": float(alpha),
     }
     tasks = [cell_task(base_raw, params, settings, chunk_size, scenario_path) for params in grid]
+    # one worker: its threads use every core; several: a core each (results are the same)
+    for task in tasks:
+        task["threads"] = None if executor == "local" and jobs == 1 else 1
     _check_folder(out, settings)
     write_json(out / SETTINGS_FILE, {"settings": settings})
     cells_dir = out / CELLS_DIR

@@ -3,7 +3,9 @@
 Each replicate trial is simulated twice on common random numbers: with the scenario's effect
 (power, bias, coverage) and with zero effect (type-I error). Summaries carry Monte Carlo
 standard errors as in Morris, White & Crowther (2019), Stat Med 38:2074, table 6.
-Replicates are streamed in chunks, so memory does not grow with ``reps``.
+Replicates are streamed in chunks: each chunk is simulated and analysed in one thread, and
+chunks run on all cores at once (numpy releases the GIL), so memory does not grow with
+``reps`` and the result does not depend on the number of threads.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from trialsim.analyse.registry import ANALYSES, get_analysis
+from trialsim.parallel import map_in_threads
 from trialsim.scenario import BinaryOutcome, BoundedOutcome, CountOutcome, Scenario
+from trialsim.seeds import BLOCK_SIZE
 from trialsim.simulate import simulate_trials
 from trialsim.simulate.attendance import dose_factor
 from trialsim.simulate.outcomes import effect_shares
@@ -149,6 +153,37 @@ class _Collected:
         return {k: np.concatenate(v) for k, v in vars(self).items()}
 
 
+def simulate_and_analyse(
+    worlds: Sequence[Scenario],
+    jobs: Sequence[tuple[str, str]],
+    *,
+    reps: int,
+    seed: int,
+    chunk_size: int,
+    threads: int | None,
+    progress: Callable[[int], None] | None,
+) -> list[list[_Collected]]:
+    """Simulate each world and run each (outcome, analysis) job, chunk by chunk on common
+    random numbers; returns ``collected[world][job]`` in replicate order."""
+    chunks = [range(a, min(a + chunk_size, reps)) for a in range(0, reps, chunk_size)]
+
+    def run(chunk: range) -> list[list]:
+        out = []
+        for world in worlds:
+            data = simulate_trials(world, chunk, seed=seed, threads=1)
+            out.append([ANALYSES[name].run(data, outcome) for outcome, name in jobs])
+        return out
+
+    collected = [[_Collected.empty() for _ in jobs] for _ in worlds]
+    for chunk, results in zip(chunks, map_in_threads(run, chunks, threads), strict=True):
+        for runs, estimates in zip(collected, results, strict=True):
+            for run_, estimate in zip(runs, estimates, strict=True):
+                run_.add(estimate)
+        if progress is not None:
+            progress(len(chunk))
+    return collected
+
+
 def simulate_operating_characteristics(
     scenario: Scenario,
     analyses: Sequence[str],
@@ -157,7 +192,8 @@ def simulate_operating_characteristics(
     seed: int,
     outcome: str | None = None,
     alpha: float = 0.05,
-    chunk_size: int = 2048,
+    chunk_size: int = BLOCK_SIZE,
+    threads: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[OperatingCharacteristics], dict[str, np.ndarray]]:
     """Power, type-I error, bias, empirical SE, RMSE and coverage of each analysis.
@@ -174,21 +210,19 @@ def simulate_operating_characteristics(
     for name in analyses:
         get_analysis(name)
     one = scenario.with_outcomes([outcome])
-    null = null_scenario(one)
-    effect_runs = {a: _Collected.empty() for a in analyses}
-    null_runs = {a: _Collected.empty() for a in analyses}
-    for start in range(0, reps, chunk_size):
-        chunk = range(start, min(start + chunk_size, reps))
-        for world, runs in ((one, effect_runs), (null, null_runs)):
-            data = simulate_trials(world, chunk, seed=seed)
-            for name in analyses:
-                runs[name].add(ANALYSES[name].run(data, outcome))
-        if progress is not None:
-            progress(len(chunk))
+    effect_runs, null_runs = simulate_and_analyse(
+        (one, null_scenario(one)),
+        [(outcome, name) for name in analyses],
+        reps=reps,
+        seed=seed,
+        chunk_size=chunk_size,
+        threads=threads,
+        progress=progress,
+    )
     results, p_values = [], {}
-    for name in analyses:
+    for name, effect_run, null_run in zip(analyses, effect_runs, null_runs, strict=True):
         truth = true_effect(one, outcome, ANALYSES[name].estimand)
-        eff, nul = effect_runs[name].arrays(), null_runs[name].arrays()
+        eff, nul = effect_run.arrays(), null_run.arrays()
         results.append(_summarise(name, outcome, truth, eff, nul, alpha))
         p_values[name] = eff["p"]
     return results, p_values
@@ -286,7 +320,8 @@ def simulate_multiple_outcomes(
     reps: int,
     seed: int,
     alpha: float = 0.05,
-    chunk_size: int = 2048,
+    chunk_size: int = BLOCK_SIZE,
+    threads: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[OperatingCharacteristics], dict[str, DecisionPower]]:
     """Per-outcome operating characteristics and the power of 'all' / 'any' decisions.
@@ -311,20 +346,18 @@ def simulate_multiple_outcomes(
     for name in names.values():
         get_analysis(name)
     one = scenario.with_outcomes(outcomes)
-    null = null_scenario(one)
-    effect_runs = {k: _Collected.empty() for k in outcomes}
-    null_runs = {k: _Collected.empty() for k in outcomes}
-    for start in range(0, reps, chunk_size):
-        chunk = range(start, min(start + chunk_size, reps))
-        for world, runs in ((one, effect_runs), (null, null_runs)):
-            data = simulate_trials(world, chunk, seed=seed)
-            for k in outcomes:
-                runs[k].add(ANALYSES[names[k]].run(data, k))
-        if progress is not None:
-            progress(len(chunk))
+    effect_runs, null_runs = simulate_and_analyse(
+        (one, null_scenario(one)),
+        [(k, names[k]) for k in outcomes],
+        reps=reps,
+        seed=seed,
+        chunk_size=chunk_size,
+        threads=threads,
+        progress=progress,
+    )
     per_outcome, p_effect, p_null, failed = [], [], [], []
-    for k in outcomes:
-        eff, nul = effect_runs[k].arrays(), null_runs[k].arrays()
+    for k, effect_run, null_run in zip(outcomes, effect_runs, null_runs, strict=True):
+        eff, nul = effect_run.arrays(), null_run.arrays()
         truth = true_effect(one, k, ANALYSES[names[k]].estimand)
         per_outcome.append(_summarise(names[k], k, truth, eff, nul, alpha))
         # a failed fit never rejects (it is counted, not dropped)

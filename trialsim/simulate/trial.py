@@ -7,15 +7,14 @@ chunked. Within a block everything is arrays with a leading replicate axis.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from trialsim.data import TrialData
+from trialsim.parallel import map_in_threads
 from trialsim.scenario import Scenario
 from trialsim.seeds import BLOCK_SIZE, block_rng
 from trialsim.simulate import attendance, blinding, dropout, outcomes, recruitment
@@ -67,13 +66,7 @@ def simulate_trials(
             progress(len(wanted))
         return data if len(wanted) == BLOCK_SIZE else data.take(wanted - block * BLOCK_SIZE)
 
-    blocks = np.unique(rep_idx // BLOCK_SIZE)
-    n_threads = min(threads or os.cpu_count() or 1, len(blocks))
-    if n_threads <= 1:
-        return TrialData.concat([draw(b) for b in blocks])
-    # numpy releases the GIL in its random generators and array kernels: threads scale
-    with ThreadPoolExecutor(n_threads) as pool:
-        return TrialData.concat(list(pool.map(draw, blocks)))
+    return TrialData.concat(list(map_in_threads(draw, np.unique(rep_idx // BLOCK_SIZE), threads)))
 
 
 @lru_cache(maxsize=64)
