@@ -40,9 +40,9 @@ from trialsim.analyse.glm import (
     _design,
     _mean_and_weight,
     fit_glm,
-    standardised_log_odds_ratio,
+    robust_estimates,
 )
-from trialsim.analyse.ols import cluster_robust, ols_batch
+from trialsim.analyse.ols import ols_batch
 from trialsim.data import TrialData
 
 _MAX_ITER = 100
@@ -182,30 +182,23 @@ def fit_gee(
 def _gee_estimates(name, a, X, family, marginal, vcov, level) -> Estimates:
     cluster = robust_clusters(a)
     fit = fit_gee(a.y, X, a.mask, cluster, family)
-    t = a.treat_column
-    n_rep, _, p = X.shape
-    if marginal:
-        estimate, contrast = standardised_log_odds_ratio(X, fit.used, fit.beta, t)
-    else:
-        estimate = fit.beta[:, t]
-        contrast = np.zeros((n_rep, p))
-        contrast[:, t] = 1.0
-    var, df, n_clusters = cluster_robust(
-        fit.Xs, fit.rs, fit.bread, contrast, cluster, fit.used, vcov=vcov
-    )
-    se = np.sqrt(var)
-    failed = fit.failed | ~fit.converged | (n_clusters < 2) | ~np.isfinite(estimate * se)
-    nan = np.full(n_rep, np.nan)
-    return Estimates.from_t(
+    return robust_estimates(
         name,
-        np.where(failed, nan, estimate),
-        np.where(failed, nan, se),
-        np.where(failed, nan, df),
+        X,
+        fit.beta,
+        fit.used,
+        fit.Xs,
+        fit.rs,
+        fit.bread,
+        cluster,
+        treat_column=a.treat_column,
+        marginal=marginal,
+        vcov=vcov,
         level=level,
+        failed=fit.failed,
+        converged=fit.converged,
         variance={"working_correlation": fit.alpha, "scale": fit.scale},
         boundary=fit.alpha <= 0.0,
-        converged=fit.converged,
-        failed=failed,
     )
 
 

@@ -222,6 +222,56 @@ def _design(data: TrialData, outcome: str, visit: int, log_baseline: bool):
     return a, X
 
 
+def robust_estimates(
+    name: str,
+    X: np.ndarray,
+    beta: np.ndarray,
+    used: np.ndarray,
+    score_X: np.ndarray,
+    residuals: np.ndarray,
+    bread: np.ndarray,
+    cluster: np.ndarray,
+    *,
+    treat_column: int,
+    marginal: bool,
+    vcov: str,
+    level: float,
+    failed: np.ndarray,
+    converged: np.ndarray,
+    **record,
+) -> Estimates:
+    """The treatment effect of a fitted GLM or GEE with its cluster-robust SE and df.
+
+    ``marginal`` reports the standardised (marginal) log odds ratio by the delta method,
+    otherwise the treatment coefficient. ``score_X``, ``residuals`` and ``bread`` are the
+    fit's weighted design, working residuals and inverse information for
+    :func:`trialsim.analyse.ols.cluster_robust`; ``record`` goes to :class:`Estimates`.
+    """
+    n_rep, _, p = X.shape
+    if marginal:
+        estimate, contrast = standardised_log_odds_ratio(X, used, beta, treat_column)
+    else:
+        estimate = beta[:, treat_column]
+        contrast = np.zeros((n_rep, p))
+        contrast[:, treat_column] = 1.0
+    var, df, n_clusters = cluster_robust(
+        score_X, residuals, bread, contrast, cluster, used, vcov=vcov
+    )
+    se = np.sqrt(var)
+    failed = failed | ~converged | (n_clusters < 2) | ~np.isfinite(estimate * se)
+    nan = np.full(n_rep, np.nan)
+    return Estimates.from_t(
+        name,
+        np.where(failed, nan, estimate),
+        np.where(failed, nan, se),
+        np.where(failed, nan, df),
+        level=level,
+        converged=converged,
+        failed=failed,
+        **record,
+    )
+
+
 def _glm_estimates(
     name: str,
     a: ModelArrays,
@@ -232,28 +282,21 @@ def _glm_estimates(
     level: float,
 ) -> Estimates:
     fit = fit_glm(a.y, X, a.mask, family)
-    t = a.treat_column
-    n_rep, _, p = X.shape
-    if marginal:
-        estimate, contrast = standardised_log_odds_ratio(X, fit.used, fit.beta, t)
-    else:
-        estimate = fit.beta[:, t]
-        contrast = np.zeros((n_rep, p))
-        contrast[:, t] = 1.0
-    var, df, n_clusters = cluster_robust(
-        fit.Xw, fit.pearson, fit.bread, contrast, robust_clusters(a), fit.used, vcov=vcov
-    )
-    se = np.sqrt(var)
-    failed = fit.failed | ~fit.converged | (n_clusters < 2) | ~np.isfinite(estimate * se)
-    nan = np.full(n_rep, np.nan)
-    return Estimates.from_t(
+    return robust_estimates(
         name,
-        np.where(failed, nan, estimate),
-        np.where(failed, nan, se),
-        np.where(failed, nan, df),
+        X,
+        fit.beta,
+        fit.used,
+        fit.Xw,
+        fit.pearson,
+        fit.bread,
+        robust_clusters(a),
+        treat_column=a.treat_column,
+        marginal=marginal,
+        vcov=vcov,
         level=level,
+        failed=fit.failed,
         converged=fit.converged,
-        failed=failed,
     )
 
 
