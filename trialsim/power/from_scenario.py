@@ -182,8 +182,8 @@ def analytic_solve(s: Scenario, unknown: str, target_power: float, outcome: str 
     every step holds the same number of municipalities).
 
     Returns a dict with ``"formula"``, ``"solve"`` (the unknown), ``"value"`` (the solved
-    value: a float effect or the smallest whole count reaching the target) and
-    ``"target_power"``.
+    value: a float effect or the smallest whole count reaching the target),
+    ``"target_power"`` and ``"meaning"`` (what the value counts, in words).
     """
     formula, params = analytic_parameters(s, outcome)
     solvable = [k for k in SOLVABLE[formula] if k != "power"]
@@ -193,4 +193,27 @@ def analytic_solve(s: Scenario, unknown: str, target_power: float, outcome: str 
         raise ValueError(f"--solve {unknown}: the {formula} formula solves for one of {solvable}")
     params = dict(params, power=target_power, **{unknown: None})
     value = solve_power(formula, **params)
-    return {"formula": formula, "solve": unknown, "value": value, "target_power": target_power}
+    meaning = _SOLVED_MEANING[unknown]
+    if unknown == "n_clusters":
+        ratio = params.get("cluster_ratio") or 1.0
+        total = value * (1 + ratio)
+        meaning += f"; with controls at {ratio:.3g} per treated cluster, about {total:.0f} in all"
+    return {
+        "formula": formula,
+        "solve": unknown,
+        "value": value,
+        "target_power": target_power,
+        "meaning": meaning,
+    }
+
+
+_SOLVED_MEANING = {
+    "effect": "minimum detectable intention-to-treat effect (outcome units)",
+    "n_groups": "treatment groups",
+    "group_size": "participants per treatment group",
+    "n_control": "control participants",
+    "n_clusters": "clusters in the treated arm",
+    "cluster_size": "participants per cluster",
+    "clusters_per_step": "clusters crossing over at each step",
+    "n_per_period": "participants measured per cluster and period",
+}

@@ -38,7 +38,10 @@ def power_table(result: dict) -> str:
             lines.append(_analytic_line(analytic))
     if "solve" in result:
         sol = result["solve"]
-        lines.append(f"solve: {sol['solve']} = {sol['value']:.4g} for power {sol['target_power']}")
+        lines.append(
+            f"solve: {sol['solve']} = {sol['value']:.4g} for power {sol['target_power']} "
+            f"({sol['meaning']})"
+        )
     simulated = [a for a in result["analyses"] if a.get("method", "simulation") == "simulation"]
     if simulated:
         head = (
