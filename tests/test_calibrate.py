@@ -271,9 +271,10 @@ def test_round_trip_file_loads_and_carries_design_priors(round_trip, tmp_path):
 # ---- the command ------------------------------------------------------------------------
 
 
-def test_calibrate_command_on_the_example(tmp_path):
+def test_calibrate_command_on_the_example(tmp_path, monkeypatch):
     out = tmp_path / "sft-next.toml"
     args = ["calibrate", str(EXAMPLE), "--out", str(out), "--map", EXAMPLE_MAP, "--format", "json"]
+    monkeypatch.chdir(tmp_path)  # the default template is found from any working directory
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     s = load_scenario(out)

@@ -20,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 DESIGNS = ("individual", "cohort", "municipality", "stepped-wedge", "waitlist")
 
 
+#: The SFT scenario of this checkout (the default template where one is needed).
+SFT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "sft-19m.toml"
+
+
 class ScenarioError(ValueError):
     """A scenario that cannot be used; the message is one line a user can act on."""
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from trialsim.cli.common import InputError, echo_json, friendly, map_option, wide_option
+from trialsim.scenario import SFT_SCENARIO
 
 
 def _months(text: str | None) -> tuple[float, ...] | None:
@@ -43,10 +44,10 @@ def _beta(text: str) -> tuple[float, float]:
 @wide_option
 @click.option(
     "--template",
-    default="scenarios/sft-19m.toml",
-    show_default=True,
+    default=None,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Scenario whose values the data cannot give (outcome scales, assumptions) are kept.",
+    help="Scenario whose values the data cannot give (outcome scales, assumptions) are kept "
+    "(default: the SFT scenario, scenarios/sft-19m.toml of this checkout).",
 )
 @click.option(
     "--visit-months",
@@ -98,6 +99,7 @@ def calibrate(data_file, out, mapping, wide, template, visit_months, icc_prior, 
         raise InputError(f"{out} exists; choose another --out or add --force")
     months = _months(visit_months)
     prior = _beta(icc_prior)
+    template = template or SFT_SCENARIO
     tmpl = load_scenario(template)
     frame = load_trial_frame(data_file, mapping, wide)
     data = read_trial_data(data_file, mapping, wide=wide)
