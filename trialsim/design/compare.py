@@ -27,7 +27,7 @@ from trialsim.scenario import DESIGNS, Scenario, ScenarioError, scenario_from_di
 #: The count each analytic formula solves for as "groups needed", with its unit.
 COUNT_UNKNOWN = {
     "irgt": ("n_groups", "treatment groups"),
-    "crt": ("n_clusters", "clusters per arm"),
+    "crt": ("n_clusters", "treated-arm clusters"),
     "stepped_wedge": ("clusters_per_step", "clusters per step"),
 }
 
