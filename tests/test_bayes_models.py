@@ -192,3 +192,135 @@ def test_student_t_and_dose_models_recover_the_simulated_effects():
     )
     slope = next(p for p in d.summary["parameters"] if p["parameter"] == "dose_slope")
     assert slope["mean"] > 0
+
+
+# ---- likelihood by sufficient statistics and the lean nutpie compiler ------------------------
+
+
+@pytest.fixture(scope="module")
+def sft_inputs():
+    from trialsim.analyse.prepare import ancova_arrays
+    from trialsim.bayes.fast import ScalePrior
+    from trialsim.bayes.models import model_input
+    from trialsim.bayes.priors import resolve_prior
+
+    s = load_scenario("scenarios/sft-19m.toml").with_outcomes(["psp"])
+    a = ancova_arrays(simulate_trials(s, 2, seed=5), "psp")
+    prior = resolve_prior("sceptical", mcid=7.0, scale=13.0)
+    return [model_input(a, r) for r in (0, 1)], prior, ScalePrior("half-normal", 6.5)
+
+
+def _rowwise_loglik(data, point):
+    """Independent oracle: sum over complete cases of log N(y_i | mu_i, sigma) (scipy)."""
+    from scipy import stats as st
+
+    from trialsim.bayes.models import _row_values
+
+    v = _row_values(data)
+    z = point["z"][v["unit"].astype(int)] * v["has_unit"]
+    mu = v["X_other"] @ point["beta_other"] + point["effect_z"] * v["treat"]
+    mu = mu + np.exp(point["tau_z_log__"]) * z
+    keep = v["weight"] > 0
+    return st.norm.logpdf(v["y"][keep], mu[keep], np.exp(point["log_sigma"])).sum()
+
+
+def test_sufficient_statistics_likelihood_equals_the_rowwise_normal_likelihood(sft_inputs):
+    from trialsim.bayes.models import build_model
+
+    inputs, prior, group = sft_inputs
+    data = inputs[0]
+    assert 0 < data.n_used < len(data.y)  # dropouts present: weight-0 rows must not count
+    import pytensor
+
+    model = build_model(data, prior=prior, group_prior=group)
+    (potential,) = model.replace_rvs_by_values([model["loglik"]])
+    fn = pytensor.function(model.value_vars, potential, on_unused_input="ignore")
+
+    def loglik(point):
+        return fn(*(point[v.name] for v in model.value_vars))
+
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        point = {
+            "beta_other": rng.normal(0, 0.3, len(data.columns) - 1),
+            "effect_z": rng.normal(0, 0.3),
+            "log_sigma": rng.normal(0, 0.2),
+            "tau_z_log__": rng.normal(-1, 0.5),
+            "z": rng.normal(0, 1, data.n_clusters),
+        }
+        assert loglik(point) == pytest.approx(_rowwise_loglik(data, point), rel=1e-10)
+
+
+def _cfunc_logp(fast, x):
+    import ctypes
+
+    out, value = np.zeros_like(x), np.zeros(1)
+    ptr = ctypes.POINTER(ctypes.c_double)
+    code = fast.compiled.compiled_logp_func.ctypes(
+        len(x),
+        x.ctypes.data_as(ptr),
+        out.ctypes.data_as(ptr),
+        value.ctypes.data_as(ptr),
+        fast.compiled.user_data.ctypes.data_as(ptr),
+    )
+    return code, value[0], out
+
+
+def test_fast_compiler_has_the_pymc_log_density_and_gradient_and_swaps_data(sft_inputs):
+    """The lean nutpie wrapper against PyMC's own logp/dlogp (PyTensor C backend), for the
+    compiled dataset and after ``with_data``; the expansion gives effect = effect_z * SD."""
+    import ctypes
+
+    from trialsim.bayes.models import build_model, data_values
+    from trialsim.bayes.sampling import compile_fast
+
+    inputs, prior, group = sft_inputs
+    fast = compile_fast(build_model(inputs[0], prior=prior, group_prior=group))
+    rng = np.random.default_rng(3)
+    for data in inputs:
+        model = build_model(data, prior=prior, group_prior=group)
+        if data is not inputs[0]:
+            fast = fast.with_data(**data_values(data, prior, group))
+        logp, dlogp = model.compile_logp(), model.compile_dlogp()
+        names = [model.rvs_to_values[v].name for v in model.free_RVs]
+        start = model.initial_point()
+        point = {k: start[k] + rng.normal(0, 0.3, np.shape(start[k])) for k in names}
+        x = np.concatenate([np.ravel(point[k]) for k in names])
+        code, value, grad = _cfunc_logp(fast, x)
+        assert code == 0
+        assert value == pytest.approx(logp(point), rel=1e-10)
+        np.testing.assert_allclose(grad, dlogp(point), rtol=1e-9, atol=1e-9)
+        expanded = np.zeros(fast.compiled.n_expanded)
+        ptr = ctypes.POINTER(ctypes.c_double)
+        fast.compiled.compiled_expand_func.ctypes(
+            len(x),
+            len(expanded),
+            x.ctypes.data_as(ptr),
+            expanded.ctypes.data_as(ptr),
+            fast.compiled.user_data.ctypes.data_as(ptr),
+        )
+        names_all, slices, _ = fast.compiled.shape_info
+        effect = expanded[slices[names_all.index("effect")]]
+        assert effect[0] == pytest.approx(point["effect_z"] * data.y_scale, rel=1e-12)
+    with pytest.raises(ValueError, match="shape"):
+        fast.with_data(**{**data_values(inputs[0], prior, group), "AWy": np.zeros(2)})
+
+
+@pytest.mark.slow
+def test_fast_compiler_draws_equal_nutpie_compiler_draws(sft_inputs):
+    """Same log density and same seed: the lean wrapper and nutpie's own compiler give the
+    same chains (nutpie's compiler costs ~14 s of numba compilation, hence slow)."""
+    import nutpie
+
+    from trialsim.bayes.models import build_model
+    from trialsim.bayes.sampling import compile_fast
+
+    inputs, prior, group = sft_inputs
+    model = build_model(inputs[0], prior=prior, group_prior=group)
+    a, b = (
+        nutpie.sample(c, draws=200, tune=200, chains=2, seed=4, progress_bar=False)
+        .posterior["effect"]
+        .values
+        for c in (compile_fast(model).compiled, nutpie.compile_pymc_model(model))
+    )
+    np.testing.assert_allclose(a, b, rtol=1e-8)

@@ -23,6 +23,12 @@ Inside the model the outcome is standardised (``(y - mean) / sd``); priors are r
 accordingly, which is an exact reparametrisation (flat and Jeffreys priors are invariant; a
 normal prior and a half-normal scale are divided by ``sd``). Prior parameters are ``pm.Data``
 so that one compiled model serves every dataset of the same shape.
+
+With normal residuals the likelihood is written with sufficient statistics (weighted cross-
+products of the design, the outcome and the random-effect units, see
+:func:`sufficient_statistics`): the same log density as the sum over participants, but a tiny
+graph whose data shapes do not depend on the number of participants, so it compiles and samples
+faster. Student-t residuals keep one row per participant.
 """
 
 from __future__ import annotations
@@ -125,8 +131,7 @@ def _prior_data(data: ModelInput, prior: EffectPrior, group_prior: ScalePrior) -
     }
 
 
-def data_values(data: ModelInput, prior: EffectPrior, group_prior: ScalePrior) -> dict:
-    """Values of every ``pm.Data`` of the model for ``data`` (for reuse of a compiled model)."""
+def _row_values(data: ModelInput) -> dict:
     other = [j for j in range(data.X.shape[1]) if j != data.coef]
     Xo = data.X[:, other].copy()
     Xo[:, 0] = 1.0  # the intercept absorbs the centring of y
@@ -135,10 +140,54 @@ def data_values(data: ModelInput, prior: EffectPrior, group_prior: ScalePrior) -
         "weight": data.weight,
         "X_other": Xo,
         "treat": data.X[:, data.coef].astype(float),
-        "unit": np.maximum(data.cluster, 0),
+        "unit": np.maximum(data.cluster, 0).astype(float),  # float: one data buffer for nutpie
         "has_unit": (data.cluster >= 0).astype(float),
-        **_prior_data(data, prior, group_prior),
     }
+
+
+def sufficient_statistics(data: ModelInput) -> dict:
+    """Weighted cross-products that determine the Gaussian log-likelihood exactly.
+
+    With ``A = [X_other, treat]``, ``W = diag(weight)`` and ``Z`` the (n, G) indicator of the
+    random-effect unit (zero rows for participants without one), the residual sum of squares
+    of ``y - A b - tau Z z`` is ``y'Wy - 2 b'A'Wy + b'A'WA b - 2 tau z'(Z'Wy - Z'WA b)
+    + tau^2 z' diag(Z'WZ) z``: the likelihood needs only these small arrays, whatever the
+    number of participants (the usual sufficient-statistic reduction of the linear mixed model,
+    e.g. Gelman et al. 2013, Bayesian Data Analysis, 3rd ed., §14.2).
+    """
+    v = _row_values(data)
+    w, y = v["weight"], v["y"]
+    A = np.column_stack([v["X_other"], v["treat"]])
+    Z = np.zeros((len(y), data.n_clusters))
+    rows = np.flatnonzero(data.cluster >= 0)
+    Z[rows, data.cluster[rows]] = 1.0
+    WA, Wy, WZ = A * w[:, None], y * w, Z * w[:, None]
+    return {
+        "n_obs": np.asarray(w.sum()),
+        "yWy": np.asarray(y @ Wy),
+        "AWy": A.T @ Wy,
+        "AWA": A.T @ WA,
+        "ZWy": Z.T @ Wy,
+        "ZWA": WZ.T @ A,
+        "n_unit": WZ.sum(axis=0),
+    }
+
+
+def uses_sufficient_statistics(residual: str) -> bool:
+    """Normal residuals: the likelihood is written with sufficient statistics (tiny graph,
+    fast compilation, one compiled model for every n); Student-t needs the rows."""
+    return residual == "normal"
+
+
+def data_values(
+    data: ModelInput, prior: EffectPrior, group_prior: ScalePrior, residual: str = "normal"
+) -> dict:
+    """Values of every ``pm.Data`` of the model for ``data`` (for reuse of a compiled model)."""
+    if uses_sufficient_statistics(residual):
+        values = sufficient_statistics(data)
+    else:
+        values = _row_values(data)
+    return {**values, **_prior_data(data, prior, group_prior)}
 
 
 def build_model(
@@ -158,8 +207,9 @@ def build_model(
 
     if residual not in RESIDUALS:
         raise ValueError(f"--residual must be one of {', '.join(RESIDUALS)}, got {residual!r}")
-    values = data_values(data, prior, group_prior)
-    p_other = values["X_other"].shape[1]
+    values = data_values(data, prior, group_prior, residual)
+    sufficient = uses_sufficient_statistics(residual)
+    p_other = (values["AWA"].shape[0] - 1) if sufficient else values["X_other"].shape[1]
     with pm.Model() as model:
         d = {k: pm.Data(k, v) for k, v in values.items()}
         s = d["y_scale"]
@@ -175,21 +225,34 @@ def build_model(
         else:
             tau_z = pm.HalfStudentT("tau_z", nu=group_prior.nu, sigma=d["tau_scale"])
         z = pm.Normal("z", 0.0, 1.0, shape=data.n_clusters)
-        mu = (
-            pm.math.dot(d["X_other"], beta_other)
-            + effect_z * d["treat"]
-            + d["has_unit"] * tau_z * z[d["unit"]]
-        )
-        # weighted log-likelihood: rows with weight 0 (not complete cases) contribute nothing
-        if residual == "normal":
-            dist = pm.Normal.dist(mu=mu, sigma=sigma_z)
+        if sufficient:
+            pm.Potential("loglik", _normal_loglik(d, beta_other, effect_z, log_sigma, tau_z, z))
         else:
+            mu = (
+                pm.math.dot(d["X_other"], beta_other)
+                + effect_z * d["treat"]
+                + d["has_unit"] * tau_z * z[d["unit"].astype("int64")]
+            )
+            # weighted log-likelihood: rows with weight 0 (not complete cases) contribute nothing
             nu = pm.Gamma("nu", alpha=2.0, beta=0.1)
             dist = pm.StudentT.dist(nu=nu, mu=mu, sigma=sigma_z)
-        pm.Potential("loglik", (d["weight"] * pm.logp(dist, d["y"])).sum())
+            pm.Potential("loglik", (d["weight"] * pm.logp(dist, d["y"])).sum())
         pm.Deterministic("effect", effect_z * s)
         pm.Deterministic("sigma", sigma_z * s)
         pm.Deterministic("tau", tau_z * s)
         if data.kind == "dose":
             pm.Deterministic("dose_slope", beta_other[-1] * s)
     return model
+
+
+def _normal_loglik(d, beta_other, effect_z, log_sigma, tau_z, z):
+    """Gaussian log-likelihood from :func:`sufficient_statistics` (equal to the sum over
+    complete cases of ``log N(y_i | mu_i, sigma)``)."""
+    import pytensor.tensor as pt
+
+    b = pt.concatenate([beta_other, effect_z[None]])
+    rss_fixed = d["yWy"] - 2.0 * pt.dot(b, d["AWy"]) + pt.dot(b, pt.dot(d["AWA"], b))
+    cross = pt.dot(z, d["ZWy"] - pt.dot(d["ZWA"], b))
+    rss = rss_fixed - 2.0 * tau_z * cross + tau_z**2 * pt.dot(d["n_unit"], z**2)
+    n = d["n_obs"]
+    return -n * (log_sigma + 0.5 * np.log(2.0 * np.pi)) - 0.5 * rss * pt.exp(-2.0 * log_sigma)
