@@ -1,14 +1,16 @@
 """Sweep benchmarks: throughput with 1 and 2 local workers, and peak memory against replicates.
 
-Usage: python scripts/bench_sweep.py [--cells 4] [--reps 400] [--mem-reps 1024 4096]
+Usage: python scripts/bench_sweep.py [--cells 4] [--reps 1000] [--mem-reps 1024 4096]
 
 * throughput: the same sweep (``--cells`` values of groups.icc_group on the SFT scenario, the
-  default mixed model) run with ``--jobs 1`` and ``--jobs 2`` on the local process pool;
-  replicate trials per second (each replicate is simulated and analysed with and without the
-  effect) and the speed-up, wall clock including worker start-up (about 2-3 CPU seconds per
-  spawned worker to import the scientific stack), plus the CPU seconds used (this process and
-  its workers) and the load average, since on a shared machine wall time also measures the
-  other tenants. The two tables must agree.
+  default mixed model) run serially (one worker, one thread: the reference), with ``--jobs 1``
+  (one worker running chunks of replicates on all cores' threads, the default) and with
+  ``--jobs 2`` (two worker processes of one thread each); replicate trials per second (each
+  replicate is simulated and analysed with and without the effect) and the speed-ups over the
+  serial run, wall clock including worker start-up (about 2-3 CPU seconds per spawned worker
+  to import the scientific stack), plus the CPU seconds used (this process and its workers)
+  and the load average, since on a shared machine wall time also measures the other tenants.
+  The three tables must agree.
 * memory: one sweep cell in a fresh Python process per replicate count (chunks of 512
   replicates), peak resident set size (``ru_maxrss``) and peak traced Python allocations
   (``tracemalloc``); flat means the larger count does not need more memory.
@@ -38,6 +40,7 @@ path = Path(sys.argv[1]); reps = int(sys.argv[2])
 raw = tomllib.loads(path.read_text())
 settings = {"seed": 1, "reps": reps, "analyses": ["mixed"], "outcome": None, "alpha": 0.05}
 task = cell_task(raw, {"groups.icc_group": 0.05}, settings, 512, path)
+task["threads"] = 1  # with T threads T chunks are in flight: the bound is T chunks
 run_cell(dict(task, reps=64))  # warm up imports and caches before measuring
 tracemalloc.start()
 record = run_cell(task)
@@ -56,27 +59,40 @@ def throughput(cells: int, reps: int) -> dict:
     axes = [parse_vary(f"groups.icc_group=0.02:0.12:{cells}")]
     out = {}
     tables = {}
-    for jobs in (1, 2):
+    # (label, worker processes, threads per cell): the serial reference, then the two ways
+    # of using both cores (one worker running chunks on threads, the default for --jobs 1;
+    # two workers of one thread each)
+    with tempfile.TemporaryDirectory() as tmp:  # warm caches (imports, dropout calibration)
+        run_sweep(SCENARIO, axes, reps=64, out=tmp, seed=1, jobs=1, threads=1, plots=False)
+    runs = (("serial", 1, 1, "1 thread"), ("jobs1", 1, None, "threads on all cores"))
+    runs += (("jobs2", 2, None, "2 workers x 1 thread"),)
+    for label, jobs, threads, how in runs:
         with tempfile.TemporaryDirectory() as tmp:
             start, cpu_start = time.perf_counter(), os.times()
-            result = run_sweep(SCENARIO, axes, reps=reps, out=tmp, seed=1, jobs=jobs, plots=False)
+            result = run_sweep(
+                SCENARIO, axes, reps=reps, out=tmp, seed=1, jobs=jobs, threads=threads, plots=False
+            )
             seconds, cpu_end = time.perf_counter() - start, os.times()
         # CPU seconds of this process and its workers: on a busy machine wall time measures
         # the other tenants as much as trialsim
         cpu = sum(cpu_end[:4]) - sum(cpu_start[:4])
-        out[f"jobs{jobs}_cpu_seconds"] = round(cpu, 2)
-        tables[jobs] = result.table.drop(columns="seconds")
-        out[f"jobs{jobs}_seconds"] = round(seconds, 2)
-        out[f"jobs{jobs}_reps_per_second"] = round(cells * reps / seconds, 1)
+        out[f"{label}_cpu_seconds"] = round(cpu, 2)
+        tables[label] = result.table.drop(columns="seconds")
+        out[f"{label}_seconds"] = round(seconds, 2)
+        out[f"{label}_reps_per_second"] = round(cells * reps / seconds, 1)
         print(
-            f"jobs={jobs}: {cells} cells x {reps} replicates in {seconds:.1f} s "
-            f"({cells * reps / seconds:.0f} replicate trials/s; {cpu:.1f} CPU s incl. workers)"
+            f"{label:<7} ({how}): {cells} cells x "
+            f"{reps} replicates in {seconds:.1f} s ({cells * reps / seconds:.0f} replicate "
+            f"trials/s; {cpu:.1f} CPU s incl. workers)"
         )
-    out["speedup_2_workers"] = round(out["jobs1_seconds"] / out["jobs2_seconds"], 2)
-    out["tables_identical"] = bool(tables[1].equals(tables[2]))
+    for label in ("jobs1", "jobs2"):
+        out[f"speedup_{label}"] = round(out["serial_seconds"] / out[f"{label}_seconds"], 2)
+    out["tables_identical"] = bool(
+        tables["serial"].equals(tables["jobs1"]) and tables["serial"].equals(tables["jobs2"])
+    )
     print(
-        f"speed-up with 2 workers: {out['speedup_2_workers']:.2f}x; tables identical: "
-        f"{out['tables_identical']}"
+        f"speed-up over serial: --jobs 1 (threads) {out['speedup_jobs1']:.2f}x, --jobs 2 "
+        f"{out['speedup_jobs2']:.2f}x; tables identical: {out['tables_identical']}"
     )
     return out
 
@@ -111,7 +127,7 @@ def memory(rep_counts: list[int]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=4)
-    parser.add_argument("--reps", type=int, default=400)
+    parser.add_argument("--reps", type=int, default=1000)
     parser.add_argument("--mem-reps", type=int, nargs=2, default=[1024, 4096])
     args = parser.parse_args()
     result = {

@@ -140,6 +140,7 @@ def run_sweep(
     scheduler: str | None = None,
     resume: bool = False,
     chunk_size: int = BLOCK_SIZE,
+    threads: int | None = None,
     progress: Callable[[int], None] | None = None,
     on_cell: Callable[[int, dict], None] | None = None,
     plots: bool = True,
@@ -156,6 +157,8 @@ def run_sweep(
     resume : reuse finished cells in ``out/cells``; without it a folder holding results of
         *other* settings is an error, and one holding this sweep's results is recomputed
         (cells are overwritten with identical numbers: their seeds are the same).
+    threads : threads per cell (chunks of replicates in parallel); default: every core with
+        one local worker, else 1. The results do not depend on it.
     progress : ``advance(n)`` over ``cells x reps`` replicates (e.g. a progress bar).
     on_cell : called as ``on_cell(i, record)`` after cell ``i`` is saved (tests use it to
         interrupt a sweep).
@@ -185,9 +188,10 @@ def run_sweep(
         "alpha": float(alpha),
     }
     tasks = [cell_task(base_raw, params, settings, chunk_size, scenario_path) for params in grid]
-    # one worker: its threads use every core; several: a core each (results are the same)
-    for task in tasks:
-        task["threads"] = None if executor == "local" and jobs == 1 else 1
+    if threads is None:  # one worker: its threads use every core; several: a core each
+        threads = 0 if executor == "local" and jobs == 1 else 1
+    for task in tasks:  # the results do not depend on it
+        task["threads"] = threads or None
     _check_folder(out, settings)
     write_json(out / SETTINGS_FILE, {"settings": settings})
     cells_dir = out / CELLS_DIR
