@@ -15,20 +15,18 @@ from pathlib import Path
 import pandas as pd
 
 from trialsim.io.checks import Problem, check_long_frame
-from trialsim.io.mapping import ColumnMap, apply_mapping, normalise_arm, parse_mapping
+from trialsim.io.mapping import (
+    PERSON_COLUMNS,
+    ColumnMap,
+    apply_mapping,
+    normalise_arm,
+    parse_mapping,
+)
 from trialsim.io.readers import ROW, read_table
 from trialsim.io.wide import looks_wide, wide_to_long
 
-PERSON_LEVEL = (
-    "municipality",
-    "arm",
-    "group",
-    "trainer",
-    "cohort",
-    "period",
-    "sessions_offered",
-    "sessions_attended",
-)
+# person-level columns other than the participant id itself
+PERSON_LEVEL = PERSON_COLUMNS[1:]
 
 
 @dataclass(frozen=True)
