@@ -25,6 +25,7 @@ from trialsim.analyse.reml import (
     _pool_outer,
     cluster_stats,
     fit_reml,
+    fit_reml_masked,
     fit_reml_stats,
 )
 from trialsim.scenario import load_scenario
@@ -446,3 +447,38 @@ def test_ancova_arrays_match_a_plain_construction(sft_small):
         np.testing.assert_array_equal(a.X, expected)
         np.testing.assert_array_equal(a.mask, mask)
         assert len(a.columns) == expected.shape[-1]
+        # Xy: the same design with the outcome appended, X a view of it
+        np.testing.assert_array_equal(a.Xy[..., :-1], expected)
+        np.testing.assert_array_equal(a.Xy[..., -1], np.where(mask, y, 0.0))
+        assert np.shares_memory(a.X, a.Xy)
+
+
+def test_fit_on_prepared_design_equals_fit_reml(sft_small, monkeypatch):
+    """fit_reml_masked on ModelArrays.Xy reproduces fit_reml on (y, X, mask): partially nested
+    (group), randomised cluster (municipality / period effects) and singleton clusterings, in
+    one block and in several (BLOCK_REPS = 8, so the sizes are merged across blocks)."""
+    for block in (BLOCK_REPS, 8):
+        monkeypatch.setattr("trialsim.analyse.reml.BLOCK_REPS", block)
+        for data in sft_small:
+            a = ancova_arrays(data, "psp")
+            singleton = np.where(a.group >= 0, a.group, 100 + np.arange(a.group.shape[1]))
+            for cluster in (a.group, np.where(a.cluster >= 0, a.cluster, a.group), singleton):
+                old = fit_reml(a.y, a.X, cluster, a.mask)
+                new = fit_reml_masked(a.Xy, cluster, a.mask, threads=2)
+                for name in ("beta", "cov_beta", "ratio", "sigma2_residual", "reml_loglik"):
+                    np.testing.assert_allclose(
+                        getattr(new, name), getattr(old, name), rtol=1e-12, atol=0, err_msg=name
+                    )
+                for name in ("df", "boundary", "converged", "failed"):
+                    np.testing.assert_allclose(
+                        getattr(new.estimates, name), getattr(old.estimates, name), rtol=1e-10
+                    )
+                assert not np.isnan(new.beta).all()
+
+
+def test_fit_on_prepared_design_rejects_non_finite_values(sft_small):
+    a = ancova_arrays(sft_small[0], "psp")
+    Xy = a.Xy.copy()
+    Xy[0, 0, 2] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        fit_reml_masked(Xy, a.group, a.mask)

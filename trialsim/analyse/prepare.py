@@ -21,7 +21,9 @@ class ModelArrays:
     """Arrays for one outcome at one visit, R replicates of N participants, p columns.
 
     ``X[..., 1]`` is the treatment indicator (the coefficient of interest). ``mask`` marks
-    rows usable for a complete-case analysis.
+    rows usable for a complete-case analysis. ``X`` is a view of ``Xy``, the design with the
+    outcome as last column, both zero outside ``mask``: the layout :func:`fit_reml_masked
+    <trialsim.analyse.reml.fit_reml_masked>` takes without copying.
     """
 
     y: np.ndarray  # (R, N) follow-up outcome, NaN when missing
@@ -33,6 +35,7 @@ class ModelArrays:
     cluster: np.ndarray  # (R, N) randomised cluster (municipality/cohort), -1 individual
     baseline: np.ndarray  # (R, N)
     attended_fraction: np.ndarray  # (R, N) share of offered sessions attended (0 untreated)
+    Xy: np.ndarray | None = None  # (R, N, p + 1) [X, y] zero outside mask; X is its view
 
     @property
     def treat_column(self) -> int:
@@ -58,11 +61,15 @@ def ancova_arrays(data: TrialData, outcome: str, *, visit: int = -1) -> ModelArr
     n_periods = int(data.period.max()) + 1
     indicators += [data.period == j for j in range(1, n_periods)]
     columns += [f"period[{j}]" for j in range(1, n_periods)]
-    fixed = np.column_stack([np.ones(n), np.zeros((n, 2)), *indicators])  # (N, p)
-    # zero outside complete cases; written in one pass, then the two per-replicate columns
-    X = fixed * mask[..., None]
+    # [fixed columns, treatment, baseline, y]: zero outside complete cases; written in one
+    # contiguous pass (a float mask multiplies faster than a bool one), then the three
+    # per-replicate columns
+    fixed = np.column_stack([np.ones(n), np.zeros((n, 2)), *indicators, np.zeros(n)])
+    Xy = fixed * mask.astype(float)[..., None]
+    X = Xy[..., :-1]
     np.multiply(treated, mask, out=X[..., 1])
     np.subtract(baseline, np.nanmean(baseline), out=X[..., 2], where=mask)
+    np.copyto(Xy[..., -1], y, where=mask)
     if data.design in ("municipality", "stepped-wedge"):
         cluster = np.broadcast_to(data.municipality, (r, n)).copy()
     else:
@@ -78,4 +85,5 @@ def ancova_arrays(data: TrialData, outcome: str, *, visit: int = -1) -> ModelArr
         cluster=cluster,
         baseline=baseline,
         attended_fraction=fraction,
+        Xy=Xy,
     )

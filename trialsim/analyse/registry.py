@@ -29,23 +29,23 @@ class Analysis:
 
 
 def _mixed(data: TrialData, outcome: str) -> Estimates:
-    from trialsim.analyse.reml import fit_reml
+    from trialsim.analyse.reml import fit_reml_masked
 
     a = ancova_arrays(data, outcome)
-    return fit_reml(a.y, a.X, a.group, a.mask, analysis="mixed").estimates
+    return fit_reml_masked(a.Xy, a.group, a.mask, analysis="mixed").estimates
 
 
 def _mixed_singleton(data: TrialData, outcome: str) -> Estimates:
-    from trialsim.analyse.reml import fit_reml
+    from trialsim.analyse.reml import fit_reml_masked
 
     a = ancova_arrays(data, outcome)
     n_groups = int(a.group.max(initial=-1)) + 1
     cluster = np.where(a.group >= 0, a.group, n_groups + np.arange(a.group.shape[1]))
-    return fit_reml(a.y, a.X, cluster, a.mask, analysis="mixed-singleton").estimates
+    return fit_reml_masked(a.Xy, cluster, a.mask, analysis="mixed-singleton").estimates
 
 
 def _mixed_cluster(data: TrialData, outcome: str) -> Estimates:
-    from trialsim.analyse.reml import fit_reml
+    from trialsim.analyse.reml import fit_reml_masked
 
     a = ancova_arrays(data, outcome)
     if (a.cluster < 0).all():
@@ -53,7 +53,7 @@ def _mixed_cluster(data: TrialData, outcome: str) -> Estimates:
             "mixed-cluster needs randomised clusters (cohort, municipality or stepped-wedge "
             "designs); use 'mixed' for individual randomisation"
         )
-    return fit_reml(a.y, a.X, a.cluster, a.mask, analysis="mixed-cluster").estimates
+    return fit_reml_masked(a.Xy, a.cluster, a.mask, analysis="mixed-cluster").estimates
 
 
 def _ancova(data: TrialData, outcome: str) -> Estimates:
