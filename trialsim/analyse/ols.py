@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trialsim.analyse.estimate import Estimates
+from trialsim.analyse.prepare import batch_inputs
 
 __all__ = [
     "OLSFit",
@@ -56,19 +57,9 @@ _LEVERAGE_TOL = 1e-10
 
 
 def _prepare(y, X, mask):
-    y = np.asarray(y, dtype=float)
-    if y.ndim != 2:
-        raise ValueError(f"y must have shape (R, N), got {y.shape}")
-    n_rep, n = y.shape
-    X = np.asarray(X, dtype=float)
-    if X.ndim == 2:
-        X = X[None]
-    if X.ndim != 3 or X.shape[1] != n or X.shape[0] not in (1, n_rep):
-        raise ValueError(f"X must have shape (R, N, p) or (N, p) with N = {n}, got {X.shape}")
-    X = np.broadcast_to(X, (n_rep, n, X.shape[-1]))
-    used = np.isfinite(y) & np.isfinite(X).all(axis=-1)
-    if mask is not None:
-        used &= np.broadcast_to(np.asarray(mask, dtype=bool), (n_rep, n))
+    y, X, used = batch_inputs(y, X, mask)
+    X = np.broadcast_to(X, (*y.shape, X.shape[-1]))
+    used &= np.isfinite(X).all(axis=-1)
     Xm = np.where(used[..., None], X, 0.0)
     ym = np.where(used, y, 0.0)
     return ym, Xm, used
@@ -204,17 +195,35 @@ def fit_ols_cluster(
     Returns the batched :class:`Estimates`; rank-deficient replicates are ``failed``.
     """
     fit = ols_batch(y, X, mask)
-    n_rep, _, p = fit.X.shape
+    return _coefficient_estimates(
+        analysis,
+        fit.beta,
+        fit.X,
+        fit.resid,
+        fit.bread,
+        cluster,
+        fit.used,
+        fit.failed,
+        coef=coef,
+        vcov=vcov,
+        level=level,
+    )
+
+
+def _coefficient_estimates(
+    analysis, beta, X, resid, bread, cluster, used, failed, *, coef, vcov, level
+) -> Estimates:
+    """Coefficient ``coef`` of a least-squares fit with its cluster-robust SE and df
+    (:func:`cluster_robust`); failed fits and those with fewer than 2 clusters are NaN."""
+    n_rep, _, p = X.shape
     contrast = np.zeros((n_rep, p))
     contrast[:, coef] = 1.0
-    var, df, n_clusters = cluster_robust(
-        fit.X, fit.resid, fit.bread, contrast, cluster, fit.used, vcov=vcov
-    )
-    failed = fit.failed | (n_clusters < 2)
+    var, df, n_clusters = cluster_robust(X, resid, bread, contrast, cluster, used, vcov=vcov)
+    failed = failed | (n_clusters < 2)
     nan = np.full(n_rep, np.nan)
     return Estimates.from_t(
         analysis,
-        np.where(failed, nan, fit.beta[:, coef]),
+        np.where(failed, nan, beta[:, coef]),
         np.where(failed, nan, np.sqrt(var)),
         np.where(failed, nan, df),
         level=level,
@@ -261,19 +270,18 @@ def fit_2sls_cluster(
     beta, B, _, n_obs, failed = _solve_normal(ym, Xhat, used)
     failed |= failed_z
     resid = np.where(used, ym - np.matmul(Xm, beta[:, :, None])[:, :, 0], 0.0)
-    n_rep, _, p = Xm.shape
-    contrast = np.zeros((n_rep, p))
-    contrast[:, coef] = 1.0
-    var, df, n_clusters = cluster_robust(Xhat, resid, B, contrast, cluster, used, vcov=vcov)
-    failed |= n_clusters < 2
-    nan = np.full(n_rep, np.nan)
-    return Estimates.from_t(
+    return _coefficient_estimates(
         analysis,
-        np.where(failed, nan, beta[:, coef]),
-        np.where(failed, nan, np.sqrt(var)),
-        np.where(failed, nan, df),
+        beta,
+        Xhat,
+        resid,
+        B,
+        cluster,
+        used,
+        failed,
+        coef=coef,
+        vcov=vcov,
         level=level,
-        failed=failed,
     )
 
 

@@ -42,6 +42,25 @@ class ModelArrays:
         return 1
 
 
+def batch_inputs(y, X, mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check and broadcast a batch for a fitter: ``y`` (R, N), ``X`` (R, N, p) or (N, p),
+    ``mask`` (R, N) or None. Returns float ``y``, ``X`` as (1 or R, N, p) and the rows to use
+    (finite ``y`` and ``mask``; finiteness of ``X`` is left to the fitter)."""
+    y = np.asarray(y, dtype=float)
+    if y.ndim != 2:
+        raise ValueError(f"y must have shape (R, N), got {y.shape}")
+    n_rep, n = y.shape
+    X = np.asarray(X, dtype=float)
+    if X.ndim == 2:
+        X = X[None]
+    if X.ndim != 3 or X.shape[1] != n or X.shape[0] not in (1, n_rep):
+        raise ValueError(f"X must have shape (R, N, p) or (N, p) with N = {n}, got {X.shape}")
+    used = np.isfinite(y)
+    if mask is not None:
+        used = used & np.broadcast_to(np.asarray(mask, dtype=bool), (n_rep, n))
+    return y, X, used
+
+
 def ancova_arrays(data: TrialData, outcome: str, *, visit: int = -1) -> ModelArrays:
     """Design arrays for ``outcome`` at ``visit`` (default the last) adjusted for baseline."""
     if outcome not in data.outcomes:

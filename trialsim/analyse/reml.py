@@ -62,6 +62,7 @@ import numpy as np
 import scipy.sparse as sparse
 
 from trialsim.analyse.estimate import Estimates
+from trialsim.analyse.prepare import batch_inputs
 from trialsim.parallel import map_in_threads
 
 __all__ = [
@@ -170,19 +171,8 @@ class RemlFit:
 
 
 def _broadcast_inputs(y, X, cluster, mask):
-    y = np.asarray(y, dtype=float)
-    if y.ndim != 2:
-        raise ValueError(f"y must have shape (R, N), got {y.shape}")
-    n_rep, n = y.shape
-    X = np.asarray(X, dtype=float)
-    if X.ndim == 2:
-        X = X[None]
-    if X.ndim != 3 or X.shape[1] != n or X.shape[0] not in (1, n_rep):
-        raise ValueError(f"X must have shape (R, N, p) or (N, p) with N = {n}, got {X.shape}")
-    cluster = np.broadcast_to(np.asarray(cluster, dtype=np.int64), (n_rep, n))
-    used = np.isfinite(y)
-    if mask is not None:
-        used = used & np.broadcast_to(np.asarray(mask, dtype=bool), (n_rep, n))
+    y, X, used = batch_inputs(y, X, mask)
+    cluster = np.broadcast_to(np.asarray(cluster, dtype=np.int64), y.shape)
     return y, X, cluster, used
 
 
