@@ -22,7 +22,6 @@ from trialsim.analyse.ols import fit_ols
 from trialsim.analyse.prepare import ancova_arrays
 from trialsim.analyse.reml import (
     BLOCK_REPS,
-    _pool_outer,
     cluster_stats,
     fit_reml,
     fit_reml_masked,
@@ -395,29 +394,16 @@ def test_cluster_stats_against_a_plain_loop():
             W = np.column_stack([X[r], y[r]])[keep]
             np.testing.assert_allclose(stats.cross[r], W.T @ W, rtol=1e-12)
             expected = np.zeros_like(stats.cross_size[r])
+            n_size = np.zeros(stats.sizes.size)
             for c in np.unique(cluster[r][keep & (cluster[r] >= 0)]):
                 rows = W[cluster[r][keep] == c]
                 size = np.searchsorted(stats.sizes, len(rows))
                 expected[size] += np.outer(rows.sum(axis=0), rows.sum(axis=0))
+                n_size[size] += 1
             np.testing.assert_allclose(stats.cross_size[r], expected, rtol=1e-12, atol=1e-9)
+            np.testing.assert_array_equal(stats.n_size[r], n_size)
             counts = np.bincount(cluster[r][keep & (cluster[r] >= 0)])
             assert stats.n_clusters[r] == (counts > 0).sum()
-
-
-def test_pooled_outer_products_padded_and_sparse_paths_agree():
-    """Both ways of summing outer products per cell (padded matmul, sparse pooling) equal the
-    plain sum; the choice between them is a matter of memory only."""
-    rng = np.random.default_rng(31)
-    z = rng.normal(size=(200, 4))
-    for cell in (
-        rng.integers(0, 50, 200),
-        np.where(np.arange(200) < 190, 0, 1 + np.arange(200) % 3),
-    ):
-        count = np.bincount(cell, minlength=60)
-        pooled = _pool_outer(z, cell, count)
-        plain = np.zeros((60, 4, 4))
-        np.add.at(plain, cell, z[:, :, None] * z[:, None, :])
-        np.testing.assert_allclose(pooled, plain, rtol=1e-12, atol=1e-12)
 
 
 @pytest.fixture(scope="module")

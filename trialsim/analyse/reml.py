@@ -59,10 +59,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sparse
 
 from trialsim.analyse.estimate import Estimates
 from trialsim.analyse.prepare import batch_inputs
+from trialsim.analyse.reml_kernels import cluster_sums, fit_ratio, pool_by_size
 from trialsim.parallel import map_in_threads
 
 __all__ = [
@@ -237,59 +237,22 @@ def _block_stats(y, X, cluster, used) -> ClusterStats:
 def _pooled_stats(W, cross, used, cluster) -> ClusterStats:
     """:class:`ClusterStats` of one block from ``W = [X, y]`` (zero outside ``used``) and
     ``cross = W'W``."""
-    n_rep, q = W.shape[0], W.shape[-1]
-
     n_groups = max(int(cluster.max()) + 1, 0)
-    in_cluster = used & (cluster >= 0)
-    rep = np.arange(n_rep)[:, None]
-    key = np.where(in_cluster, rep * n_groups + cluster, n_rep * n_groups).ravel()
-    # A one-nonzero-per-column sparse matrix sums rows into (replicate, cluster) cells.
-    onehot = sparse.csc_matrix(
-        (np.ones(key.size), key, np.arange(key.size + 1)),
-        shape=(n_rep * n_groups + 1, key.size),
+    z, n_c = cluster_sums(
+        np.ascontiguousarray(W), np.ascontiguousarray(used), np.ascontiguousarray(cluster), n_groups
     )
-    n_c = np.bincount(key, minlength=n_rep * n_groups + 1)[:-1]
-    nonempty = n_c > 0
-    z = (onehot @ W.reshape(-1, q))[:-1][nonempty]
-
+    nonzero = n_c[n_c > 0]
     # a batch without any cluster gets one dummy size with no clusters (lam is then 0)
-    sizes = np.unique(n_c[nonempty]).astype(float) if nonempty.any() else np.ones(1)
-    size_index = np.searchsorted(sizes, n_c[nonempty])
-    rep_of = np.repeat(np.arange(n_rep), n_groups)[nonempty]
-    cell = rep_of * sizes.size + size_index
-    n_size = np.bincount(cell, minlength=n_rep * sizes.size)
-    cross_size = _pool_outer(z, cell, n_size).reshape(n_rep, sizes.size, q, q)
+    sizes = np.unique(nonzero).astype(float) if nonzero.size else np.ones(1)
+    cross_size, n_size = pool_by_size(z, n_c, sizes)
     return ClusterStats(
         cross=cross,
         sizes=sizes,
-        n_size=n_size.reshape(n_rep, sizes.size).astype(float),
+        n_size=n_size,
         cross_size=cross_size,
         n_obs=used.sum(axis=1),
-        n_clusters=nonempty.reshape(n_rep, n_groups).sum(axis=1),
+        n_clusters=(n_c > 0).sum(axis=1),
     )
-
-
-def _pool_outer(z: np.ndarray, cell: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """``sum z_c z_c'`` over the rows ``c`` of ``z`` in each cell, (cells, q, q).
-
-    Rows are stacked cell by cell into a zero-padded (cells, width, q) array, so the sums are
-    one batched matmul; should the padded array outgrow the outer products themselves (very
-    unequal cells), those are summed by a sparse matrix instead."""
-    n_cells, q = count.size, z.shape[-1]
-    width = int(count.max(initial=0))
-    if n_cells * width > q * len(z):
-        outer = (z[:, :, None] * z[:, None, :]).reshape(-1, q * q)
-        pool = sparse.csc_matrix(
-            (np.ones(cell.size), cell, np.arange(cell.size + 1)), shape=(n_cells, cell.size)
-        )
-        return np.asarray(pool @ outer).reshape(n_cells, q, q)
-    order = np.argsort(cell, kind="stable")
-    first = np.cumsum(count) - count
-    slot = np.arange(cell.size) - first[cell[order]]
-    stacked = np.zeros((n_cells, width, q))
-    stacked[cell[order], slot] = z[order]
-    # both operands contiguous: numpy's batched matmul of a transposed view is ~3x slower
-    return np.matmul(np.ascontiguousarray(stacked.transpose(0, 2, 1)), stacked)
 
 
 def _cholesky(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -319,119 +282,6 @@ def _full_rank(cross_xx: np.ndarray) -> np.ndarray:
     L, ok = _cholesky(np.where(good[:, None, None], scaled, np.eye(scaled.shape[-1])))
     pivots = np.diagonal(L, axis1=-2, axis2=-1) ** 2
     return good & ok & (pivots > _RANK_TOL).all(axis=-1)
-
-
-def _profiled_deviance(S, T, n_size, sizes, resid_df, lam):
-    """Profiled REML deviance d(lam) (without constants); lam of shape (K,) or (R, K)."""
-    if lam.ndim == 1:  # common grid: one matrix product for the whole batch
-        w = lam[:, None] / (1.0 + lam[:, None] * sizes)
-        A = S[:, None] - np.matmul(w, T.reshape(*T.shape[:2], -1)).reshape(
-            S.shape[0], lam.size, *S.shape[1:]
-        )
-        log_v = n_size @ np.log1p(lam[:, None] * sizes).T
-    else:
-        w = lam[..., None] / (1.0 + lam[..., None] * sizes)
-        A = S[:, None] - np.einsum("rks,rsij->rkij", w, T)
-        log_v = np.einsum("rs,rks->rk", n_size, np.log1p(lam[..., None] * sizes))
-    L, ok = _cholesky(A)
-    pivots = np.diagonal(L, axis1=-2, axis2=-1)
-    log_det_a = 2.0 * np.log(pivots).sum(axis=-1)
-    log_q = 2.0 * np.log(pivots[..., -1])
-    d = log_v + log_det_a + (resid_df[:, None] - 1.0) * log_q
-    return np.where(ok, d, np.inf)
-
-
-def _derivatives(S, T, n_size, sizes, resid_df, lam):
-    """A(lam)^-1 and the first two derivatives of the profiled deviance, lam of shape (R,)."""
-    n_rep, q = S.shape[0], S.shape[-1]
-    u = 1.0 + lam[:, None] * sizes
-    w = np.stack([lam[:, None] / u, 1.0 / u**2, -2.0 * sizes / u**3], axis=1)
-    AT = np.matmul(w, T.reshape(n_rep, sizes.size, q * q)).reshape(n_rep, 3, q, q)
-    A, A1, A2 = S - AT[:, 0], -AT[:, 1], -AT[:, 2]
-    Ai = np.linalg.inv(A)
-    P = np.matmul(Ai, A1)
-    # derivatives of log|A| (all matrices symmetric)
-    la1 = (Ai * A1).sum(axis=(1, 2))
-    la2 = (Ai * A2).sum(axis=(1, 2)) - (P * P.transpose(0, 2, 1)).sum(axis=(1, 2))
-    # derivatives of log Q, Q = 1 / (A^-1)_yy: with a = A^-1 e_y, (A^-1)_yy' = -a'A1 a,
-    # (A^-1)_yy'' = 2 a'A1 A^-1 A1 a - a'A2 a
-    a = Ai[:, :, -1]
-    qy = a[:, -1]
-    b = np.matmul(A1, a[:, :, None])[:, :, 0]
-    q1 = -(a * b).sum(axis=1)
-    q2 = 2.0 * (b * np.matmul(Ai, b[:, :, None])[:, :, 0]).sum(axis=1) - (
-        a * np.matmul(A2, a[:, :, None])[:, :, 0]
-    ).sum(axis=1)
-    lq1 = -q1 / qy
-    lq2 = -(q2 / qy - (q1 / qy) ** 2)
-    # derivatives of log|V_lam| = sum_c log(1 + lam n_c)
-    lv1 = (n_size * sizes / u).sum(axis=1)
-    lv2 = -(n_size * (sizes / u) ** 2).sum(axis=1)
-    parts = {
-        "A": A,
-        "Ai": Ai,
-        "w1": w[:, 1],
-        "lv2": lv2,
-        "la2": la2,
-        "lq1": lq1,
-        "lq2": lq2,
-    }
-    d1 = lv1 + la1 + (resid_df - 1.0) * lq1
-    d2 = lv2 + la2 + (resid_df - 1.0) * lq2
-    return d1, d2, parts
-
-
-def _optimise_ratio(S, T, n_size, sizes, resid_df):
-    """Minimise the profiled deviance over lam >= 0 for every replicate.
-
-    Returns (lam, converged)."""
-    n_rep = S.shape[0]
-    grid = _GRID
-    dev = _profiled_deviance(S, T, n_size, sizes, resid_df, grid)
-    k = np.argmin(dev, axis=1)
-    rows = np.arange(n_rep)
-    lam = grid[k]
-    lo = np.where(k > 0, grid[np.maximum(k - 1, 0)], 0.0)
-    hi = np.where(k + 1 < grid.size, grid[np.minimum(k + 1, grid.size - 1)], grid[-1] * 1e4)
-    # start from the parabola through the three grid points around the minimum (log scale)
-    mid = (k >= 2) & (k + 1 < grid.size)
-    km = np.clip(k, 2, grid.size - 2)
-    d_lo, d_0, d_hi = dev[rows, km - 1], dev[rows, km], dev[rows, km + 1]
-    curv = d_hi - 2.0 * d_0 + d_lo
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shift = np.clip(-0.5 * (d_hi - d_lo) / curv, -1.0, 1.0)
-    mid &= (curv > 0.0) & np.isfinite(shift)
-    log_step = np.log(grid[3] / grid[2])
-    lam = np.where(mid, lam * np.exp(np.where(mid, shift, 0.0) * log_step), lam)
-
-    converged = np.zeros(n_rep, dtype=bool)
-    active = rows
-    for _ in range(_MAX_NEWTON):
-        if active.size == 0:
-            break
-        idx = active
-        lam_a = lam[idx]
-        d1, d2, _ = _derivatives(S[idx], T[idx], n_size[idx], sizes, resid_df[idx], lam_a)
-        # at lam = 0 with a non-negative slope the optimum is the boundary itself
-        at_boundary = (lam_a == 0.0) & (d1 >= 0.0)
-        lo_a = np.where(d1 < 0.0, lam_a, lo[idx])
-        hi_a = np.where(d1 > 0.0, lam_a, hi[idx])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            newton = lam_a - d1 / d2
-        inside = (d2 > 0.0) & (newton > lo_a) & (newton < hi_a) & np.isfinite(newton)
-        geometric = (lo_a > 0.0) & (hi_a > 4.0 * lo_a)
-        bisect = np.where(geometric, np.sqrt(lo_a * hi_a), 0.5 * (lo_a + hi_a))
-        new = np.where(inside, newton, bisect)
-        # Newton converges quadratically: after a step of relative size 1e-6 the error left
-        # is ~1e-12, well inside the 1e-10 target, so that step is the last one.
-        step_small = np.abs(new - lam_a) <= _STEP_TOL * lam_a
-        done = at_boundary | (step_small & inside) | (d1 == 0.0) | (hi_a - lo_a <= 1e-14)
-        new = np.where(at_boundary, 0.0, np.where(d1 == 0.0, lam_a, new))
-        lam[idx], lo[idx], hi[idx] = new, lo_a, hi_a
-        converged[idx[done]] = True
-        active = idx[~done]
-    converged &= lam < grid[-1]
-    return lam, converged
 
 
 def fit_reml_stats(
@@ -471,11 +321,12 @@ def _fit_block(stats: ClusterStats, coef: int) -> dict[str, np.ndarray]:
         n_size = np.where(failed[:, None], 0.0, n_size)
         resid_df = np.where(failed, 1.0, resid_df)
 
-    lam, converged = _optimise_ratio(S, T, n_size, sizes, resid_df)
+    lam, converged, Ai, terms = fit_ratio(
+        S, T, n_size, sizes, resid_df, _GRID, _STEP_TOL, _MAX_NEWTON
+    )
+    log_v, log_det_xx, lv2, la2, lq1, lq2 = terms.T
     boundary = lam == 0.0
 
-    d1, d2, part = _derivatives(S, T, n_size, sizes, resid_df, lam)
-    A, Ai = part["A"], part["Ai"]
     a = Ai[:, :, -1]
     Q = 1.0 / a[:, -1]
     beta = -a[:, :p] * Q[:, None]
@@ -485,25 +336,23 @@ def _fit_block(stats: ClusterStats, coef: int) -> dict[str, np.ndarray]:
     cov_beta = s2[:, None, None] * C
     var_k = cov_beta[:, coef, coef]
 
-    L, _ = _cholesky(A[:, :p, :p])
-    log_det_xx = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
-    log_v = (n_size * np.log1p(lam[:, None] * sizes)).sum(axis=1)
     reml_loglik = -0.5 * (
         resid_df * (1.0 + np.log(2.0 * np.pi * Q / resid_df)) + log_v + log_det_xx
     )
 
     # Satterthwaite: Hessian of D(lam, s) = (n-p) log s + h(lam) + Q(lam)/s, h = log|V| +
     # log|A_xx|, and gradient of f = s C_kk, both analytic (see module docstring).
-    h2 = part["lv2"] + part["la2"] - part["lq2"]
-    q1 = Q * part["lq1"]
-    q2 = Q * (part["lq2"] + part["lq1"] ** 2)
+    h2 = lv2 + la2 - lq2
+    q1 = Q * lq1
+    q2 = Q * (lq2 + lq1**2)
     h_ll = h2 + q2 / s2
     h_ls = -q1 / s2**2
     h_ss = -resid_df / s2**2 + 2.0 * Q / s2**3
     v = C[:, :, coef]
     # f_l = s2 sum_s w1_s v'T_s v (the derivative of C_kk in lam), as matmuls (einsum is slow)
     v_t_v = (np.matmul(T[:, :, :p, :p], v[:, None, :, None])[..., 0] * v[:, None, :]).sum(-1)
-    f_l = s2 * (part["w1"] * v_t_v).sum(axis=1)
+    w1 = 1.0 / (1.0 + lam[:, None] * sizes) ** 2  # -dA/dlam = sum_s w1_s T_s
+    f_l = s2 * (w1 * v_t_v).sum(axis=1)
     f_s = C[:, coef, coef]
     det = h_ll * h_ss - h_ls**2
     with np.errstate(divide="ignore", invalid="ignore"):
