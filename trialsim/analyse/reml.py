@@ -9,8 +9,8 @@ one engine covers the partially nested model (lme4 ``y ~ treat + baseline + muni
 (0 + treat | group)``: controls have cluster -1), its "singleton" variant (each control its
 own cluster), the cluster-randomised model and the stepped-wedge model (period columns in X).
 
-How it is computed (no loop over replicates or people)
-------------------------------------------------------
+How it is computed
+------------------
 With ``lam = sigma2_cluster / sigma2_residual`` the cluster block of ``V / sigma2_residual`` is
 ``I + lam 11'`` whose inverse is ``I - w_c 11'`` with ``w_c = lam / (1 + lam n_c)`` and
 ``log|V_lam| = sum_c log(1 + lam n_c)``. So with ``W = [X, y]``, row cross-products
@@ -25,17 +25,20 @@ singleton variant costs no more than the grouped one). A Cholesky factor of the
 
     d(lam) = sum_c log(1 + lam n_c) + log|A_xx(lam)| + (n - p) log Q(lam).
 
-``d`` is minimised for every replicate at once: a common grid (with ``lam = 0`` exactly), then
-safeguarded Newton steps on ``d'(lam) = 0`` with analytic first and second derivatives, to a
-relative tolerance of 1e-10 in ``lam``. If the grid minimum is ``lam = 0`` and ``d'(0) >= 0``
-the fit is on the boundary: ``sigma2_cluster = 0`` exactly (the fixed-effects model), flagged
-``boundary``; this never fails.
+``d`` is minimised for every replicate: a common grid (with ``lam = 0`` exactly), then
+safeguarded Newton steps on ``d'(lam) = 0`` with analytic first and second derivatives, until
+a step is below 1e-7 of ``lam`` (quadratic convergence: that step is the error left, and the
+REML criterion is then exact to ~1e-14). If the grid minimum is ``lam = 0`` and
+``d'(0) >= 0`` the fit is on the boundary: ``sigma2_cluster = 0`` exactly (the fixed-effects
+model), flagged ``boundary``; this never fails.
 
-The batch is processed in blocks of :data:`BLOCK_REPS` replicates, on a few threads (numpy
-releases the GIL in its kernels). Blocks keep the working arrays at a few MB, where memory
-traffic (not arithmetic) would otherwise dominate: the (R, S, q, q) size-pooled products of a
-whole batch run to hundreds of MB. A replicate's fit uses only its own rows, so the result
-does not depend on the number of threads.
+The row cross-products ``S`` are one batched matmul; the cluster sums, their size-pooled
+products and the optimisation are compiled per-replicate loops
+(:mod:`trialsim.analyse.reml_kernels`), which keep a replicate's ``q x q`` matrices in cache;
+the Satterthwaite step is batched numpy again. The batch is processed in blocks of
+:data:`BLOCK_REPS` replicates, on a few threads (numpy and the kernels release the GIL); a
+replicate's fit uses only its own rows, so the result does not depend on the number of
+threads.
 
 Satterthwaite degrees of freedom
 --------------------------------
@@ -76,7 +79,7 @@ __all__ = [
 
 # Common grid for lam = sigma2_cluster / sigma2_residual: 0 exactly, then log-spaced.
 _GRID = np.concatenate([[0.0], np.logspace(-4.0, 3.0, 11)])
-_STEP_TOL = 1e-6
+_STEP_TOL = 1e-7
 _MAX_NEWTON = 60
 _RANK_TOL = 1e-10
 BLOCK_REPS = 256  # replicates per block: (block, N, p) design arrays of a few MB

@@ -23,17 +23,35 @@ _JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"cont
 
 
 @numba.njit(**_JIT)
+def _pack(M, out):
+    """The lower triangle of the symmetric ``M``, row by row, into the vector ``out``."""
+    k = 0
+    for i in range(M.shape[0]):
+        for j in range(i + 1):
+            out[k] = M[i, j]
+            k += 1
+
+
+@numba.njit(**_JIT)
+def _unpack(packed, out, both):
+    """``out``'s lower triangle (and upper too if ``both``) from a :func:`_pack` vector."""
+    k = 0
+    for i in range(out.shape[0]):
+        for j in range(i + 1):
+            out[i, j] = packed[k]
+            if both:
+                out[j, i] = packed[k]
+            k += 1
+
+
+@numba.njit(**_JIT)
 def _combine(S, T, coef, out):
-    """``out = S - sum_s coef[s] T[s]`` (contiguous passes, one size class at a time)."""
-    q = S.shape[0]
-    for i in range(q):
-        for j in range(q):
-            out[i, j] = S[i, j]
+    """``out = S - sum_s coef[s] T[s]`` on packed triangles (contiguous vector passes)."""
+    out[:] = S
     for s in range(coef.size):
         c = coef[s]
-        for i in range(q):
-            for j in range(q):
-                out[i, j] -= c * T[s, i, j]
+        for k in range(out.size):
+            out[k] -= c * T[s, k]
 
 
 @numba.njit(**_JIT)
@@ -79,13 +97,15 @@ def _inverse_from_cholesky(L, Linv, out):
 
 
 @numba.njit(**_JIT)
-def _deviance(S, T, coef, log_v, resid_df, work):
+def _deviance(S, T, coef, log_v, resid_df, packed, work):
     """Profiled REML deviance of one replicate at one ``lam`` (``inf`` if A is not PD), given
-    the weights ``coef[s] = lam / (1 + lam n_s)`` and ``log_v = log|V_lam|``."""
-    _combine(S, T, coef, work)
+    packed ``S`` and ``T``, the weights ``coef[s] = lam / (1 + lam n_s)`` and
+    ``log_v = log|V_lam|``; ``packed`` and ``work`` (q, q) are workspace."""
+    _combine(S, T, coef, packed)
+    _unpack(packed, work, False)
     if not _cholesky_inplace(work):
         return np.inf
-    last = S.shape[0] - 1
+    last = work.shape[0] - 1
     det_xx = 1.0  # |A_xx| as a product of squared pivots: one log instead of q
     for i in range(last):
         det_xx *= work[i, i] * work[i, i]
@@ -99,16 +119,17 @@ def _deviance(S, T, coef, log_v, resid_df, work):
 
 
 @numba.njit(**_JIT)
-def _slope_curvature(S, T, n_size, sizes, resid_df, lam, ws, cw, terms):
+def _slope_curvature(S, T, n_size, sizes, resid_df, lam, ws, cw, pw, terms):
     """First and second derivatives of ``d(lam)`` for one replicate.
 
     ``d = log|V_lam| + log|A| + (n - p - 1) log Q``; with ``A1, A2`` the derivatives of
     ``A(lam)``: ``log|A|' = tr(A^-1 A1)``, ``log|A|'' = tr(A^-1 A2) - tr(A^-1 A1 A^-1 A1)``;
     with ``a = A^-1 e_y`` (``1/Q = a_y``): ``(A^-1)_yy' = -a'A1 a`` and
-    ``(A^-1)_yy'' = 2 a'A1 A^-1 A1 a - a'A2 a``. ``ws`` is a (6, q, q) workspace: A (then
-    its Cholesky factor), A1, A2, A^-1, L^-1 and A^-1 A1; ``cw`` a (3, sizes) one. ``terms``
-    receives the parts the Satterthwaite df needs: (log|V|'', log|A|'', log Q', log Q'')."""
-    q = S.shape[0]
+    ``(A^-1)_yy'' = 2 a'A1 A^-1 A1 a - a'A2 a``. ``S`` and ``T`` are packed; ``ws`` is a
+    (6, q, q) workspace: A (then its Cholesky factor), A1, A2, A^-1, L^-1 and A^-1 A1; ``cw``
+    (3, sizes) and ``pw`` (3, packed length) too. ``terms`` receives the parts the
+    Satterthwaite df needs: (log|V|'', log|A|'', log Q', log Q'')."""
+    q = ws.shape[1]
     A, A1, A2, Ai, Linv, P = ws[0], ws[1], ws[2], ws[3], ws[4], ws[5]
     n_s = sizes.size
     c0, c1, c2 = cw[0], cw[1], cw[2]
@@ -121,18 +142,19 @@ def _slope_curvature(S, T, n_size, sizes, resid_df, lam, ws, cw, terms):
         c2[s] = -2.0 * sizes[s] / (u * u * u)
         lv1 += n_size[s] * sizes[s] / u
         lv2 -= n_size[s] * (sizes[s] / u) ** 2
-    for i in range(q):
-        for j in range(q):
-            A[i, j] = S[i, j]
-            A1[i, j] = 0.0
-            A2[i, j] = 0.0
+    pa, pa1, pa2 = pw[0], pw[1], pw[2]
+    pa[:] = S
+    pa1[:] = 0.0
+    pa2[:] = 0.0
     for s in range(n_s):
-        for i in range(q):
-            for j in range(q):
-                t = T[s, i, j]
-                A[i, j] -= c0[s] * t
-                A1[i, j] -= c1[s] * t
-                A2[i, j] -= c2[s] * t
+        for k in range(S.size):
+            t = T[s, k]
+            pa[k] -= c0[s] * t
+            pa1[k] -= c1[s] * t
+            pa2[k] -= c2[s] * t
+    _unpack(pa, A, False)
+    _unpack(pa1, A1, True)
+    _unpack(pa2, A2, True)
     if not _cholesky_inplace(A):
         terms[:] = np.nan
         Ai[:] = np.nan
@@ -201,9 +223,14 @@ def fit_ratio(S, T, n_size, sizes, resid_df, grid, step_tol, max_newton):
     converged = np.zeros(n_rep, dtype=np.bool_)
     Ai_out = np.empty((n_rep, q, q))
     terms_out = np.empty((n_rep, 6))
+    m = q * (q + 1) // 2  # packed lower triangles: contiguous, half the arithmetic
+    Sp = np.empty(m)
+    Tp = np.empty((sizes.size, m))
+    packed = np.empty(m)
     work = np.empty((q, q))
     ws = np.empty((6, q, q))
     cw = np.empty((3, sizes.size))
+    pw = np.empty((3, m))
     dev = np.empty(n_grid)
     log_step = np.log(grid[3] / grid[2])
     # the grid is common: its weights and log(1 + lam n_s) once for the block
@@ -214,12 +241,15 @@ def fit_ratio(S, T, n_size, sizes, resid_df, grid, step_tol, max_newton):
             grid_coef[k, s] = grid[k] / (1.0 + grid[k] * sizes[s])
             grid_log[k, s] = np.log1p(grid[k] * sizes[s])
     for r in range(n_rep):
-        Sr, Tr, nr, df = S[r], T[r], n_size[r], resid_df[r]
+        nr, df = n_size[r], resid_df[r]
+        _pack(S[r], Sp)
+        for s in range(sizes.size):
+            _pack(T[r, s], Tp[s])
         for k in range(n_grid):
             log_v = 0.0
             for s in range(sizes.size):
                 log_v += nr[s] * grid_log[k, s]
-            dev[k] = _deviance(Sr, Tr, grid_coef[k], log_v, df, work)
+            dev[k] = _deviance(Sp, Tp, grid_coef[k], log_v, df, packed, work)
         k = np.argmin(dev)
         lam = grid[k]
         lo = grid[k - 1] if k > 0 else 0.0
@@ -231,8 +261,9 @@ def fit_ratio(S, T, n_size, sizes, resid_df, grid, step_tol, max_newton):
             if curv > 0.0 and np.isfinite(shift):
                 lam *= np.exp(min(max(shift, -1.0), 1.0) * log_step)
         done = False
+        terms = terms_out[r, 2:]
         for _ in range(max_newton):
-            d1, d2 = _slope_curvature(Sr, Tr, nr, sizes, df, lam, ws, cw, terms_out[r, 2:])
+            d1, d2 = _slope_curvature(Sp, Tp, nr, sizes, df, lam, ws, cw, pw, terms)
             at_boundary = lam == 0.0 and d1 >= 0.0
             if d1 < 0.0:
                 lo = lam
@@ -246,21 +277,17 @@ def fit_ratio(S, T, n_size, sizes, resid_df, grid, step_tol, max_newton):
                 new = np.sqrt(lo * hi)
             else:
                 new = 0.5 * (lo + hi)
-            # Newton converges quadratically: after a relative step of step_tol the error
-            # left is ~step_tol^2, so that step is the last one
+            # Newton converges quadratically: a step below step_tol * lam is (to second
+            # order) the error left at lam, where everything reported was just evaluated
             step_small = abs(new - lam) <= step_tol * lam
             done = at_boundary or (step_small and inside) or d1 == 0.0 or hi - lo <= 1e-14
-            if at_boundary:
-                new = 0.0
-            elif d1 == 0.0:
-                new = lam
-            lam = new
             if done:
                 break
+            lam = new
+        if not done:  # out of iterations: report at the last iterate
+            _slope_curvature(Sp, Tp, nr, sizes, df, lam, ws, cw, pw, terms)
         lam_out[r] = lam
         converged[r] = done and lam < grid[n_grid - 1]
-        # the reported quantities at the optimum
-        _slope_curvature(Sr, Tr, nr, sizes, df, lam, ws, cw, terms_out[r, 2:])
         Ai_out[r] = ws[3]
         log_v = 0.0
         for s in range(sizes.size):
