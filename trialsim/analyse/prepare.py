@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from trialsim.data import TrialData
@@ -61,6 +62,33 @@ def batch_inputs(y, X, mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return y, X, used
 
 
+@numba.njit(nogil=True, cache=True)
+def _fill_design(fixed, treated, baseline, y, mask, out):
+    """``out[r, i] = [fixed[i, 0], treated, baseline - mean, fixed[i, 3:-1], y]`` on the rows
+    in ``mask`` and zero elsewhere, in one pass over ``out``; the baseline is centred on its
+    mean over every finite value of the batch."""
+    n_rep, n = y.shape
+    q = out.shape[2]
+    total, count = 0.0, 0
+    for r in range(n_rep):
+        for i in range(n):
+            if np.isfinite(baseline[r, i]):
+                total += baseline[r, i]
+                count += 1
+    centre = total / count if count else 0.0
+    for r in range(n_rep):
+        for i in range(n):
+            if mask[r, i]:
+                for j in range(q):
+                    out[r, i, j] = fixed[i, j]
+                out[r, i, 1] = 1.0 if treated[r, i] else 0.0
+                out[r, i, 2] = baseline[r, i] - centre
+                out[r, i, q - 1] = y[r, i]
+            else:
+                for j in range(q):
+                    out[r, i, j] = 0.0
+
+
 def ancova_arrays(data: TrialData, outcome: str, *, visit: int = -1) -> ModelArrays:
     """Design arrays for ``outcome`` at ``visit`` (default the last) adjusted for baseline."""
     if outcome not in data.outcomes:
@@ -80,15 +108,11 @@ def ancova_arrays(data: TrialData, outcome: str, *, visit: int = -1) -> ModelArr
     n_periods = int(data.period.max()) + 1
     indicators += [data.period == j for j in range(1, n_periods)]
     columns += [f"period[{j}]" for j in range(1, n_periods)]
-    # [fixed columns, treatment, baseline, y]: zero outside complete cases; written in one
-    # contiguous pass (a float mask multiplies faster than a bool one), then the three
-    # per-replicate columns
+    # [fixed columns, treatment, baseline (centred), y], zero outside complete cases
     fixed = np.column_stack([np.ones(n), np.zeros((n, 2)), *indicators, np.zeros(n)])
-    Xy = fixed * mask.astype(float)[..., None]
+    Xy = np.empty((r, n, fixed.shape[1]))
+    _fill_design(fixed, treated, baseline, y, mask, Xy)
     X = Xy[..., :-1]
-    np.multiply(treated, mask, out=X[..., 1])
-    np.subtract(baseline, np.nanmean(baseline), out=X[..., 2], where=mask)
-    np.copyto(Xy[..., -1], y, where=mask)
     if data.design in ("municipality", "stepped-wedge"):
         cluster = np.broadcast_to(data.municipality, (r, n)).copy()
     else:
