@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from scipy import special
+from scipy import special, stats
 
 from trialsim.cli import main
 from trialsim.simulate import dropout, outcomes, simulate_trials
@@ -63,6 +63,25 @@ def test_visit_by_visit_kernels_equal_their_broadcast_definitions():
 
 
 # ---- structure ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n,p", [(36, 0.03), (36, 0.6), (36, 0.97), (5, 0.5), (200, 0.3)])
+def test_binomial_by_inversion_has_the_binomial_distribution(n, p):
+    """The attendance sampler's binomial draws against scipy's pmf: a chi-square test on
+    200 000 draws (cells with expected count >= 5 pooled), and p = 0 / 1 give 0 / n."""
+    from trialsim.simulate.attendance import _binomial_by_inversion
+
+    rng = np.random.default_rng(17)
+    draws = _binomial_by_inversion(n, np.full(200_000, p), rng.random(200_000))
+    expected = stats.binom.pmf(np.arange(n + 1), n, p) * draws.size
+    observed = np.bincount(draws, minlength=n + 1)
+    keep = expected >= 5
+    obs = np.append(observed[keep], observed[~keep].sum())
+    exp = np.append(expected[keep], expected[~keep].sum())
+    obs, exp = obs[exp > 0], exp[exp > 0]
+    assert stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue > 1e-3
+    ends = _binomial_by_inversion(n, np.array([0.0, 1.0]), np.array([0.999, 0.001]))
+    np.testing.assert_array_equal(ends, [0, n])
 
 
 def test_within_municipality_randomisation_is_a_uniform_random_subset(sft):

@@ -20,7 +20,7 @@ from trialsim.parallel import map_in_threads
 from trialsim.scenario import BinaryOutcome, BoundedOutcome, CountOutcome, Scenario
 from trialsim.seeds import BLOCK_SIZE
 from trialsim.simulate import simulate_trials
-from trialsim.simulate.attendance import dose_factor
+from trialsim.simulate.attendance import dose_factor, draw_sessions
 from trialsim.simulate.outcomes import effect_shares
 
 
@@ -65,19 +65,10 @@ def null_scenario(s: Scenario) -> Scenario:
 
 def dose_factor_sample(s: Scenario, *, n: int = 400_000) -> np.ndarray:
     """Dose factors of ``n`` simulated treated participants (fixed seed, for estimands)."""
-    a = s.attendance
     rng = np.random.default_rng(12345)
-    from scipy import special
-
-    from trialsim.simulate.attendance import attendance_intercept
-
-    mean = special.expit(
-        attendance_intercept(a.mean_fraction, a.prognosis_log_odds)
-        + a.prognosis_log_odds * rng.standard_normal(n)
-    )
-    p = rng.beta(mean * a.precision, (1 - mean) * a.precision)
-    fraction = rng.binomial(s.design.sessions_offered, p) / s.design.sessions_offered
-    return dose_factor(fraction, a)
+    sessions = s.design.sessions_offered
+    attended = draw_sessions(rng.standard_normal(n), s.attendance, sessions, rng=rng)
+    return dose_factor(attended / sessions, s.attendance)
 
 
 def mean_dose_factor(s: Scenario, *, n: int = 400_000) -> float:

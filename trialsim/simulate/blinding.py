@@ -23,12 +23,12 @@ def draw_assessor_blinded(
     return blinded
 
 
-def bias_shift(
-    rater: str, params: Blinding, expectancy_bias: float, treated_post: np.ndarray, blinded
-) -> np.ndarray | float:
-    """Bias in favourable scale units for each measurement (B, N, V)."""
+def bias_terms(rater: str, params: Blinding, expectancy_bias: float) -> tuple[float, float]:
+    """Bias in scale units on a treated participant's follow-up measurement, as
+    ``(when the assessor is unblinded, always)``: an unblinded clinician's assessor bias, or
+    the expectancy bias of a self-report; none for registry outcomes."""
     if rater == "clinician":
-        return params.assessor_bias * (treated_post & ~blinded)
+        return params.assessor_bias, 0.0
     if rater == "self":
-        return expectancy_bias * treated_post
-    return 0.0
+        return 0.0, expectancy_bias
+    return 0.0, 0.0

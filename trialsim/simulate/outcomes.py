@@ -20,6 +20,7 @@ The latent score is mapped to the outcome's scale:
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from scipy import special
 
@@ -64,41 +65,95 @@ def draw_cluster_effects(s: Scenario, n_reps: int, n_units: int, *, rng: np.rand
     return rng.standard_normal((n_reps, n_units, k)) @ chol.T
 
 
+def latent_scores(
+    muni_z: np.ndarray,
+    person: np.ndarray,
+    sd_person: float,
+    in_group: np.ndarray,
+    cluster_z: np.ndarray,
+) -> np.ndarray:
+    """Latent scores z (B, N, V) of one outcome (module docstring): ``muni_z + sd_person P``
+    at every visit, plus ``cluster_z`` after baseline for participants in a group.
+
+    ``muni_z``, ``cluster_z`` (B, N) float, ``in_group`` (B, N) bool, ``person`` (B, N, V)."""
+    out = np.empty(person.shape)
+    _latent_kernel(muni_z, person, sd_person, in_group, cluster_z, out)
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _latent_kernel(muni_z, person, sd_person, in_group, cluster_z, out):
+    n_rep, n, n_visits = out.shape
+    for r in range(n_rep):
+        for i in range(n):
+            m = muni_z[r, i]
+            c = cluster_z[r, i] if in_group[r, i] else 0.0
+            out[r, i, 0] = m + sd_person * person[r, i, 0]
+            for t in range(1, n_visits):
+                out[r, i, t] = m + sd_person * person[r, i, t] + c
+
+
 def to_scale(
     o: BoundedOutcome | CountOutcome | BinaryOutcome,
     z: np.ndarray,
-    latent_var: np.ndarray,
+    grouped_var: np.ndarray,
     dose: np.ndarray,
-    shift: np.ndarray,
+    treated: np.ndarray,
+    blinded: np.ndarray,
+    bias: tuple[float, float],
     *,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Map latent scores (B, N, V) to the outcome scale.
+    """Map latent scores ``z`` (B, N, V) to the outcome's scale.
 
-    ``dose`` (B, N, V) is the share of the full effect each measurement carries (dose factor
-    times the visit's effect share); ``shift`` (B, N, V) is a bias in scale units (assessor,
-    expectancy) already oriented in the outcome's favourable direction.
+    ``grouped_var`` (B, N) is the latent variance after baseline (1 outside groups); ``dose``
+    (B, N) the dose factor, times each visit's :func:`effect_shares` the share of the full
+    effect a measurement carries; ``treated`` (B, N) and ``blinded`` (B, N, V) place the bias
+    ``(unblinded, treated)`` of :func:`trialsim.simulate.blinding.bias_terms` (bounded scales
+    only): the first on treated participants' follow-up measurements by an unblinded assessor,
+    the second on all their follow-up measurements, both in the favourable direction.
     """
+    shares = effect_shares(o, z.shape[-1])
     if isinstance(o, BoundedOutcome):
-        y = o.sd * z
-        y += o.mean
-        if o.effect:
-            y += o.effect * dose
-        y += shift
-        if o.step > 0:
-            y -= o.lower
-            y *= 1.0 / o.step
-            np.rint(y, out=y)
-            y *= o.step
-            y += o.lower
-        return np.clip(y, o.lower, o.upper, out=y)
+        bias_unblinded, bias_treated = favourable_sign(o) * np.asarray(bias, dtype=float)
+        out = np.empty(z.shape)
+        _bounded_kernel(
+            z, dose, shares, treated, blinded, bias_unblinded, bias_treated,
+            o.sd, o.mean, o.effect, o.step, o.lower, o.upper, out,
+        )  # fmt: skip
+        return out
+    # counts and binary outcomes carry no rater bias
+    latent_var = by_visit(1.0, grouped_var, z.shape[-1])
+    share = np.stack([dose * w for w in shares], axis=-1)
     if isinstance(o, CountOutcome):
-        log_mean = np.log(o.mean) + np.log(o.rate_ratio) * dose
+        log_mean = np.log(o.mean) + np.log(o.rate_ratio) * share
         rate = np.exp(log_mean + o.sd_log * z - 0.5 * o.sd_log**2 * latent_var)
         return rng.poisson(rate).astype(float)
-    p = special.expit(special.logit(o.prevalence) + np.log(o.odds_ratio) * dose)
+    p = special.expit(special.logit(o.prevalence) + np.log(o.odds_ratio) * share)
     u = special.ndtr(z / np.sqrt(latent_var))
     return (u > 1.0 - p).astype(float)
+
+
+@numba.njit(nogil=True, cache=True)
+def _bounded_kernel(
+    z, dose, shares, treated, blinded, bias_unblinded, bias_treated,
+    sd, mean, effect, step, lower, upper, out,
+):  # fmt: skip
+    """Bounded scale: ``mean + sd z + effect dose share + bias``, rounded to ``step`` (if > 0)
+    and clipped to [lower, upper], in one pass."""
+    n_rep, n, n_visits = z.shape
+    for r in range(n_rep):
+        for i in range(n):
+            for t in range(n_visits):
+                y = sd * z[r, i, t] + mean
+                y += effect * (dose[r, i] * shares[t])
+                if t > 0 and treated[r, i]:
+                    y += bias_treated
+                    if not blinded[r, i, t]:
+                        y += bias_unblinded
+                if step > 0.0:
+                    y = np.rint((y - lower) * (1.0 / step)) * step + lower
+                out[r, i, t] = min(max(y, lower), upper)
 
 
 def by_visit(baseline, followup, n_visits: int) -> np.ndarray:

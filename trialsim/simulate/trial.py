@@ -140,11 +140,7 @@ def _simulate_block(
 
     g = s.groups
     s_group, s_trainer = outcomes.cluster_scales(g)
-    # (B, N, V) arrays are stacked visit by visit (outcomes.by_visit): broadcasting a (B, N, 1)
-    # array against the visits is ~20x slower, numpy's inner loop running over 2-3 visits
-    grouped_var = np.where(in_group, 1.0 + s_group**2 + s_trainer**2, 1.0)
-    latent_var = outcomes.by_visit(1.0, grouped_var, v)
-    treated_post = outcomes.by_visit(False, treated, v)
+    grouped_var = np.where(in_group, 1.0 + s_group**2 + s_trainer**2, 1.0)  # after baseline
     blinded = blinding.draw_assessor_blinded(s.blinding, b, n, v, rng=rng("blinding"))
     noise_rng = rng("outcome_noise")
 
@@ -153,23 +149,22 @@ def _simulate_block(
     for k, (name, o) in enumerate(s.outcomes.items()):
         cluster_z = s_group * group_eff[rows, group, k] + s_trainer * trainer_eff[rows, trainer, k]
         muni_z = np.sqrt(g.icc_municipality) * muni_eff[rows, layout.municipality, k]
-        z = outcomes.by_visit(muni_z, muni_z, v)
-        z += np.sqrt(1.0 - g.icc_municipality) * person[:, :, k, :]
-        z += outcomes.by_visit(0.0, in_group * cluster_z, v)
+        sd_person = np.sqrt(1.0 - g.icc_municipality)
+        z = outcomes.latent_scores(muni_z, person[:, :, k, :], sd_person, in_group, cluster_z)
         if k == k_primary:
             primary_z = z
         if alpha is None:
             continue
-        share = np.stack([dose * w for w in outcomes.effect_shares(o, v)], axis=-1)
-        bias = blinding.bias_shift(o.rater, s.blinding, o.expectancy_bias, treated_post, blinded)
-        shift = outcomes.favourable_sign(o) * bias
-        values[name] = outcomes.to_scale(o, z, latent_var, share, shift, rng=noise_rng)
+        bias = blinding.bias_terms(o.rater, s.blinding, o.expectancy_bias)
+        values[name] = outcomes.to_scale(
+            o, z, grouped_var, dose, treated, blinded, bias, rng=noise_rng
+        )
 
     lp = dropout.linear_predictor(
         s.dropout,
         treated,
         baseline_z=sign_primary * primary_z[:, :, 0],
-        final_z=sign_primary * primary_z[:, :, -1] / np.sqrt(latent_var[:, :, -1]),
+        final_z=sign_primary * primary_z[:, :, -1] / np.sqrt(grouped_var),
         missed_fraction=1.0 - fraction,
     )
     if link is not None:
@@ -180,8 +175,8 @@ def _simulate_block(
     observed = dropout.draw_observed(alpha, lp, v, rng=rng("dropout"))
     if link is not None:  # lost before start: never measured after baseline
         observed[:, :, 1:] &= ~link.lost[:, :, None]
-    for name in values:
-        values[name] = np.where(observed, values[name], np.nan)
+    for y in values.values():
+        np.copyto(y, np.nan, where=~observed)
 
     data = TrialData(
         scenario=s.name,
