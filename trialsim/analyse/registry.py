@@ -45,7 +45,8 @@ def _mixed_singleton(data: TrialData, outcome: str) -> Estimates:
 
 
 def _mixed_cluster(data: TrialData, outcome: str) -> Estimates:
-    from trialsim.analyse.reml import fit_reml_masked
+    from trialsim.analyse.reml_nested import check_nesting, fit_reml_nested
+    from trialsim.analyse.reml_nested import split_groups_by_cluster as split
 
     a = ancova_arrays(data, outcome)
     if (a.cluster < 0).all():
@@ -53,7 +54,12 @@ def _mixed_cluster(data: TrialData, outcome: str) -> Estimates:
             "mixed-cluster needs randomised clusters (cohort, municipality or stepped-wedge "
             "designs); use 'mixed' for individual randomisation"
         )
-    return fit_reml_masked(a.Xy, a.cluster, a.mask, analysis="mixed-cluster").estimates
+    group = a.group
+    try:
+        check_nesting(a.cluster, group)
+    except ValueError:  # groups formed across randomised cohorts: one group per cohort part
+        group = split(a.cluster, group)
+    return fit_reml_nested(a.Xy, a.cluster, group, a.mask, analysis="mixed-cluster").estimates
 
 
 def _ancova(data: TrialData, outcome: str) -> Estimates:
@@ -103,8 +109,9 @@ ANALYSES: dict[str, Analysis] = {
         Analysis(
             "mixed-cluster",
             _mixed_cluster,
-            "random intercept for the randomised cluster (cohort / municipality), period "
-            "effects in a stepped wedge; REML, Satterthwaite df",
+            "random intercepts for the randomised cluster (cohort / municipality) and for "
+            "the treatment groups nested in it (a group spanning cohorts counts once per "
+            "cohort), period effects in a stepped wedge; REML, Satterthwaite df",
         ),
         Analysis(
             "ancova",
