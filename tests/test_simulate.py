@@ -88,7 +88,7 @@ def test_within_municipality_randomisation_is_a_uniform_random_subset(sft):
     """Each participant is treated with probability n_treated / n in their municipality
     (partial-sort cut-off of uniform draws), within 4 binomial SEs at every position."""
     layout = build_layout(sft)
-    treated, _ = assign_arms(sft, layout, 4000, rng=np.random.default_rng(2))
+    treated = assign_arms(sft, layout, 4000, rng=np.random.default_rng(2)).treated
     n_m = np.asarray(sft.sites.participants)
     share = np.floor(n_m * 0.5 + 0.5)[layout.municipality] / n_m[layout.municipality]
     se = np.sqrt(share * (1 - share) / 4000)
@@ -167,6 +167,8 @@ def test_cohorts_are_randomised_whole():
             arm = d.treated[r][d.cohort[r] == c]
             assert arm.all() or not arm.any()
         assert (d.group[r][d.treated[r]] >= 0).all() and (d.group[r][~d.treated[r]] == -1).all()
+        # a treated cohort is one treatment group (one would-be group each, DESIGN.md)
+        np.testing.assert_array_equal(d.group[r][d.treated[r]], d.cohort[r][d.treated[r]])
 
 
 # ---- outcomes on their scales -------------------------------------------------------------

@@ -57,7 +57,7 @@ def _mixed_cluster(data: TrialData, outcome: str) -> Estimates:
     group = a.group
     try:
         check_nesting(a.cluster, group)
-    except ValueError:  # groups formed across randomised cohorts: one group per cohort part
+    except ValueError:  # real data with a group across clusters: one group per cluster part
         group = split(a.cluster, group)
     return fit_reml_nested(a.Xy, a.cluster, group, a.mask, analysis="mixed-cluster").estimates
 
@@ -110,8 +110,8 @@ ANALYSES: dict[str, Analysis] = {
             "mixed-cluster",
             _mixed_cluster,
             "random intercepts for the randomised cluster (cohort / municipality) and for "
-            "the treatment groups nested in it (a group spanning cohorts counts once per "
-            "cohort), period effects in a stepped wedge; REML, Satterthwaite df",
+            "the treatment groups nested in it (a group spanning clusters counts once per "
+            "cluster), period effects in a stepped wedge; REML, Satterthwaite df",
         ),
         Analysis(
             "ancova",

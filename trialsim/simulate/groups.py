@@ -45,10 +45,23 @@ def draw_partition(
 
 
 def assign_groups(
-    treated: np.ndarray, layout: Layout, params: Groups, *, rng: np.random.Generator
+    treated: np.ndarray,
+    layout: Layout,
+    params: Groups,
+    *,
+    rng: np.random.Generator,
+    cohorts: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Partition:
-    """Groups for the treated participants, and the trainers who run them."""
-    group, group_cell = draw_partition(treated, layout, params, rng=rng)
+    """Groups for the treated participants, and the trainers who run them.
+
+    The treated members of each cell are split into groups; under cohort randomisation
+    (``cohorts`` = the cohort ids (B, N) and the cell of each id) each treated cohort is
+    its own group."""
+    if cohorts is None:
+        group, group_cell = draw_partition(treated, layout, params, rng=rng)
+    else:
+        cohort, group_cell = cohorts
+        group = np.where(treated, cohort, -1)
     group_muni = layout.cell_municipality[group_cell]
     first = np.searchsorted(group_muni, np.arange(layout.n_municipalities))
     local = np.arange(len(group_muni)) - first[group_muni]

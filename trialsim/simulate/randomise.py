@@ -12,6 +12,8 @@ individually randomised design; it differs in recruitment (consent), not in the 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from trialsim.scenario import Scenario, groups_in_cell
@@ -19,9 +21,14 @@ from trialsim.simulate.groups import draw_partition
 from trialsim.simulate.layout import Layout
 
 
-def assign_arms(s: Scenario, layout: Layout, n_reps: int, *, rng: np.random.Generator):
-    """Return ``(treated, cluster)``: (B, N) bool, and (B, N) int randomisation cluster
-    (-1 when individuals are randomised; cohort id; municipality index)."""
+class Arms(NamedTuple):
+    treated: np.ndarray  # (B, N) bool
+    cluster: np.ndarray  # (B, N) randomised cluster: -1 (individuals), cohort or municipality
+    cohort_cell: np.ndarray | None = None  # cohort design: the cell of each cohort id
+
+
+def assign_arms(s: Scenario, layout: Layout, n_reps: int, *, rng: np.random.Generator) -> Arms:
+    """Allocate the participants of ``n_reps`` replicates to SFT or control (see module)."""
     unit = s.design.randomisation
     alloc = s.design.allocation_treated
     n, m = layout.n_participants, layout.n_municipalities
@@ -36,19 +43,18 @@ def assign_arms(s: Scenario, layout: Layout, n_reps: int, *, rng: np.random.Gene
                 cell = u[:, start : start + size]
                 cut = np.partition(cell, k - 1, axis=1)[:, k - 1 : k]
                 treated[:, start : start + size] = cell <= cut
-        return treated, np.full((n_reps, n), -1)
+        return Arms(treated, np.full((n_reps, n), -1))
     if unit == "municipality":
         treated_muni = _treated_first(rng.random((n_reps, m)), round(m * alloc))
-        return treated_muni[:, layout.municipality], np.broadcast_to(
-            layout.municipality, (n_reps, n)
-        ).copy()
+        cluster = np.broadcast_to(layout.municipality, (n_reps, n)).copy()
+        return Arms(treated_muni[:, layout.municipality], cluster)
     if unit == "stepped-wedge":
         steps = s.design.n_steps
         order = np.argsort(rng.random((n_reps, m)), axis=1)
         step = np.empty_like(order)
         np.put_along_axis(step, order, 1 + (np.arange(m) * steps) // m, axis=1)
         treated = layout.period >= step[:, layout.municipality]
-        return treated, np.broadcast_to(layout.municipality, (n_reps, n)).copy()
+        return Arms(treated, np.broadcast_to(layout.municipality, (n_reps, n)).copy())
     if unit == "cohort":
         return _randomise_cohorts(s, layout, n_reps, rng=rng)
     raise ValueError(f"unknown randomisation unit {unit!r}")
@@ -60,7 +66,9 @@ def _treated_first(u: np.ndarray, n_treated) -> np.ndarray:
     return rank < np.asarray(n_treated)[..., None] if np.ndim(n_treated) else rank < n_treated
 
 
-def _randomise_cohorts(s: Scenario, layout: Layout, n_reps: int, *, rng: np.random.Generator):
+def _randomise_cohorts(
+    s: Scenario, layout: Layout, n_reps: int, *, rng: np.random.Generator
+) -> Arms:
     everyone = np.ones((n_reps, layout.n_participants), dtype=bool)
     cohort, cohort_cell = draw_partition(everyone, layout, s.groups, rng=rng)
     n_cohorts = groups_in_cell(layout.cell_size, s.groups.mean_size)  # per municipality
@@ -74,4 +82,4 @@ def _randomise_cohorts(s: Scenario, layout: Layout, n_reps: int, *, rng: np.rand
     np.put_along_axis(rank, order, np.arange(len(cohort_cell)) - first[cohort_cell], axis=1)
     cohort_treated = rank < n_treated[cohort_cell]
     treated = np.take_along_axis(cohort_treated, cohort, axis=1)
-    return treated, cohort
+    return Arms(treated, cohort, cohort_cell)

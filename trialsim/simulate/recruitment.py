@@ -146,7 +146,7 @@ def draw_timeline(
         treated = np.zeros((b, n), dtype=bool)
         candidate = np.ones((b, n), dtype=bool)
     else:
-        treated, _ = assign_arms(s, layout, b, rng=rng)
+        treated = assign_arms(s, layout, b, rng=rng).treated
         candidate = treated.copy()
     loss_draw = rng.standard_exponential((b, n))
     own_prognosis = rng.standard_normal((b, n))

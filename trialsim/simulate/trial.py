@@ -104,8 +104,10 @@ def _simulate_block(
     b, n, v = BLOCK_SIZE, layout.n_participants, s.n_visits
     rows = np.arange(b)[:, None]
 
-    treated, cohort = assign_arms(s, layout, b, rng=rng("randomisation"))
-    part = assign_groups(treated, layout, s.groups, rng=rng("groups"))
+    arms = assign_arms(s, layout, b, rng=rng("randomisation"))
+    treated, cohort = arms.treated, arms.cluster
+    cohorts = None if arms.cohort_cell is None else (cohort, arms.cohort_cell)
+    part = assign_groups(treated, layout, s.groups, rng=rng("groups"), cohorts=cohorts)
     in_group = part.group >= 0
     group = np.maximum(part.group, 0)
     trainer = part.group_trainer[group]
