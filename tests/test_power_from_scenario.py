@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from trialsim.analyse.registry import default_analysis
 from trialsim.power import analytic
 from trialsim.power.from_scenario import analytic_parameters, analytic_power, analytic_solve
 from trialsim.power.simulation import simulate_operating_characteristics
@@ -85,6 +86,11 @@ def test_non_continuous_outcome_is_refused_with_a_reason():
 def _analytic_se(formula: str, p: dict) -> float:
     """SE of the ITT effect implied by the formula's variance (docstrings of analytic.py)."""
     completing = 1 - p["dropout"]
+    if formula == "irgt":  # Var(treated mean) + Var(control mean), group variance treated only
+        m = p["group_size"] * completing
+        de = 1 + ((p["cv_group_size"] ** 2 + 1) * m - 1) * p["icc"]
+        v_treated = p["sd"] ** 2 / (1 - p["icc"]) * de / (m * p["n_groups"])
+        return float(np.sqrt(v_treated + p["sd"] ** 2 / (p["n_control"] * completing)))
     if formula == "crt":
         m = p["cluster_size"] * completing
         de = analytic.design_effect(m, p["icc"], p["cv_cluster_size"])
@@ -99,7 +105,8 @@ def _analytic_se(formula: str, p: dict) -> float:
 def _check_against_simulation(design, reps, seed, *extra):
     s = scenario(*FORMULA_WORLD, f"design.randomisation='{design}'", *extra)
     formula, params = analytic_parameters(s)
-    (oc,), _ = simulate_operating_characteristics(s, ["mixed-cluster"], reps=reps, seed=seed)
+    analysis = default_analysis(design)  # cohort: the partially nested model, as the formula
+    (oc,), _ = simulate_operating_characteristics(s, [analysis], reps=reps, seed=seed)
     assert oc.failures == 0
     return analytic_power(s)["power"], _analytic_se(formula, params), oc
 
@@ -109,15 +116,20 @@ def _check_against_simulation(design, reps, seed, *extra):
     [
         ("municipality", ("outcomes.psp.effect=3.8",)),
         ("stepped-wedge", ("outcomes.psp.effect=3.8",)),
+        ("cohort", ("outcomes.psp.effect=3.8",)),
     ],
 )
 def test_cluster_designs_analytic_se_and_power_match_simulation(design, extra):
     # 1000 replicates (the slow test below has 4000): the SE of the ITT effect implied by the
-    # formula against the empirical SE of the nested cluster mixed model, and the power,
-    # both within 2 MC SEs
+    # formula against the empirical SE of the design's default analysis, and the power, both
+    # within 2 MC SEs. Cohort: measured at 3 x 4000 reps (seeds 3, 7, 11) the SE matches (z
+    # 0.2, 0.0, 2.9) but the power is 0.013 below the formula's (0.767 vs 0.780, pooled z
+    # -3.4): its noncentral t takes the group variance as known, the analysis estimates it
+    # from 29 cohorts; 0.02 more is allowed for that.
     power, se, oc = _check_against_simulation(design, 1000, 3, *extra)
     assert abs(oc.empirical_se - se) < 2 * oc.empirical_se_mcse, (oc.empirical_se, se)
-    assert abs(oc.power - power) < 2 * oc.power_mcse, (oc.power, power)
+    slack = 0.02 if design == "cohort" else 0.0
+    assert abs(oc.power - power) < 2 * oc.power_mcse + slack, (oc.power, power)
 
 
 @pytest.mark.slow
@@ -145,7 +157,8 @@ def test_cluster_designs_against_simulation_at_4000_reps(design, extra):
     stepped wedge, default ICCs: power 0.403 vs 0.407 (z -0.6), SE 2.162 vs 2.203 (z -1.7);
     stepped wedge, no groups, ICC_m 0.05: SE 1.991 vs 1.951 (z 1.8), power 0.451 vs 0.495
     (z -5.6): the model still estimates a group variance that is zero here, and the
-    Satterthwaite df it costs lower the power by 0.044, hence the extra 0.05 allowed below (its type-I error stays at 0.049).
+    Satterthwaite df it costs lower the power by 0.044, hence the extra 0.05 allowed below
+    (its type-I error stays at 0.049).
     """
     power, se, oc = _check_against_simulation(design, 4000, 3, *extra)
     assert abs(oc.empirical_se - se) < 2 * oc.empirical_se_mcse, (oc.empirical_se, se)

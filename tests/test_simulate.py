@@ -169,6 +169,12 @@ def test_cohorts_are_randomised_whole():
         assert (d.group[r][d.treated[r]] >= 0).all() and (d.group[r][~d.treated[r]] == -1).all()
         # a treated cohort is one treatment group (one would-be group each, DESIGN.md)
         np.testing.assert_array_equal(d.group[r][d.treated[r]], d.cohort[r][d.treated[r]])
+        # in each municipality round(n_cohorts / 2) of its cohorts are treated
+        for m in np.unique(d.municipality):
+            here = d.municipality == m
+            cohorts = np.unique(d.cohort[r][here])
+            treated = np.unique(d.cohort[r][here & d.treated[r]])
+            assert len(treated) == np.floor(len(cohorts) * 0.5 + 0.5)
 
 
 # ---- outcomes on their scales -------------------------------------------------------------

@@ -194,14 +194,18 @@ def default_analysis(design: str, outcome_type: str = "bounded") -> str:
     """The recommended analysis for a randomisation unit and an outcome type.
 
     Continuous (``"bounded"``) outcomes: the partially nested mixed model for individual
-    randomisation, the cluster mixed model otherwise. Counts: the Poisson GLM; binary
-    outcomes: the logistic GLM (both with small-sample cluster-robust SEs).
+    and cohort randomisation (a treated cohort is one treatment group; control cohorts share
+    nothing but their municipality, a fixed stratum, so the model is valid there and has the
+    power of :func:`trialsim.power.analytic.power_irgt`; ``mixed-cluster`` is the robust
+    choice if control cohorts might share an effect, e.g. their recruitment period), the
+    nested cluster mixed model for municipality and stepped-wedge randomisation. Counts: the
+    Poisson GLM; binary outcomes: the logistic GLM (both with small-sample cluster-robust SEs).
     """
     if outcome_type == "count":
         return "poisson"
     if outcome_type == "binary":
         return "logistic"
-    return "mixed" if design in ("individual", "waitlist") else "mixed-cluster"
+    return "mixed" if design in ("individual", "waitlist", "cohort") else "mixed-cluster"
 
 
 def get_analysis(name: str) -> Analysis:

@@ -6,7 +6,7 @@ Every randomisation unit of ``scenario.design.randomisation`` has a formula:
 randomisation             formula            function (trialsim.power.analytic)
 ========================  =================  ===============================================
 individual, waitlist      ``irgt``           :func:`~trialsim.power.analytic.power_irgt`
-cohort                    ``crt``            :func:`~trialsim.power.analytic.power_crt`
+cohort                    ``irgt``           :func:`~trialsim.power.analytic.power_irgt`
 municipality              ``crt``            :func:`~trialsim.power.analytic.power_crt`
 stepped-wedge             ``stepped_wedge``  :func:`~.power_stepped_wedge`
 ========================  =================  ===============================================
@@ -18,7 +18,10 @@ correlation, ``icc_m`` the municipality ICC, ``s_g``/``s_r`` the group/trainer S
 * individual variance after ANCOVA on the baseline: ``sd^2 (1 - icc_m) (1 - rho^2)``;
   group and trainer effects arise after baseline and are not predicted by it;
 * individual / waitlist / cohort designs: municipalities are fixed strata; the group (or
-  cohort) variance is ``sd^2 (s_g^2 + s_r^2)``;
+  cohort) variance is ``sd^2 (s_g^2 + s_r^2)``. A treated cohort is one treatment group and a
+  control cohort shares nothing beyond its municipality, so the cohort design is partially
+  nested too: ``round(n_cohorts * allocation)`` treated cohorts per municipality are the
+  groups, the other cohorts' members the controls;
 * municipality and stepped-wedge designs: the municipality is the randomised cluster. Its
   effect is in baseline and follow-up alike, so ANCOVA (with the within-municipality slope
   rho) leaves ``sd^2 icc_m (1 - rho)^2`` of it. Treated participants are also in groups:
@@ -80,9 +83,15 @@ def analytic_parameters(s: Scenario, outcome: str | None = None) -> tuple[str, d
         dropout=1.0 - completion,
     )
     sizes = np.asarray(s.sites.participants, dtype=float)
-    if d.randomisation in ("individual", "waitlist"):
-        n_treated = np.floor(sizes * d.allocation_treated + 0.5)
-        n_groups = int(groups_in_cell(n_treated, g.mean_size).sum())
+    if d.randomisation in ("individual", "waitlist", "cohort"):
+        if d.randomisation == "cohort":  # whole cohorts of about mean_size are randomised
+            n_cohorts = groups_in_cell(sizes, g.mean_size)
+            treated_cohorts = np.floor(n_cohorts * d.allocation_treated + 0.5)
+            n_treated = sizes * treated_cohorts / n_cohorts
+            n_groups = int(treated_cohorts.sum())
+        else:
+            n_treated = np.floor(sizes * d.allocation_treated + 0.5)
+            n_groups = int(groups_in_cell(n_treated, g.mean_size).sum())
         return "irgt", dict(
             common,
             n_groups=n_groups,
@@ -90,15 +99,6 @@ def analytic_parameters(s: Scenario, outcome: str | None = None) -> tuple[str, d
             n_control=int((sizes - n_treated).sum()),
             icc=float(var_group / (var_group + var_individual)),
             cv_group_size=g.cv_size,
-        )
-    if d.randomisation == "cohort":
-        n_cohorts = groups_in_cell(sizes, g.mean_size)
-        return "crt", dict(
-            common,
-            n_clusters=int(n_cohorts.sum() // 2),
-            cluster_size=float(sizes.sum() / n_cohorts.sum()),
-            icc=float(var_group / (var_group + var_individual)),
-            cv_cluster_size=g.cv_size,
         )
     var_municipality = o.sd**2 * g.icc_municipality * (1 - rho) ** 2
     if d.randomisation == "municipality":

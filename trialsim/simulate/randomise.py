@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from trialsim.scenario import Scenario, groups_in_cell
+from trialsim.scenario import Scenario
 from trialsim.simulate.groups import draw_partition
 from trialsim.simulate.layout import Layout
 
@@ -71,15 +71,20 @@ def _randomise_cohorts(
 ) -> Arms:
     everyone = np.ones((n_reps, layout.n_participants), dtype=bool)
     cohort, cohort_cell = draw_partition(everyone, layout, s.groups, rng=rng)
-    n_cohorts = groups_in_cell(layout.cell_size, s.groups.mean_size)  # per municipality
+    # slots are numbered cell by cell; some are empty: randomise the cohorts that exist
+    rows = np.arange(n_reps)[:, None]
+    exists = np.zeros((n_reps, len(cohort_cell)), dtype=bool)
+    exists[rows, cohort] = True
+    n_cells = len(layout.cell_size)
+    n_cohorts = np.stack([exists[:, cohort_cell == c].sum(axis=1) for c in range(n_cells)], 1)
     n_treated = np.floor(n_cohorts * s.design.allocation_treated + 0.5).astype(int)
-    # randomise cohorts within their municipality: a random subset of each one's cohorts
+    # within each cell, existing cohorts in random order first, empty slots after them
     u = rng.random((n_reps, len(cohort_cell)))
-    key = cohort_cell + u  # cohorts of a municipality stay together, shuffled among themselves
+    key = cohort_cell + np.where(exists, 0.5 * u, 0.75)
     order = np.argsort(key, axis=1)
-    first = np.concatenate([[0], np.cumsum(n_cohorts)[:-1]])
+    first = np.searchsorted(cohort_cell, np.arange(n_cells))
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(len(cohort_cell)) - first[cohort_cell], axis=1)
-    cohort_treated = rank < n_treated[cohort_cell]
+    cohort_treated = exists & (rank < n_treated[:, cohort_cell])
     treated = np.take_along_axis(cohort_treated, cohort, axis=1)
     return Arms(treated, cohort, cohort_cell)
