@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_reml import partially_nested  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.test_reml import partially_nested  # noqa: E402
 from trialsim.analyse.reml import fit_reml  # noqa: E402
 
 
