@@ -62,6 +62,26 @@ def batch_inputs(y, X, mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return y, X, used
 
 
+def masked_inputs(Xy, used, coef: int, *ids) -> tuple:
+    """Check a batch in the layout of ``ModelArrays.Xy`` for a fitter: returns ``Xy`` as float
+    (R, N, p + 1), ``used`` as (R, N) bool, ``coef`` as a column index 0..p-1 and each array of
+    ``ids`` (cluster, group: (R, N) or (N,)) as (R, N) int64."""
+    Xy = np.asarray(Xy, dtype=float)
+    if Xy.ndim != 3:
+        raise ValueError(f"Xy must have shape (R, N, p + 1), got {Xy.shape}")
+    n_rep, n, q = Xy.shape
+    used = np.broadcast_to(np.asarray(used, dtype=bool), (n_rep, n))
+    ids = tuple(np.broadcast_to(np.asarray(i, dtype=np.int64), (n_rep, n)) for i in ids)
+    return (Xy, used, check_coef(coef, q - 1), *ids)
+
+
+def check_coef(coef: int, p: int) -> int:
+    """``coef`` as an index 0..p-1 of the p columns of X (negative counts from the end)."""
+    if not -p <= coef < p:
+        raise ValueError(f"coef must index one of the {p} columns of X, got {coef}")
+    return coef % p
+
+
 @numba.njit(nogil=True, cache=True)
 def _fill_design(fixed, treated, baseline, y, mask, out):
     """``out[r, i] = [fixed[i, 0], treated, baseline - mean, fixed[i, 3:-1], y]`` on the rows

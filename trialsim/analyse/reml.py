@@ -64,7 +64,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from trialsim.analyse.estimate import Estimates
-from trialsim.analyse.prepare import batch_inputs
+from trialsim.analyse.linalg import full_rank, safe_cholesky
+from trialsim.analyse.prepare import batch_inputs, check_coef, masked_inputs
 from trialsim.analyse.reml_kernels import cluster_sums, fit_ratio, pool_by_size
 from trialsim.parallel import map_in_threads
 
@@ -81,7 +82,6 @@ __all__ = [
 _GRID = np.concatenate([[0.0], np.logspace(-4.0, 3.0, 11)])
 _STEP_TOL = 1e-7
 _MAX_NEWTON = 60
-_RANK_TOL = 1e-10
 BLOCK_REPS = 256  # replicates per block: (block, N, p) design arrays of a few MB
 
 
@@ -258,35 +258,6 @@ def _pooled_stats(W, cross, used, cluster) -> ClusterStats:
     )
 
 
-def _cholesky(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Batched Cholesky that never raises: (factor, ok); failed matrices get identity."""
-    try:
-        return np.linalg.cholesky(A), np.ones(A.shape[:-2], dtype=bool)
-    except np.linalg.LinAlgError:
-        pass
-    flat = A.reshape(-1, *A.shape[-2:])
-    out = np.empty_like(flat)
-    ok = np.ones(len(flat), dtype=bool)
-    for i, a in enumerate(flat):  # rare path: only when some matrix is not positive definite
-        try:
-            out[i] = np.linalg.cholesky(a)
-        except np.linalg.LinAlgError:
-            out[i] = np.eye(a.shape[-1])
-            ok[i] = False
-    return out.reshape(A.shape), ok.reshape(A.shape[:-2])
-
-
-def _full_rank(cross_xx: np.ndarray) -> np.ndarray:
-    """True where X'X is numerically of full rank (pivots of the scaled Cholesky)."""
-    d = np.sqrt(np.diagonal(cross_xx, axis1=-2, axis2=-1))
-    good = (d > 0).all(axis=-1)
-    d = np.where(d > 0, d, 1.0)
-    scaled = cross_xx / d[..., :, None] / d[..., None, :]
-    L, ok = _cholesky(np.where(good[:, None, None], scaled, np.eye(scaled.shape[-1])))
-    pivots = np.diagonal(L, axis1=-2, axis2=-1) ** 2
-    return good & ok & (pivots > _RANK_TOL).all(axis=-1)
-
-
 def fit_reml_stats(
     stats: ClusterStats,
     *,
@@ -296,15 +267,9 @@ def fit_reml_stats(
     threads: int | None = None,
 ) -> RemlFit:
     """REML fit from precomputed :func:`cluster_stats` (see :func:`fit_reml`)."""
-    coef = _check_coef(coef, stats.n_coef)
+    coef = check_coef(coef, stats.n_coef)
     parts = _map_blocks(lambda b: _fit_block(stats.take(b), coef), len(stats.n_obs), threads)
     return _assemble(parts, stats, analysis, level)
-
-
-def _check_coef(coef: int, p: int) -> int:
-    if not -p <= coef < p:
-        raise ValueError(f"coef must index one of the {p} columns of X, got {coef}")
-    return coef % p
 
 
 def _fit_block(stats: ClusterStats, coef: int) -> dict[str, np.ndarray]:
@@ -314,9 +279,9 @@ def _fit_block(stats: ClusterStats, coef: int) -> dict[str, np.ndarray]:
     n_rep, q = S.shape[0], S.shape[-1]
     p = q - 1
     resid_df = (stats.n_obs - p).astype(float)
-    failed = (resid_df < 1.0) | ~_full_rank(S[:, :p, :p])
+    failed = (resid_df < 1.0) | ~full_rank(S[:, :p, :p])
     # y in the column space of X (Q = 0) leaves nothing to estimate a variance from
-    L, ok = _cholesky(np.where(failed[:, None, None], np.eye(q), S))
+    L, ok = safe_cholesky(np.where(failed[:, None, None], np.eye(q), S))
     failed |= ~ok | ~(np.diagonal(L, axis1=-2, axis2=-1)[:, -1] > 0.0)
     if failed.any():  # neutral inputs for the failed replicates (results are NaN)
         S = np.where(failed[:, None, None], np.eye(q), S)
@@ -450,7 +415,7 @@ def fit_reml(
     Softw 82(13) (lmerTest Satterthwaite df).
     """
     y, X, cluster, used = _broadcast_inputs(y, X, cluster, mask)
-    coef = _check_coef(coef, X.shape[-1])
+    coef = check_coef(coef, X.shape[-1])
 
     def fit_block(b: slice) -> tuple[ClusterStats, dict]:
         # statistics and fit in one go, while the block is still in cache
@@ -483,13 +448,7 @@ def fit_reml_masked(
     coef, analysis, level, threads : as in :func:`fit_reml`; the result equals
         ``fit_reml(y, X, cluster, used, ...)`` for ``X, y`` the columns of ``Xy``.
     """
-    Xy = np.asarray(Xy, dtype=float)
-    if Xy.ndim != 3:
-        raise ValueError(f"Xy must have shape (R, N, p + 1), got {Xy.shape}")
-    n_rep, n, q = Xy.shape
-    cluster = np.broadcast_to(np.asarray(cluster, dtype=np.int64), (n_rep, n))
-    used = np.broadcast_to(np.asarray(used, dtype=bool), (n_rep, n))
-    coef = _check_coef(coef, q - 1)
+    Xy, used, coef, cluster = masked_inputs(Xy, used, coef, cluster)
 
     def fit_block(b: slice) -> tuple[ClusterStats, dict]:
         W = Xy[b]
@@ -499,6 +458,6 @@ def fit_reml_masked(
         stats = _pooled_stats(W, cross, used[b], cluster[b])
         return stats, _fit_block(stats, coef)
 
-    parts = _map_blocks(fit_block, n_rep, threads)
+    parts = _map_blocks(fit_block, len(Xy), threads)
     stats = ClusterStats.concat([part[0] for part in parts])
     return _assemble([part[1] for part in parts], stats, analysis, level)

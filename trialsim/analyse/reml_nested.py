@@ -77,6 +77,8 @@ import numpy as np
 import scipy.sparse as sparse
 
 from trialsim.analyse.estimate import Estimates
+from trialsim.analyse.linalg import full_rank, safe_cholesky
+from trialsim.analyse.prepare import masked_inputs
 from trialsim.parallel import map_in_threads
 
 __all__ = [
@@ -95,7 +97,6 @@ _MAX_NEWTON = 60
 _ARMIJO = 1e-4
 _BACKTRACK = 2.0 ** -np.arange(1, 31)
 _BLOCK_CELLS = 4_000_000  # grid arrays of a block: replicates x grid x clusters x q^2
-_RANK_TOL = 1e-10
 
 
 @dataclass(frozen=True)
@@ -154,39 +155,6 @@ class RemlNestedFit:
 
 
 # --------------------------------------------------------------------------- linear algebra
-
-
-def _cholesky(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Batched Cholesky that never raises: (factor, ok). LAPACK first; if some matrix is not
-    positive definite, a column-by-column version vectorised over the batch, whose failed
-    matrices get a factor with their non-positive pivots replaced by 1."""
-    try:
-        return np.linalg.cholesky(A), np.ones(A.shape[:-2], dtype=bool)
-    except np.linalg.LinAlgError:
-        pass
-    q = A.shape[-1]
-    L = np.zeros_like(A)
-    ok = np.ones(A.shape[:-2], dtype=bool)
-    for j in range(q):
-        row = L[..., j, :j]
-        pivot = A[..., j, j] - (row * row).sum(-1)
-        good = pivot > 0.0
-        ok &= good
-        L[..., j, j] = np.sqrt(np.where(good, pivot, 1.0))
-        below = A[..., j + 1 :, j] - np.matmul(L[..., j + 1 :, :j], row[..., None])[..., 0]
-        L[..., j + 1 :, j] = below / L[..., j, j, None]
-    return L, ok
-
-
-def _full_rank(cross_xx: np.ndarray) -> np.ndarray:
-    """True where X'X is numerically of full rank (pivots of the scaled Cholesky)."""
-    d = np.sqrt(np.diagonal(cross_xx, axis1=-2, axis2=-1))
-    good = (d > 0).all(axis=-1)
-    d = np.where(d > 0, d, 1.0)
-    scaled = cross_xx / d[..., :, None] / d[..., None, :]
-    L, ok = _cholesky(np.where(good[:, None, None], scaled, np.eye(scaled.shape[-1])))
-    pivots = np.diagonal(L, axis1=-2, axis2=-1) ** 2
-    return good & ok & (pivots > _RANK_TOL).all(axis=-1)
 
 
 def _pool_outer(z: np.ndarray, cell: np.ndarray, n_cells: int) -> np.ndarray:
@@ -334,7 +302,7 @@ def _deviance(st: NestedStats, S, resid_df, lam_c, lam_g):
     A = S[:, None] - A
     log_v = (st.n_size[:, None] * np.log1p(lam_g[..., None] * s)).sum(-1)
     log_v += np.log1p(lam_c[..., None] * t).sum(-1)
-    L, ok = _cholesky(A)
+    L, ok = safe_cholesky(A)
     pivots = np.diagonal(L, axis1=-2, axis2=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         d = (
@@ -368,7 +336,7 @@ def _grid_deviance(st: NestedStats, S, resid_df, grid: np.ndarray):
     A = S[:, None, None] - grp.reshape(n_rep, 1, k, q, q) - cl.transpose(0, 4, 1, 2, 3)
     log_v = (st.n_size @ np.log1p(grid[:, None] * s).T)[:, None, :]
     log_v = log_v + np.log1p(ct).sum(1)
-    L, ok = _cholesky(A)
+    L, ok = safe_cholesky(A)
     pivots = np.diagonal(L, axis1=-2, axis2=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         d = log_v + 2.0 * np.log(pivots).sum(-1)
@@ -586,8 +554,8 @@ def _fit_block(st: NestedStats, coef: int) -> dict[str, np.ndarray]:
     n_rep, q = S.shape[0], S.shape[-1]
     p = q - 1
     resid_df = (st.n_obs - p).astype(float)
-    failed = (resid_df < 1.0) | ~_full_rank(S[:, :p, :p])
-    L, ok = _cholesky(np.where(failed[:, None, None], np.eye(q), S))
+    failed = (resid_df < 1.0) | ~full_rank(S[:, :p, :p])
+    L, ok = safe_cholesky(np.where(failed[:, None, None], np.eye(q), S))
     failed |= ~ok | ~(np.diagonal(L, axis1=-2, axis2=-1)[:, -1] > 0.0)
     if failed.any():  # neutral inputs for the failed replicates (results are NaN)
         f = failed
@@ -615,7 +583,7 @@ def _fit_block(st: NestedStats, coef: int) -> dict[str, np.ndarray]:
     s2 = Q / resid_df
     cov_beta = s2[:, None, None] * C
     var_k = cov_beta[:, coef, coef]
-    L, _ = _cholesky(A[:, :p, :p])
+    L, _ = safe_cholesky(A[:, :p, :p])
     log_det_xx = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
     reml_loglik = -0.5 * (
         resid_df * (1.0 + np.log(2.0 * np.pi * Q / resid_df)) + part["lv"] + log_det_xx
@@ -709,17 +677,8 @@ def fit_reml_nested(
     >>> a = ancova_arrays(data, "psp")                                   # doctest: +SKIP
     >>> fit_reml_nested(a.Xy, a.cluster, a.group, a.mask).estimates      # doctest: +SKIP
     """
-    Xy = np.asarray(Xy, dtype=float)
-    if Xy.ndim != 3:
-        raise ValueError(f"Xy must have shape (R, N, p + 1), got {Xy.shape}")
-    n_rep, n, q = Xy.shape
-    cluster = np.broadcast_to(np.asarray(cluster, dtype=np.int64), (n_rep, n))
-    group = np.broadcast_to(np.asarray(group, dtype=np.int64), (n_rep, n))
-    used = np.broadcast_to(np.asarray(used, dtype=bool), (n_rep, n))
-    p = q - 1
-    if not -p <= coef < p:
-        raise ValueError(f"coef must index one of the {p} columns of X, got {coef}")
-    coef %= p
+    Xy, used, coef, cluster, group = masked_inputs(Xy, used, coef, cluster, group)
+    n_rep, q = Xy.shape[0], Xy.shape[-1]
     check_nesting(cluster, group)
     n_clusters = max(int(cluster.max(initial=-1)) + 1, 1)
     block = _GRID.size * n_clusters * max(q * q, _GRID.size)
