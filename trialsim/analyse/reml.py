@@ -272,17 +272,43 @@ def fit_reml_stats(
     return _assemble(parts, stats, analysis, level)
 
 
+def unfittable(S: np.ndarray, n_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(failed, resid_df)`` for a batch of ``S = [X, y]'[X, y]`` (R, q, q) over ``n_obs``
+    rows: a replicate cannot be fitted with no residual df, a rank-deficient X, or y in the
+    column space of X (Q = 0 leaves nothing to estimate a variance from)."""
+    q = S.shape[-1]
+    p = q - 1
+    resid_df = (np.asarray(n_obs) - p).astype(float)
+    failed = (resid_df < 1.0) | ~full_rank(S[:, :p, :p])
+    L, ok = safe_cholesky(np.where(failed[:, None, None], np.eye(q), S))
+    failed |= ~ok | ~(np.diagonal(L, axis1=-2, axis2=-1)[:, -1] > 0.0)
+    return failed, resid_df
+
+
+def profiled_gls(Ai, resid_df, log_v, log_det_xx) -> tuple[np.ndarray, ...]:
+    """GLS at the REML variance ratios from ``Ai = A^-1`` (R, q, q), ``A = [X, y]'V^-1[X, y]``:
+    ``(Q, beta, C, sigma2_residual, reml_loglik)`` with ``Q`` the GLS residual sum of squares
+    (``1 / (A^-1)_yy``), ``C = (X'V^-1 X)^-1`` and the REML log-likelihood profiled over beta
+    and sigma2 (lme4's ``-REMLcrit / 2``) from ``log|V|`` and ``log|X'V^-1 X|``."""
+    p = Ai.shape[-1] - 1
+    a = Ai[:, :, -1]
+    Q = 1.0 / a[:, -1]
+    beta = -a[:, :p] * Q[:, None]
+    C = Ai[:, :p, :p] - a[:, :p, None] * a[:, None, :p] * Q[:, None, None]
+    s2 = Q / resid_df
+    reml_loglik = -0.5 * (
+        resid_df * (1.0 + np.log(2.0 * np.pi * Q / resid_df)) + log_v + log_det_xx
+    )
+    return Q, beta, C, s2, reml_loglik
+
+
 def _fit_block(stats: ClusterStats, coef: int) -> dict[str, np.ndarray]:
     """Fit one block of replicates; the arrays of a :class:`RemlFit` (NaN where failed)."""
     S, T = stats.cross, stats.cross_size
     n_size, sizes = stats.n_size, stats.sizes
     n_rep, q = S.shape[0], S.shape[-1]
     p = q - 1
-    resid_df = (stats.n_obs - p).astype(float)
-    failed = (resid_df < 1.0) | ~full_rank(S[:, :p, :p])
-    # y in the column space of X (Q = 0) leaves nothing to estimate a variance from
-    L, ok = safe_cholesky(np.where(failed[:, None, None], np.eye(q), S))
-    failed |= ~ok | ~(np.diagonal(L, axis1=-2, axis2=-1)[:, -1] > 0.0)
+    failed, resid_df = unfittable(S, stats.n_obs)
     if failed.any():  # neutral inputs for the failed replicates (results are NaN)
         S = np.where(failed[:, None, None], np.eye(q), S)
         T = np.where(failed[:, None, None, None], 0.0, T)
@@ -295,18 +321,10 @@ def _fit_block(stats: ClusterStats, coef: int) -> dict[str, np.ndarray]:
     log_v, log_det_xx, lv2, la2, lq1, lq2 = terms.T
     boundary = lam == 0.0
 
-    a = Ai[:, :, -1]
-    Q = 1.0 / a[:, -1]
-    beta = -a[:, :p] * Q[:, None]
-    C = Ai[:, :p, :p] - a[:, :p, None] * a[:, None, :p] * Q[:, None, None]
-    s2 = Q / resid_df
+    Q, beta, C, s2, reml_loglik = profiled_gls(Ai, resid_df, log_v, log_det_xx)
     tau = lam * s2
     cov_beta = s2[:, None, None] * C
     var_k = cov_beta[:, coef, coef]
-
-    reml_loglik = -0.5 * (
-        resid_df * (1.0 + np.log(2.0 * np.pi * Q / resid_df)) + log_v + log_det_xx
-    )
 
     # Satterthwaite: Hessian of D(lam, s) = (n-p) log s + h(lam) + Q(lam)/s, h = log|V| +
     # log|A_xx|, and gradient of f = s C_kk, both analytic (see module docstring).
@@ -346,20 +364,28 @@ def _fit_block(stats: ClusterStats, coef: int) -> dict[str, np.ndarray]:
     }
 
 
-def _assemble(parts: list[dict], stats: ClusterStats, analysis: str, level: float) -> RemlFit:
-    """One :class:`RemlFit` from the blocks' arrays."""
+def joined_estimates(parts: list[dict], analysis: str, level: float) -> tuple[dict, Estimates]:
+    """The blocks' result arrays joined, and their :class:`Estimates` record: estimate, se,
+    df and flags, with the variance components ``sigma2_<name>`` as ``<name>``."""
     out = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    variance = {k.removeprefix("sigma2_"): v for k, v in out.items() if k.startswith("sigma2_")}
     estimates = Estimates.from_t(
         analysis,
         out["estimate"],
         out["se"],
         out["df"],
         level=level,
-        variance={"residual": out["sigma2_residual"], "cluster": out["sigma2_cluster"]},
+        variance=variance,
         boundary=out["boundary"],
         converged=out["converged"],
         failed=out["failed"],
     )
+    return out, estimates
+
+
+def _assemble(parts: list[dict], stats: ClusterStats, analysis: str, level: float) -> RemlFit:
+    """One :class:`RemlFit` from the blocks' arrays."""
+    out, estimates = joined_estimates(parts, analysis, level)
     return RemlFit(
         estimates=estimates,
         beta=out["beta"],

@@ -77,8 +77,9 @@ import numpy as np
 import scipy.sparse as sparse
 
 from trialsim.analyse.estimate import Estimates
-from trialsim.analyse.linalg import full_rank, safe_cholesky
+from trialsim.analyse.linalg import safe_cholesky
 from trialsim.analyse.prepare import masked_inputs
+from trialsim.analyse.reml import joined_estimates, profiled_gls, unfittable
 from trialsim.parallel import map_in_threads
 
 __all__ = [
@@ -553,10 +554,7 @@ def _fit_block(st: NestedStats, coef: int) -> dict[str, np.ndarray]:
     S = st.cross
     n_rep, q = S.shape[0], S.shape[-1]
     p = q - 1
-    resid_df = (st.n_obs - p).astype(float)
-    failed = (resid_df < 1.0) | ~full_rank(S[:, :p, :p])
-    L, ok = safe_cholesky(np.where(failed[:, None, None], np.eye(q), S))
-    failed |= ~ok | ~(np.diagonal(L, axis1=-2, axis2=-1)[:, -1] > 0.0)
+    failed, resid_df = unfittable(S, st.n_obs)
     if failed.any():  # neutral inputs for the failed replicates (results are NaN)
         f = failed
         S = np.where(f[:, None, None], np.eye(q), S)
@@ -576,18 +574,11 @@ def _fit_block(st: NestedStats, coef: int) -> dict[str, np.ndarray]:
     lam, converged = _optimise(st, S, resid_df)
     grad, hess, part = _derivatives(st, S, resid_df, lam[:, 0], lam[:, 1])
     A, Ai = part["A"], part["Ai"]
-    av = Ai[:, :, -1]
-    Q = 1.0 / av[:, -1]
-    beta = -av[:, :p] * Q[:, None]
-    C = Ai[:, :p, :p] - av[:, :p, None] * av[:, None, :p] * Q[:, None, None]
-    s2 = Q / resid_df
-    cov_beta = s2[:, None, None] * C
-    var_k = cov_beta[:, coef, coef]
     L, _ = safe_cholesky(A[:, :p, :p])
     log_det_xx = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
-    reml_loglik = -0.5 * (
-        resid_df * (1.0 + np.log(2.0 * np.pi * Q / resid_df)) + part["lv"] + log_det_xx
-    )
+    Q, beta, C, s2, reml_loglik = profiled_gls(Ai, resid_df, part["lv"], log_det_xx)
+    cov_beta = s2[:, None, None] * C
+    var_k = cov_beta[:, coef, coef]
 
     # Satterthwaite in (lam_c, lam_g, s2): D = (n-p) log s2 + h(lam) + Q(lam)/s2 with
     # h = log|V_lam| + log|A_xx| = log|V_lam| + log|A| - log Q
@@ -692,22 +683,7 @@ def fit_reml_nested(
 
     blocks = [slice(a, min(a + block, n_rep)) for a in range(0, n_rep, block)]
     parts = list(map_in_threads(fit, blocks, threads))
-    res = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
-    estimates = Estimates.from_t(
-        analysis,
-        res["estimate"],
-        res["se"],
-        res["df"],
-        level=level,
-        variance={
-            "residual": res["sigma2_residual"],
-            "cluster": res["sigma2_cluster"],
-            "group": res["sigma2_group"],
-        },
-        boundary=res["boundary"],
-        converged=res["converged"],
-        failed=res["failed"],
-    )
+    res, estimates = joined_estimates(parts, analysis, level)
     return RemlNestedFit(
         estimates=estimates,
         **{
