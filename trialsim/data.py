@@ -6,32 +6,36 @@ real data share the long table: one row per participant per visit, missing value
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from trialsim.files import atomic_path
+from trialsim.structure import TrialStructure
 
 
 @dataclass(frozen=True)
 class TrialData:
-    """R replicate trials of N participants measured at V visits.
+    """R replicate trials of N participants measured at V visits, with their structure.
 
-    ``group``/``trainer``/``cohort`` are -1 where the participant has none; outcomes are NaN
-    where not measured (dropout). ``observed`` says who was measured at each visit.
+    Person-level arrays are (R, N): each replicate has its own arms, groups, sites and
+    clusters (a read-only broadcast view where they are the same in every replicate).
+    ``group``/``trainer``/``cluster`` are -1 where the participant has none; outcomes are
+    NaN where not measured (dropout). ``observed`` says who was measured at each visit.
+    ``arm`` holds codes into ``structure.arms`` (0 = the reference arm); ``contrast`` is the
+    arm an analysis compares with the reference (see :meth:`for_contrast`).
     """
 
     scenario: str
-    design: str
+    structure: TrialStructure
     rep: np.ndarray  # (R,)
-    visit_months: np.ndarray  # (V,)
-    municipality_names: tuple[str, ...]
-    municipality: np.ndarray  # (N,)
-    period: np.ndarray  # (N,)
-    treated: np.ndarray  # (R, N) bool
-    cohort: np.ndarray  # (R, N) randomised cohort (cohort design), else -1
+    site_names: tuple[str, ...]
+    site: np.ndarray  # (R, N) site code (municipality, school, ...), 0 when no sites
+    cluster: np.ndarray  # (R, N) randomised cluster, -1 when people were randomised
+    period: np.ndarray  # (R, N) stepped-wedge period, 0 otherwise
+    arm: np.ndarray  # (R, N) int codes into structure.arms
     group: np.ndarray  # (R, N)
     trainer: np.ndarray  # (R, N)
     sessions_offered: np.ndarray  # (R, N)
@@ -39,10 +43,26 @@ class TrialData:
     outcomes: dict[str, np.ndarray]  # name -> (R, N, V)
     observed: np.ndarray  # (R, N, V) bool
     assessor_blinded: np.ndarray  # (R, N, V) bool
+    covariates: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (R, N) float
+    contrast: int = 1  # arm code compared with the reference
     # recruitment timeline (scenarios with sites.recruitment.link_trial), else None
     enrolled_month: np.ndarray | None = None  # (R, N) months from start_date to enrolment
     waiting_months: np.ndarray | None = None  # (R, N) enrolment to first session / start
     start_date: str | None = None  # ISO date of month 0
+
+    @property
+    def design(self) -> str:
+        """A label for people (derived from the structure; never used to branch)."""
+        return self.structure.label
+
+    @property
+    def visit_months(self) -> np.ndarray:
+        return np.asarray(self.structure.visit_months, dtype=float)
+
+    @property
+    def treated(self) -> np.ndarray:
+        """(R, N) bool: in the arm of :attr:`contrast`."""
+        return self.arm == self.contrast
 
     @property
     def n_reps(self) -> int:
@@ -50,11 +70,34 @@ class TrialData:
 
     @property
     def n_participants(self) -> int:
-        return len(self.municipality)
+        return self.arm.shape[1]
 
     @property
     def n_visits(self) -> int:
-        return len(self.visit_months)
+        return len(self.structure.visit_months)
+
+    def for_contrast(self, arm: str) -> TrialData:
+        """The same data with ``arm`` as the arm compared with the reference."""
+        arms = self.structure.arms
+        if arm not in arms[1:]:
+            raise ValueError(
+                f"arm {arm!r} cannot be compared with the reference {arms[0]!r}; "
+                f"choose from {', '.join(arms[1:])}"
+            )
+        return replace(self, contrast=arms.index(arm))
+
+    def two_arms(self) -> TrialData:
+        """Only the reference arm and the contrast's arm: participants of other arms are
+        left unmeasured (outcomes NaN), so any two-arm analysis compares these two."""
+        if self.structure.n_arms == 2:
+            return self
+        keep = (self.arm == 0) | (self.arm == self.contrast)
+        observed = self.observed & keep[..., None]
+        return replace(
+            self,
+            outcomes={k: np.where(keep[..., None], v, np.nan) for k, v in self.outcomes.items()},
+            observed=observed,
+        )
 
     def take(self, index: np.ndarray) -> TrialData:
         """The replicates at positions ``index``."""
@@ -62,6 +105,7 @@ class TrialData:
             self,
             **{f: getattr(self, f)[index] for f in _PER_REP if getattr(self, f) is not None},
             outcomes={k: v[index] for k, v in self.outcomes.items()},
+            covariates={k: v[index] for k, v in self.covariates.items()},
         )
 
     @staticmethod
@@ -77,12 +121,21 @@ class TrialData:
                 if getattr(first, f) is not None
             },
             outcomes={k: np.concatenate([p.outcomes[k] for p in parts]) for k in first.outcomes},
+            covariates={
+                k: np.concatenate([p.covariates[k] for p in parts]) for k in first.covariates
+            },
         )
 
     def to_frame(self) -> pd.DataFrame:
-        """The long table: one row per replicate, participant and visit."""
+        """The long table: one row per replicate, participant and visit.
+
+        Columns follow the structure's names: the site column is named as the structure's
+        site (e.g. ``municipality``), a randomised cluster other than the site gets its own
+        column (e.g. ``cohort``), arms carry their labels.
+        """
         r, n, v = self.n_reps, self.n_participants, self.n_visits
         shape = (r, n, v)
+        st = self.structure
 
         def per_person(a):
             return np.broadcast_to(np.asarray(a)[..., None], shape).ravel()
@@ -90,17 +143,23 @@ class TrialData:
         cols: dict[str, object] = {
             "rep": per_person(self.rep[:, None]),
             "participant": per_person(np.arange(1, n + 1)[None, :]),
-            "municipality": np.asarray(self.municipality_names)[
-                per_person(self.municipality[None, :])
-            ],
-            "arm": np.where(per_person(self.treated), "treatment", "control"),
-            "group": _nullable(per_person(self.group)),
-            "trainer": _nullable(per_person(self.trainer)),
         }
-        if self.design == "cohort":
-            cols["cohort"] = _nullable(per_person(self.cohort))
-        if self.design == "stepped-wedge":
-            cols["period"] = per_person(self.period[None, :])
+        if st.site is not None:
+            cols[st.site] = np.asarray(self.site_names)[per_person(self.site)]
+        if st.cluster is not None and not st.cluster_is_site:
+            cols[st.cluster] = _nullable(per_person(self.cluster))
+        cols["arm"] = np.asarray(st.arms)[per_person(self.arm)]
+        cols["group"] = _nullable(per_person(self.group))
+        if st.trainers:
+            cols["trainer"] = _nullable(per_person(self.trainer))
+        if st.n_periods > 1:
+            cols["period"] = per_person(self.period)
+        for name, x in self.covariates.items():
+            spec = st.covariates[name]
+            if spec.kind == "categorical":
+                cols[name] = np.asarray(spec.levels, dtype=object)[per_person(x).astype(int)]
+            else:
+                cols[name] = per_person(x)
         cols["visit"] = np.broadcast_to(np.arange(v), shape).ravel()
         cols["month"] = np.broadcast_to(self.visit_months, shape).ravel()
         for name, y in self.outcomes.items():
@@ -135,8 +194,10 @@ _PER_REP = tuple(
     if f.name
     in (
         "rep",
-        "treated",
-        "cohort",
+        "site",
+        "cluster",
+        "period",
+        "arm",
         "group",
         "trainer",
         "sessions_offered",

@@ -45,6 +45,11 @@ class Design(_Part):
     contamination: Probability = 0.0
     sessions_offered: Annotated[int, Field(ge=1, le=500)] = 36
     visit_months: tuple[Annotated[float, Field(ge=0.0, le=240.0)], ...] = (0.0, 9.0, 15.0)
+    # arm labels, the first is the reference (control); two or more
+    arms: tuple[Annotated[str, Field(min_length=1)], ...] = ("control", "treatment")
+    # share randomised to each arm (sums to 1); default: allocation_treated for two arms,
+    # equal shares for more
+    allocation: tuple[Annotated[float, Field(gt=0.0, lt=1.0)], ...] | None = None
 
 
 class Recruitment(_Part):
@@ -91,6 +96,15 @@ class Sites(_Part):
         return len(self.participants)
 
 
+class ControlGroups(_Part):
+    """Delivery groups in the control (reference) arm, e.g. an attention-control group
+    course: its own group ICC and sessions; group sizes as in ``[groups]`` unless given."""
+
+    icc_group: Probability = 0.05
+    sessions_offered: Annotated[int, Field(ge=1, le=500)] | None = None
+    mean_size: Annotated[float, Field(gt=1.0, le=100.0)] | None = None
+
+
 class Groups(_Part):
     """Treatment groups, trainers and the variance components of clustering."""
 
@@ -102,6 +116,7 @@ class Groups(_Part):
     icc_group: Probability = 0.05
     icc_trainer: Probability = 0.0
     icc_municipality: Probability = 0.02
+    control: ControlGroups | None = None  # [groups.control]: groups in the control arm too
 
 
 class Attendance(_Part):
@@ -185,6 +200,26 @@ class BinaryOutcome(_Outcome):
     odds_ratio: Annotated[float, Field(gt=0.0, le=100.0)] = 1.0
 
 
+class NumericCovariate(_Part):
+    """A normal baseline covariate; ``effect`` in outcome latent SDs per covariate SD."""
+
+    type: Literal["numeric"]
+    mean: float = 0.0
+    sd: Annotated[float, Field(gt=0.0)] = 1.0
+    effect: Annotated[float, Field(ge=-10.0, le=10.0)] = 0.0
+
+
+class CategoricalCovariate(_Part):
+    """A categorical baseline covariate: ``levels`` drawn with ``probs``; ``effects`` in
+    outcome latent SDs, one per level (the first level's is usually 0)."""
+
+    type: Literal["categorical"]
+    levels: tuple[Annotated[str, Field(min_length=1)], ...]
+    probs: tuple[Annotated[float, Field(gt=0.0, le=1.0)], ...]
+    effects: tuple[Annotated[float, Field(ge=-10.0, le=10.0)], ...] | None = None
+
+
+Covariate = Annotated[NumericCovariate | CategoricalCovariate, Field(discriminator="type")]
 Outcome = Annotated[BoundedOutcome | CountOutcome | BinaryOutcome, Field(discriminator="type")]
 DesignPrior = Annotated[
     str, Field(pattern=r"^[a-z]+:\s*[-+0-9.eE]+(\s*,\s*[-+0-9.eE]+)*$")
@@ -223,6 +258,7 @@ class Scenario(_Part):
     # Beliefs about nature for Bayesian design (assurance), in the ``--design-prior`` format
     # "family:params", e.g. effect = "normal:4,2", icc = "beta:2,30" (`trialsim calibrate`).
     design_priors: dict[str, DesignPrior] = {}
+    covariates: dict[str, Covariate] = {}  # baseline covariates ([covariates.NAME])
 
     @property
     def primary(self) -> str:
@@ -235,6 +271,33 @@ class Scenario(_Part):
     @property
     def n_participants(self) -> int:
         return sum(self.sites.participants)
+
+    @property
+    def arm_labels(self) -> tuple[str, ...]:
+        return self.design.arms
+
+    @property
+    def arm_allocation(self) -> tuple[float, ...]:
+        d = self.design
+        if d.allocation is not None:
+            return d.allocation
+        k = len(d.arms)
+        if k == 2:
+            return (1.0 - d.allocation_treated, d.allocation_treated)
+        return tuple(1.0 / k for _ in range(k))
+
+    @property
+    def arm_has_groups(self) -> tuple[bool, ...]:
+        """Which arms are treated in delivery groups: every active arm; the reference arm
+        when ``[groups.control]`` declares attention-control groups."""
+        return (self.groups.control is not None, *(True for _ in self.design.arms[1:]))
+
+    @property
+    def structure(self):
+        """The :class:`~trialsim.structure.TrialStructure` of this scenario's trials."""
+        from trialsim.structure import structure_from_scenario
+
+        return structure_from_scenario(self)
 
     def digest(self) -> str:
         """SHA-256 of the validated scenario (provenance in outputs)."""

@@ -17,18 +17,20 @@ from trialsim.data import TrialData
 
 def cluster_level_ttest(data: TrialData, outcome: str, *, level: float = 0.95) -> Estimates:
     """Batched two-stage cluster-level t test of the treatment effect."""
-    if data.design not in ("cohort", "municipality"):
+    st = data.structure
+    if not st.cluster_randomised or st.n_periods > 1:
         raise ValueError(
-            "cluster-level analysis needs clusters randomised whole (cohort or municipality "
-            f"design), not {data.design!r}"
+            "cluster-level analysis needs clusters randomised whole to one arm (a cluster "
+            f"column, no periods); these data are {st.label!r}: use the default analysis"
         )
     a = ancova_arrays(data, outcome)
-    keep = [i for i, c in enumerate(a.columns) if c != "treatment" and not c.startswith("muni")]
+    site = f"{st.site}[" if st.site else "\0"
+    keep = [i for i, c in enumerate(a.columns) if c != "treatment" and not c.startswith(site)]
     X = a.X[..., keep] * a.mask[..., None]
     y = np.where(a.mask, a.y, 0.0)
     xtx = np.einsum("rni,rnj->rij", X, X)
     xty = np.einsum("rni,rn->ri", X, y)
-    beta = np.linalg.solve(xtx, xty[..., None])[..., 0]
+    beta = _solve_or_nan(xtx, xty)
     resid = np.where(a.mask, y - np.einsum("rni,ri->rn", X, beta), 0.0)
 
     r, _ = y.shape
@@ -48,7 +50,7 @@ def cluster_level_ttest(data: TrialData, outcome: str, *, level: float = 0.95) -
     ss = np.where(treated, (mean - m1[:, None]) ** 2, 0).sum(1)
     ss += np.where(control, (mean - m0[:, None]) ** 2, 0).sum(1)
     df = (k1 + k0 - 2).astype(float)
-    ok = (k1 >= 1) & (k0 >= 1) & (df >= 1)
+    ok = (k1 >= 1) & (k0 >= 1) & (df >= 1) & np.isfinite(beta).all(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         se = np.sqrt(ss / df * (1 / k1 + 1 / k0))
     nan = np.full(r, np.nan)
@@ -60,3 +62,13 @@ def cluster_level_ttest(data: TrialData, outcome: str, *, level: float = 0.95) -
         level=level,
         failed=~ok,
     )
+
+
+def _solve_or_nan(xtx: np.ndarray, xty: np.ndarray) -> np.ndarray:
+    """Batched least-squares coefficients; NaN for a replicate whose design is singular
+    (e.g. no data), so one bad replicate is counted as failed instead of aborting the batch."""
+    beta = np.full(xty.shape, np.nan)
+    ok = np.linalg.matrix_rank(xtx) == xtx.shape[-1]
+    if ok.any():
+        beta[ok] = np.linalg.solve(xtx[ok], xty[ok][..., None])[..., 0]
+    return beta

@@ -1,8 +1,9 @@
 """From TrialData to the arrays an analysis model needs (no DataFrame round trip).
 
-The ANCOVA design of DESIGN.md §4: outcome at a follow-up visit on intercept, treatment,
-baseline of the same outcome (centred), municipality strata (when randomisation is within
-municipality) and period effects (stepped wedge). All arrays carry the leading replicate axis.
+The ANCOVA design: outcome at a follow-up visit on intercept, arms, baseline of the same
+outcome (centred, when there is a baseline), covariates, site strata (when randomisation is
+within sites) and period effects (stepped wedge), all derived from the data's
+:class:`~trialsim.structure.TrialStructure`. All arrays carry the leading replicate axis.
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ import numba
 import numpy as np
 
 from trialsim.data import TrialData
-
-WITHIN_MUNICIPALITY = ("individual", "waitlist", "cohort")
-
 
 @dataclass(frozen=True)
 class ModelArrays:
@@ -83,69 +81,139 @@ def check_coef(coef: int, p: int) -> int:
 
 
 @numba.njit(nogil=True, cache=True)
-def _fill_design(fixed, treated, baseline, y, mask, out):
-    """``out[r, i] = [fixed[i, 0], treated, baseline - mean, fixed[i, 3:-1], y]`` on the rows
-    in ``mask`` and zero elsewhere, in one pass over ``out``; the baseline is centred on its
-    mean over every finite value of the batch."""
+def _fill_design(fixed, arm, contrast, n_arms, baseline, with_baseline, y, mask, out):
+    """``out[r, i] = [fixed, arm dummies, baseline - mean, ..., y]`` on the rows in ``mask``
+    and zero elsewhere, in one pass over ``out``.
+
+    Column 1 is the contrast's arm indicator, columns 2..n_arms-1 the other non-reference
+    arms in order, then (``with_baseline``) the baseline centred on its mean over every
+    finite value of the batch; every other column comes from ``fixed`` (shape (1 or R, N,
+    q)), whose first axis is 1 when the fixed columns are the same in every replicate.
+    """
     n_rep, n = y.shape
     q = out.shape[2]
-    total, count = 0.0, 0
+    shared = fixed.shape[0] == 1
+    centre = 0.0
+    if with_baseline:
+        total, count = 0.0, 0
+        for r in range(n_rep):
+            for i in range(n):
+                if np.isfinite(baseline[r, i]):
+                    total += baseline[r, i]
+                    count += 1
+        centre = total / count if count else 0.0
     for r in range(n_rep):
-        for i in range(n):
-            if np.isfinite(baseline[r, i]):
-                total += baseline[r, i]
-                count += 1
-    centre = total / count if count else 0.0
-    for r in range(n_rep):
+        rf = 0 if shared else r
         for i in range(n):
             if mask[r, i]:
                 for j in range(q):
-                    out[r, i, j] = fixed[i, j]
-                out[r, i, 1] = 1.0 if treated[r, i] else 0.0
-                out[r, i, 2] = baseline[r, i] - centre
+                    out[r, i, j] = fixed[rf, i, j]
+                a = arm[r, i]
+                out[r, i, 1] = 1.0 if a == contrast else 0.0
+                col = 2
+                for k in range(1, n_arms):
+                    if k != contrast:
+                        out[r, i, col] = 1.0 if a == k else 0.0
+                        col += 1
+                if with_baseline:
+                    out[r, i, col] = baseline[r, i] - centre
                 out[r, i, q - 1] = y[r, i]
             else:
                 for j in range(q):
                     out[r, i, j] = 0.0
 
 
+def _shared(a: np.ndarray) -> np.ndarray:
+    """``a`` (R, N) as (1, N) when every replicate holds the same values, else as is."""
+    if a.shape[0] == 1 or (a.strides[0] == 0) or (a == a[:1]).all():
+        return a[:1]
+    return a
+
+
+def _fixed_columns(data: TrialData) -> tuple[list[str], list[np.ndarray]]:
+    """Names and (1 or R, N) values of the design's columns beyond arms and baseline:
+    covariates (numeric centred; categorical as R's treatment contrasts), site strata
+    (randomisation within sites) and stepped-wedge periods."""
+    st = data.structure
+    names: list[str] = []
+    values: list[np.ndarray] = []
+    for name, x in data.covariates.items():
+        spec = st.covariates[name]
+        x = _shared(x)
+        if spec.kind == "categorical":
+            for j, level in enumerate(spec.levels[1:], start=1):
+                names.append(f"{name}[{level}]")
+                values.append((x == j).astype(float))
+        else:
+            names.append(name)
+            values.append(x - np.nanmean(x))
+    if st.stratified and st.site is not None:
+        site = _shared(data.site)
+        for j, label in enumerate(data.site_names[1:], start=1):
+            names.append(f"{st.site}[{label}]")
+            values.append((site == j).astype(float))
+    if st.n_periods > 1:
+        period = _shared(data.period)
+        for j in range(1, st.n_periods):
+            names.append(f"period[{j}]")
+            values.append((period == j).astype(float))
+    return names, values
+
+
+def uses_baseline(data: TrialData, outcome: str, visit: int = -1) -> bool:
+    """Baseline adjustment applies when the trial has a baseline visit, the analysed visit
+    is a follow-up and the outcome was measured at baseline."""
+    values = data.outcomes[outcome]
+    return (
+        data.structure.has_baseline
+        and visit % data.n_visits != 0
+        and bool(np.isfinite(values[:, :, 0]).any())
+    )
+
+
 def ancova_arrays(data: TrialData, outcome: str, *, visit: int = -1) -> ModelArrays:
-    """Design arrays for ``outcome`` at ``visit`` (default the last) adjusted for baseline."""
+    """Design arrays for ``outcome`` at ``visit`` (default the last).
+
+    Columns: intercept, the contrast's arm, the other non-reference arms, the baseline of the
+    same outcome (centred; only with a baseline visit, see :func:`uses_baseline`), the
+    covariates, site strata and periods (see :func:`_fixed_columns`).
+    """
     if outcome not in data.outcomes:
-        raise ValueError(f"unknown outcome {outcome!r}; the data have {list(data.outcomes)}")
+        raise ValueError(
+            f"unknown outcome {outcome!r}; the data have {', '.join(data.outcomes) or 'none'}"
+        )
+    st = data.structure
     values = data.outcomes[outcome]
     y = values[:, :, visit]
-    baseline = values[:, :, 0]
+    with_baseline = uses_baseline(data, outcome, visit)
+    baseline = values[:, :, 0] if with_baseline else np.zeros_like(y)
     r, n = y.shape
-    treated = data.treated
-    mask = np.isfinite(y) & np.isfinite(baseline)
-    columns = ["intercept", "treatment", "baseline"]
-    indicators = []  # dummy columns: the same for every replicate
-    if data.design in WITHIN_MUNICIPALITY:
-        m = int(data.municipality.max()) + 1
-        indicators += [data.municipality == j for j in range(1, m)]
-        columns += [f"municipality[{name}]" for name in data.municipality_names[1:m]]
-    n_periods = int(data.period.max()) + 1
-    indicators += [data.period == j for j in range(1, n_periods)]
-    columns += [f"period[{j}]" for j in range(1, n_periods)]
-    # [fixed columns, treatment, baseline (centred), y], zero outside complete cases
-    fixed = np.column_stack([np.ones(n), np.zeros((n, 2)), *indicators, np.zeros(n)])
-    Xy = np.empty((r, n, fixed.shape[1]))
-    _fill_design(fixed, treated, baseline, y, mask, Xy)
-    X = Xy[..., :-1]
-    if data.design in ("municipality", "stepped-wedge"):
-        cluster = np.broadcast_to(data.municipality, (r, n)).copy()
-    else:
-        cluster = data.cohort
+    mask = np.isfinite(y)
+    if with_baseline:
+        mask &= np.isfinite(baseline)
+    other_arms = [a for k, a in enumerate(st.arms) if k not in (0, data.contrast)]
+    columns = ["intercept", "treatment", *(f"arm[{a}]" for a in other_arms)]
+    columns += ["baseline"] if with_baseline else []
+    names, extra = _fixed_columns(data)
+    columns += names
+    lead = len(columns) - len(names)
+    shared = all(v.shape[0] == 1 for v in extra)
+    fixed = np.zeros((1 if shared else r, n, len(columns) + 1))
+    fixed[..., 0] = 1.0
+    for j, v in enumerate(extra):
+        fixed[..., lead + j] = v
+        mask &= np.isfinite(np.broadcast_to(v, (r, n)))
+    Xy = np.empty((r, n, len(columns) + 1))
+    _fill_design(fixed, data.arm, data.contrast, st.n_arms, baseline, with_baseline, y, mask, Xy)
     fraction = data.sessions_attended / np.maximum(data.sessions_offered, 1)
     return ModelArrays(
         y=y,
-        X=X,
+        X=Xy[..., :-1],
         columns=tuple(columns),
         mask=mask,
-        treated=treated,
+        treated=data.treated,
         group=data.group,
-        cluster=cluster,
+        cluster=data.cluster,
         baseline=baseline,
         attended_fraction=fraction,
         Xy=Xy,

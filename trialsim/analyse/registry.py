@@ -17,6 +17,7 @@ import numpy as np
 from trialsim.analyse.estimate import Estimates
 from trialsim.analyse.prepare import ancova_arrays
 from trialsim.data import TrialData
+from trialsim.structure import TrialStructure
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,14 @@ def _mixed_cluster(data: TrialData, outcome: str) -> Estimates:
     a = ancova_arrays(data, outcome)
     if (a.cluster < 0).all():
         raise ValueError(
-            "mixed-cluster needs randomised clusters (cohort, municipality or stepped-wedge "
-            "designs); use 'mixed' for individual randomisation"
+            "mixed-cluster needs randomised clusters (a cluster column: cohort, municipality, "
+            "school, ...); these data randomised people: use 'mixed'"
+        )
+    if same_partition(a.cluster, a.group):
+        raise ValueError(
+            "mixed-cluster: every randomised cluster is exactly one delivery group, so the "
+            "cluster and group variances cannot both be estimated; use 'mixed' (one random "
+            "intercept per group)"
         )
     group = a.group
     try:
@@ -60,6 +67,18 @@ def _mixed_cluster(data: TrialData, outcome: str) -> Estimates:
     except ValueError:  # real data with a group across clusters: one group per cluster part
         group = split(a.cluster, group)
     return fit_reml_nested(a.Xy, a.cluster, group, a.mask, analysis="mixed-cluster").estimates
+
+
+def same_partition(cluster: np.ndarray, group: np.ndarray) -> bool:
+    """True when ``cluster`` and ``group`` (R, N; -1 = none) split every replicate's
+    participants identically (a model with both terms is not identifiable)."""
+    if ((cluster < 0) != (group < 0)).any():
+        return False
+    for c, g in zip(cluster, group, strict=True):
+        pairs = np.unique(np.stack([c, g]), axis=1)
+        if len(np.unique(pairs[0])) != pairs.shape[1] or len(np.unique(pairs[1])) != pairs.shape[1]:
+            return False
+    return True
 
 
 def _ancova(data: TrialData, outcome: str) -> Estimates:
@@ -190,22 +209,58 @@ ANALYSES: dict[str, Analysis] = {
 }
 
 
-def default_analysis(design: str, outcome_type: str = "bounded") -> str:
-    """The recommended analysis for a randomisation unit and an outcome type.
+@dataclass(frozen=True)
+class DefaultChoice:
+    """The analysis the trial's structure calls for, and why (printed with results)."""
 
-    Continuous (``"bounded"``) outcomes: the partially nested mixed model for individual
-    and cohort randomisation (a treated cohort is one treatment group; control cohorts share
-    nothing but their municipality, a fixed stratum, so the model is valid there and has the
-    power of :func:`trialsim.power.analytic.power_irgt`; ``mixed-cluster`` is the robust
-    choice if control cohorts might share an effect, e.g. their recruitment period), the
-    nested cluster mixed model for municipality and stepped-wedge randomisation. Counts: the
-    Poisson GLM; binary outcomes: the logistic GLM (both with small-sample cluster-robust SEs).
+    name: str
+    reason: str
+
+    def line(self) -> str:
+        return f"analysis: {self.name} (default: {self.reason})"
+
+
+def default_analysis(structure: TrialStructure, outcome: str) -> DefaultChoice:
+    """The one rule choosing the default analysis from the trial structure and the outcome.
+
+    Every command (``analyse``, ``bayes``, ``power``, ``compare``, ``sweep``, ``assurance``,
+    ``budget``, ``calibrate``) asks this function, so they cannot disagree.
+
+    * counts: the Poisson GLM, binary outcomes: the logistic GLM (both with small-sample
+      cluster-robust SEs over groups and clusters);
+    * continuous outcomes, clusters randomised that hold several delivery groups (e.g.
+      municipalities): the nested cluster mixed model ``mixed-cluster``;
+    * continuous outcomes, delivery groups (in any arm; a randomised cohort that is one group
+      counts as a group): the mixed model ``mixed`` with a random intercept per group where
+      groups exist (partially nested when only some arms have groups);
+    * continuous outcomes with no groups and no randomised clusters: ``ancova``.
     """
-    if outcome_type == "count":
-        return "poisson"
-    if outcome_type == "binary":
-        return "logistic"
-    return "mixed" if design in ("individual", "waitlist", "cohort") else "mixed-cluster"
+    spec = structure.outcome(outcome)
+    where = _clustering(structure)
+    if spec.type == "count":
+        return DefaultChoice("poisson", f"count outcome{where}")
+    if spec.type == "binary":
+        return DefaultChoice("logistic", f"binary outcome{where}")
+    if structure.cluster_randomised and not structure.groups_are_clusters:
+        return DefaultChoice(
+            "mixed-cluster",
+            f"{spec.type} outcome, {structure.cluster} randomised"
+            + (", groups inside them" if structure.has_groups else ""),
+        )
+    if structure.has_groups:
+        return DefaultChoice(
+            "mixed", f"{spec.type} outcome, delivery groups {structure.groups_description}"
+        )
+    return DefaultChoice("ancova", f"{spec.type} outcome, no groups or randomised clusters")
+
+
+def _clustering(structure: TrialStructure) -> str:
+    parts = []
+    if structure.cluster_randomised:
+        parts.append(f"{structure.cluster} randomised")
+    if structure.has_groups:
+        parts.append(f"delivery groups {structure.groups_description}")
+    return f", cluster-robust over {' and '.join(parts)}" if parts else ""
 
 
 def get_analysis(name: str) -> Analysis:

@@ -180,17 +180,23 @@ def _simulate_block(
     for y in values.values():
         np.copyto(y, np.nan, where=~observed)
 
+    structure = s.structure
+    every = (b, n)
     data = TrialData(
         scenario=s.name,
-        design=s.design.randomisation,
+        structure=structure,
         rep=block * BLOCK_SIZE + np.arange(b),
-        visit_months=np.asarray(s.design.visit_months, dtype=float),
-        municipality_names=s.sites.names
-        or tuple(f"M{i + 1}" for i in range(layout.n_municipalities)),
-        municipality=layout.municipality,
-        period=layout.period,
-        treated=treated,
-        cohort=cohort if s.design.randomisation == "cohort" else np.full((b, n), -1),
+        site_names=s.sites.names or tuple(f"M{i + 1}" for i in range(layout.n_municipalities)),
+        site=np.broadcast_to(layout.municipality, every),
+        cluster=(
+            cohort
+            if structure.cluster is not None and not structure.cluster_is_site
+            else np.broadcast_to(layout.municipality, every)
+            if structure.cluster is not None
+            else np.broadcast_to(np.int64(-1), every)
+        ),
+        period=np.broadcast_to(layout.period, every),
+        arm=treated.astype(np.int8),
         group=part.group,
         trainer=np.where(in_group, trainer, -1),
         sessions_offered=offered,
