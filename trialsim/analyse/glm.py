@@ -215,7 +215,7 @@ def standardised_log_odds_ratio(
 def _design(data: TrialData, outcome: str, visit: int, log_baseline: bool):
     a = ancova_arrays(data, outcome, visit=visit)
     X = a.X.copy()
-    if log_baseline:
+    if log_baseline and "baseline" in a.columns:
         b = np.log1p(np.maximum(a.baseline, 0.0))
         b = b - np.nanmean(b)
         X[..., a.columns.index("baseline")] = np.where(a.mask, b, 0.0)

@@ -81,20 +81,20 @@ def check_coef(coef: int, p: int) -> int:
 
 
 @numba.njit(nogil=True, cache=True)
-def _fill_design(fixed, arm, contrast, n_arms, baseline, with_baseline, y, mask, out):
-    """``out[r, i] = [fixed, arm dummies, baseline - mean, ..., y]`` on the rows in ``mask``
-    and zero elsewhere, in one pass over ``out``.
+def _fill_design(fixed, arm, arm_column, baseline, baseline_column, y, mask, out):
+    """``out[r, i] = [fixed + arm indicator, baseline - mean, y]`` on the rows in ``mask`` and
+    zero elsewhere, in one pass over ``out``.
 
-    Column 1 is the contrast's arm indicator, columns 2..n_arms-1 the other non-reference
-    arms in order, then (``with_baseline``) the baseline centred on its mean over every
-    finite value of the batch; every other column comes from ``fixed`` (shape (1 or R, N,
-    q)), whose first axis is 1 when the fixed columns are the same in every replicate.
+    ``arm_column[a]`` is the column of arm ``a``'s indicator (-1: none, the reference); the
+    baseline (column ``baseline_column``, -1: none) is centred on its mean over every finite
+    value of the batch; every other column comes from ``fixed`` (shape (1 or R, N, q)),
+    whose first axis is 1 when the fixed columns are the same in every replicate.
     """
     n_rep, n = y.shape
     q = out.shape[2]
     shared = fixed.shape[0] == 1
     centre = 0.0
-    if with_baseline:
+    if baseline_column >= 0:
         total, count = 0.0, 0
         for r in range(n_rep):
             for i in range(n):
@@ -108,15 +108,11 @@ def _fill_design(fixed, arm, contrast, n_arms, baseline, with_baseline, y, mask,
             if mask[r, i]:
                 for j in range(q):
                     out[r, i, j] = fixed[rf, i, j]
-                a = arm[r, i]
-                out[r, i, 1] = 1.0 if a == contrast else 0.0
-                col = 2
-                for k in range(1, n_arms):
-                    if k != contrast:
-                        out[r, i, col] = 1.0 if a == k else 0.0
-                        col += 1
-                if with_baseline:
-                    out[r, i, col] = baseline[r, i] - centre
+                c = arm_column[arm[r, i]]
+                if c >= 0:
+                    out[r, i, c] = 1.0
+                if baseline_column >= 0:
+                    out[r, i, baseline_column] = baseline[r, i] - centre
                 out[r, i, q - 1] = y[r, i]
             else:
                 for j in range(q):
@@ -191,20 +187,30 @@ def ancova_arrays(data: TrialData, outcome: str, *, visit: int = -1) -> ModelArr
     mask = np.isfinite(y)
     if with_baseline:
         mask &= np.isfinite(baseline)
-    other_arms = [a for k, a in enumerate(st.arms) if k not in (0, data.contrast)]
-    columns = ["intercept", "treatment", *(f"arm[{a}]" for a in other_arms)]
-    columns += ["baseline"] if with_baseline else []
     names, extra = _fixed_columns(data)
+    for v in extra:
+        mask &= np.isfinite(np.broadcast_to(v, (r, n)))
+    # the contrast's arm in column 1, then the other non-reference arms that have data
+    arm_column = np.full(st.n_arms, -1, dtype=np.int64)
+    arm_column[data.contrast] = 1
+    columns = ["intercept", "treatment"]
+    others = [k for k in range(1, st.n_arms) if k != data.contrast]
+    if others:
+        present = np.unique(data.arm[mask])
+        for k in (k for k in others if k in present):
+            arm_column[k] = len(columns)
+            columns.append(f"arm[{st.arms[k]}]")
+    baseline_column = len(columns) if with_baseline else -1
+    columns += ["baseline"] if with_baseline else []
+    lead = len(columns)
     columns += names
-    lead = len(columns) - len(names)
     shared = all(v.shape[0] == 1 for v in extra)
     fixed = np.zeros((1 if shared else r, n, len(columns) + 1))
     fixed[..., 0] = 1.0
     for j, v in enumerate(extra):
-        fixed[..., lead + j] = v
-        mask &= np.isfinite(np.broadcast_to(v, (r, n)))
+        fixed[..., lead + j] = np.nan_to_num(v)
     Xy = np.empty((r, n, len(columns) + 1))
-    _fill_design(fixed, data.arm, data.contrast, st.n_arms, baseline, with_baseline, y, mask, Xy)
+    _fill_design(fixed, data.arm, arm_column, baseline, baseline_column, y, mask, Xy)
     fraction = data.sessions_attended / np.maximum(data.sessions_offered, 1)
     return ModelArrays(
         y=y,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from trialsim.analyse.estimate import Estimates
 from trialsim.analyse.prepare import ancova_arrays
@@ -27,6 +28,13 @@ class Analysis:
     description: str
     estimand: str | None = "itt"
     gaussian: bool = True  # for continuous (bounded) outcomes; False: counts / binary
+    # fits every arm in one model (a contrast's estimate then borrows the other arms'
+    # residual variance and covariate slopes); False: compares two arms at a time
+    joint: bool = False
+
+    def estimate(self, data: TrialData, outcome: str) -> Estimates:
+        """The estimate of ``data.contrast`` against the reference arm."""
+        return self.run(data if self.joint else data.two_arms(), outcome)
 
 
 def _mixed(data: TrialData, outcome: str) -> Estimates:
@@ -119,11 +127,13 @@ ANALYSES: dict[str, Analysis] = {
             _mixed,
             "partially nested mixed model: random group intercept in the treated arm only, "
             "REML, Satterthwaite df (default for individual randomisation)",
+            joint=True,
         ),
         Analysis(
             "mixed-singleton",
             _mixed_singleton,
             "mixed model where each control is its own cluster (homoscedastic variant)",
+            joint=True,
         ),
         Analysis(
             "mixed-cluster",
@@ -131,13 +141,15 @@ ANALYSES: dict[str, Analysis] = {
             "random intercepts for the randomised cluster (cohort / municipality) and for "
             "the treatment groups nested in it (a group spanning clusters counts once per "
             "cluster), period effects in a stepped wedge; REML, Satterthwaite df",
+            joint=True,
         ),
         Analysis(
             "ancova",
             _ancova,
             "ANCOVA ignoring clustering (shows the inflated type-I error)",
+            joint=True,
         ),
-        Analysis("cr2", _cr2, "OLS with cluster-robust CR2 SEs and Bell-McCaffrey df"),
+        Analysis("cr2", _cr2, "OLS with cluster-robust CR2 SEs and Bell-McCaffrey df", joint=True),
         Analysis(
             "cluster-level",
             _cluster_level,
@@ -261,6 +273,18 @@ def _clustering(structure: TrialStructure) -> str:
     if structure.has_groups:
         parts.append(f"delivery groups {structure.groups_description}")
     return f", cluster-robust over {' and '.join(parts)}" if parts else ""
+
+
+def estimate_contrasts(analysis: Analysis, data: TrialData, outcome: str) -> pd.DataFrame:
+    """One row per replicate and contrast (each non-reference arm against the reference):
+    ``contrast`` names it as ``"ARM - REFERENCE"``."""
+    st = data.structure
+    frames = []
+    for arm in st.contrasts:
+        frame = analysis.estimate(data.for_contrast(arm), outcome).to_frame(rep=data.rep)
+        frame.insert(1, "contrast", f"{arm} - {st.reference}")
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 def get_analysis(name: str) -> Analysis:

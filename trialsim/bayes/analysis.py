@@ -53,7 +53,7 @@ class BayesSettings:
     model: str = "partially-nested"
     prior: str = "weakly-informative"
     mcid: float | None = None  # positive, outcome units
-    better: str = "higher"
+    better: str | None = "higher"
     tail: float = DEFAULT_TAIL
     group_prior: str | None = None
     rope: tuple[float, float] | None = None
@@ -88,26 +88,65 @@ class BayesSettings:
     def from_scenario(cls, scenario, outcome: str, **overrides) -> BayesSettings:
         """Settings from a scenario's outcome (mcid, better) and ``[analysis]`` part; keyword
         arguments that are not None override them."""
-        o = scenario.outcomes[outcome]
-        a = scenario.analysis
+        return cls.for_outcome(scenario.structure, outcome, scenario.analysis, **overrides)
+
+    @classmethod
+    def for_outcome(cls, structure, outcome: str, priors=None, **overrides) -> BayesSettings:
+        """Settings from the outcome's spec in ``structure`` (MCID, direction of benefit),
+        a scenario's ``[analysis]`` priors (or None) and overrides that are not None.
+
+        Raises ``ValueError`` when nobody declared the direction of benefit: P(benefit) would
+        otherwise be a guess.
+        """
+        spec = structure.outcome(outcome)
         base = {
-            "mcid": getattr(o, "mcid", None),
-            "better": o.better,
-            "prior": a.prior if a else "weakly-informative",
-            "tail": a.sceptical_tail if a else DEFAULT_TAIL,
-            "group_prior": a.group_sd_prior if a else None,
-            "rope": tuple(a.rope) if a and a.rope else None,
+            "mcid": spec.mcid,
+            "better": spec.better,
+            "prior": priors.prior if priors else "weakly-informative",
+            "tail": priors.sceptical_tail if priors else DEFAULT_TAIL,
+            "group_prior": priors.group_sd_prior if priors else None,
+            "rope": tuple(priors.rope) if priors and priors.rope else None,
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
+        if base["better"] is None:
+            raise ValueError(
+                f"the direction of benefit of {outcome!r} is not declared; add --better higher "
+                "or --better lower (or --scenario FILE naming it)"
+            )
         return cls(**base)
 
 
+def default_model(structure, outcome: str) -> tuple[str, str]:
+    """The Bayesian model for an outcome, from the one default rule
+    (:func:`trialsim.analyse.registry.default_analysis`): ``(model, reason)``.
+
+    The Bayesian models have normal (or Student-t) residuals; counts and binary outcomes are
+    refused unless declared continuous, so a Gaussian model is never fitted to them silently.
+    """
+    from trialsim.analyse.registry import default_analysis
+
+    choice = default_analysis(structure, outcome)
+    if not structure.outcome(outcome).gaussian:
+        raise ValueError(
+            f"{outcome!r} is a {structure.outcome(outcome).type} outcome and the Bayesian models "
+            f"have normal residuals: use 'trialsim analyse' ({choice.name}), or declare "
+            f"--outcome-type {outcome}=continuous to model it on its own scale"
+        )
+    model = "cluster" if choice.name == "mixed-cluster" else "partially-nested"
+    if structure.n_periods > 1:
+        model = "stepped-wedge"
+    return model, choice.reason
+
+
 def outcome_sd(a: ModelArrays, rep: int = 0) -> float:
-    """SD of the baseline outcome (measured before randomisation: sets prior scales)."""
-    base = a.baseline[rep]
-    sd = float(np.nanstd(base))
+    """SD of the baseline outcome (measured before randomisation: sets prior scales); without
+    a baseline, the SD of the outcome in the reference arm."""
+    if "baseline" in a.columns:
+        sd = float(np.nanstd(a.baseline[rep]))
+    else:
+        sd = float(np.nanstd(a.y[rep][a.mask[rep] & ~a.treated[rep]]))
     if not (sd > 0 and math.isfinite(sd)):
-        raise ValueError("cannot set prior scales: the baseline outcome has no spread")
+        raise ValueError("cannot set prior scales: the outcome has no spread")
     return sd
 
 
