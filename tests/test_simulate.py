@@ -115,13 +115,13 @@ def test_individual_randomisation_structure(sft):
         sizes = sizes[sizes > 0]
         assert g.min_size <= sizes.min() and sizes.max() <= g.max_size
         assert len(sizes) == 27
-        treated_per_muni = np.bincount(d.municipality, weights=d.treated[r])
+        treated_per_muni = np.bincount(d.site[0], weights=d.treated[r])
         np.testing.assert_array_equal(
             treated_per_muni, np.floor(np.array(sft.sites.participants) / 2 + 0.5)
         )
         # a group never spans municipalities
         for grp in np.unique(d.group[r][d.treated[r]]):
-            assert len(np.unique(d.municipality[d.group[r] == grp])) == 1
+            assert len(np.unique(d.site[0][d.group[r] == grp])) == 1
     assert (d.sessions_attended <= d.sessions_offered).all()
     assert (d.sessions_offered[~d.treated] == 0).all()
 
@@ -139,7 +139,7 @@ def test_group_size_variation_follows_cv():
 def test_municipality_randomisation_keeps_municipalities_whole():
     d = simulate_trials(scenario("design.randomisation='municipality'"), 40, seed=1)
     for r in range(d.n_reps):
-        per_muni = np.bincount(d.municipality, weights=d.treated[r]) / np.bincount(d.municipality)
+        per_muni = np.bincount(d.site[0], weights=d.treated[r]) / np.bincount(d.site[0])
         assert set(np.unique(per_muni)) <= {0.0, 1.0}
         assert per_muni.sum() == round(9 * 0.5)
 
@@ -150,30 +150,30 @@ def test_stepped_wedge_crosses_over_exactly_once():
     )
     for r in range(d.n_reps):
         for m in range(9):
-            in_m = d.municipality == m
-            by_period = [d.treated[r][in_m & (d.period == p)].mean() for p in range(4)]
+            in_m = d.site[0] == m
+            by_period = [d.treated[r][in_m & (d.period[0] == p)].mean() for p in range(4)]
             assert set(by_period) <= {0.0, 1.0}
             switches = np.diff(by_period)
             assert (switches >= 0).all() and switches.sum() == 1  # control first, then SFT
     # municipalities spread over the steps: each step has 3 municipalities switching
-    first_treated = [[int(d.period[(d.municipality == m) & d.treated[0]].min()) for m in range(9)]]
+    first_treated = [[int(d.period[0][(d.site[0] == m) & d.treated[0]].min()) for m in range(9)]]
     assert sorted(np.bincount(first_treated[0])[1:]) == [3, 3, 3]
 
 
 def test_cohorts_are_randomised_whole():
     d = simulate_trials(scenario("design.randomisation='cohort'"), 30, seed=1)
     for r in range(d.n_reps):
-        for c in np.unique(d.cohort[r]):
-            arm = d.treated[r][d.cohort[r] == c]
+        for c in np.unique(d.cluster[r]):
+            arm = d.treated[r][d.cluster[r] == c]
             assert arm.all() or not arm.any()
         assert (d.group[r][d.treated[r]] >= 0).all() and (d.group[r][~d.treated[r]] == -1).all()
         # a treated cohort is one treatment group (one would-be group each, DESIGN.md)
-        np.testing.assert_array_equal(d.group[r][d.treated[r]], d.cohort[r][d.treated[r]])
+        np.testing.assert_array_equal(d.group[r][d.treated[r]], d.cluster[r][d.treated[r]])
         # in each municipality round(n_cohorts / 2) of its cohorts are treated
-        for m in np.unique(d.municipality):
-            here = d.municipality == m
-            cohorts = np.unique(d.cohort[r][here])
-            treated = np.unique(d.cohort[r][here & d.treated[r]])
+        for m in np.unique(d.site[0]):
+            here = d.site[0] == m
+            cohorts = np.unique(d.cluster[r][here])
+            treated = np.unique(d.cluster[r][here & d.treated[r]])
             assert len(treated) == np.floor(len(cohorts) * 0.5 + 0.5)
 
 

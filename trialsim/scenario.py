@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DESIGNS = ("individual", "cohort", "municipality", "stepped-wedge", "waitlist")
 
@@ -50,6 +57,28 @@ class Design(_Part):
     # share randomised to each arm (sums to 1); default: allocation_treated for two arms,
     # equal shares for more
     allocation: tuple[Annotated[float, Field(gt=0.0, lt=1.0)], ...] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _two_arm_allocation(cls, raw: Any) -> Any:
+        """With two arms, ``allocation = [a0, a1]`` sets ``allocation_treated = a1`` (the two
+        keys must agree when both are given)."""
+        if not isinstance(raw, dict):
+            return raw
+        alloc, arms = raw.get("allocation"), raw.get("arms", ("control", "treatment"))
+        if not (isinstance(alloc, list | tuple) and len(alloc) == 2 and len(arms) == 2):
+            return raw
+        if not all(isinstance(a, int | float) and not isinstance(a, bool) for a in alloc):
+            return raw
+        given = raw.get("allocation_treated")
+        if given is None:
+            return {**raw, "allocation_treated": alloc[1]}
+        if isinstance(given, int | float) and abs(given - alloc[1]) > 1e-9:
+            raise ValueError(
+                f"allocation {list(alloc)} disagrees with allocation_treated = {given}; "
+                "give one of them"
+            )
+        return raw
 
 
 class Recruitment(_Part):
@@ -156,6 +185,28 @@ class Blinding(_Part):
     assessor_bias: Annotated[float, Field(ge=-1e4, le=1e4)] = 2.0
 
 
+#: outcome and covariate names: a letter, then letters, digits or underscores
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
+#: columns of the trial-data table that outcome and covariate names must not take
+RESERVED_NAMES = frozenset(
+    (
+        "rep", "participant", "municipality", "cohort", "cluster", "site", "arm", "group",
+        "trainer", "period", "visit", "month", "sessions_offered", "sessions_attended",
+        "assessor_blinded", "enrolled_month", "waiting_months", "visit_date", "treated",
+    )
+)  # fmt: skip
+
+#: an effect per active arm: a number (two arms) or one value per non-reference arm
+ArmEffect = float | tuple[float, ...]
+
+
+def _effect_list(value: Any) -> Any:
+    """A one-element effect list is the number itself (two arms)."""
+    if isinstance(value, list | tuple) and len(value) == 1:
+        return value[0]
+    return value
+
+
 class _Outcome(_Part):
     rater: Literal["clinician", "self", "register"] = "self"
     better: Literal["higher", "lower"] = "higher"
@@ -166,7 +217,10 @@ class _Outcome(_Part):
 
 
 class BoundedOutcome(_Outcome):
-    """A score on a bounded scale (rounded to ``step``; ``step = 0`` keeps it continuous)."""
+    """A score on a bounded scale (rounded to ``step``; ``step = 0`` keeps it continuous).
+
+    ``effect`` (outcome units at full dose) is a number, or with three or more arms a list
+    with one value per non-reference arm."""
 
     type: Literal["bounded"]
     mean: float
@@ -174,7 +228,9 @@ class BoundedOutcome(_Outcome):
     lower: float
     upper: float
     step: Annotated[float, Field(ge=0.0)] = 1.0
-    effect: float = 0.0
+    effect: ArmEffect = 0.0
+
+    _one_effect = field_validator("effect", mode="before")(_effect_list)
 
     @model_validator(mode="after")
     def _bounds(self) -> BoundedOutcome:
@@ -183,21 +239,45 @@ class BoundedOutcome(_Outcome):
         return self
 
 
+class ContinuousOutcome(_Outcome):
+    """An unbounded continuous score: ``mean + sd z + effect``, neither rounded nor clipped.
+    ``effect`` as for :class:`BoundedOutcome`."""
+
+    type: Literal["continuous"]
+    mean: float
+    sd: Annotated[float, Field(gt=0.0)]
+    effect: ArmEffect = 0.0
+
+    _one_effect = field_validator("effect", mode="before")(_effect_list)
+
+
+#: outcomes modelled on their own scale with a normal latent score (mean, sd, effect)
+GAUSSIAN_OUTCOMES = (BoundedOutcome, ContinuousOutcome)
+
+RateRatio = Annotated[float, Field(gt=0.0, le=100.0)]
+
+
 class CountOutcome(_Outcome):
-    """A count (Poisson-lognormal); the effect is a rate ratio at full dose."""
+    """A count (Poisson-lognormal); the effect is a rate ratio at full dose (a number, or a
+    list with one ratio per non-reference arm)."""
 
     type: Literal["count"]
     mean: Annotated[float, Field(gt=0.0)]
     sd_log: Annotated[float, Field(ge=0.0, le=5.0)] = 0.8
-    rate_ratio: Annotated[float, Field(gt=0.0, le=100.0)] = 1.0
+    rate_ratio: RateRatio | tuple[RateRatio, ...] = 1.0
+
+    _one_effect = field_validator("rate_ratio", mode="before")(_effect_list)
 
 
 class BinaryOutcome(_Outcome):
-    """A yes/no outcome; the effect is an odds ratio at full dose."""
+    """A yes/no outcome; the effect is an odds ratio at full dose (a number, or a list with
+    one ratio per non-reference arm)."""
 
     type: Literal["binary"]
     prevalence: Annotated[float, Field(gt=0.0, lt=1.0)]
-    odds_ratio: Annotated[float, Field(gt=0.0, le=100.0)] = 1.0
+    odds_ratio: RateRatio | tuple[RateRatio, ...] = 1.0
+
+    _one_effect = field_validator("odds_ratio", mode="before")(_effect_list)
 
 
 class NumericCovariate(_Part):
@@ -220,7 +300,10 @@ class CategoricalCovariate(_Part):
 
 
 Covariate = Annotated[NumericCovariate | CategoricalCovariate, Field(discriminator="type")]
-Outcome = Annotated[BoundedOutcome | CountOutcome | BinaryOutcome, Field(discriminator="type")]
+Outcome = Annotated[
+    BoundedOutcome | ContinuousOutcome | CountOutcome | BinaryOutcome,
+    Field(discriminator="type"),
+]
 DesignPrior = Annotated[
     str, Field(pattern=r"^[a-z]+:\s*[-+0-9.eE]+(\s*,\s*[-+0-9.eE]+)*$")
 ]  # "family:p1,p2", e.g. "normal:4,2" or "beta:2,30"
@@ -291,6 +374,21 @@ class Scenario(_Part):
         """Which arms are treated in delivery groups: every active arm; the reference arm
         when ``[groups.control]`` declares attention-control groups."""
         return (self.groups.control is not None, *(True for _ in self.design.arms[1:]))
+
+    @property
+    def n_arms(self) -> int:
+        return len(self.design.arms)
+
+    def arm_effects(self, outcome: str) -> tuple[float, ...]:
+        """The full-dose effect of each non-reference arm on ``outcome``, on the outcome's
+        effect scale: outcome units (bounded, continuous), rate ratio (count) or odds ratio
+        (binary). A single number applies to every active arm."""
+        o = self.outcomes[outcome]
+        value = {"count": "rate_ratio", "binary": "odds_ratio"}.get(o.type, "effect")
+        effect = getattr(o, value)
+        if isinstance(effect, tuple):
+            return tuple(float(e) for e in effect)
+        return tuple(float(effect) for _ in self.design.arms[1:])
 
     @property
     def structure(self):
@@ -405,12 +503,18 @@ def parse_value(text: str) -> Any:
         return text
 
 
+_TAGS = ("bounded", "continuous", "count", "binary", "numeric", "categorical")
+
+
 def _first_error(exc: ValidationError, source: str) -> str:
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"]]
     # drop pydantic's discriminator tag (e.g. outcomes.psp.bounded.sd -> outcomes.psp.sd)
-    if len(loc) >= 3 and loc[0] == "outcomes" and loc[2] in ("bounded", "count", "binary"):
+    if len(loc) >= 3 and loc[0] in ("outcomes", "covariates") and loc[2] in _TAGS:
         del loc[2]
+    # and the union member tried for an effect (outcomes.x.effect.float -> outcomes.x.effect)
+    if loc and loc[-1] in ("float", "tuple[float, ...]") or loc[-1:] == ["function-after"]:
+        del loc[-1]
     key = ".".join(loc) or "(top level)"
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -433,13 +537,14 @@ def _inconsistencies(s: Scenario):
         yield "groups.mean_size", f"({g.mean_size}) must lie in [min_size, max_size]"
     if g.icc_group + g.icc_trainer >= 1:
         yield "groups.icc_group", "+ groups.icc_trainer must be below 1"
-    if d.visit_months[0] != 0 or len(d.visit_months) < 2:
+    if not d.visit_months or d.visit_months[0] != 0 or len(d.visit_months) < 2:
         yield (
             "design.visit_months",
             f"must start with 0 (baseline) and have a follow-up, got {list(d.visit_months)}",
         )
     if list(d.visit_months) != sorted(set(d.visit_months)):
         yield "design.visit_months", f"must increase, got {list(d.visit_months)}"
+    yield from _arm_inconsistencies(s)
     if s.sites.names is not None and len(s.sites.names) != m:
         yield "sites.names", f"has {len(s.sites.names)} names for {m} municipalities"
     if d.randomisation == "municipality":
@@ -459,6 +564,8 @@ def _inconsistencies(s: Scenario):
     if not s.outcomes:
         yield "outcomes", "must define at least one outcome"
     for name, o in s.outcomes.items():
+        yield from _name_problems("outcomes", name)
+        yield from _effect_problems(s, name, o)
         if o.effect_by_visit is not None and (
             len(o.effect_by_visit) != s.n_visits or o.effect_by_visit[0] != 0
         ):
@@ -485,8 +592,102 @@ def _inconsistencies(s: Scenario):
     k = len(s.outcomes)
     if k > 1 and c.between_outcomes <= -1 / (k - 1):
         yield "correlation.between_outcomes", f"must exceed {-1 / (k - 1):.3f} for {k} outcomes"
+    yield from _covariate_inconsistencies(s)
     yield from _group_feasibility(s)
     yield from _recruitment_inconsistencies(s)
+
+
+#: randomisation units that support three or more arms and groups in the control arm
+MULTI_ARM_RANDOMISATIONS = ("individual", "waitlist")
+
+
+def _arm_inconsistencies(s: Scenario):
+    d = s.design
+    k = len(d.arms)
+    if k < 2 or len(set(d.arms)) != k:
+        yield "design.arms", f"needs at least 2 distinct arm labels, got {list(d.arms)}"
+        return
+    if d.allocation is not None:
+        if len(d.allocation) != k:
+            yield (
+                "design.allocation",
+                f"needs one share per arm ({k}: {', '.join(d.arms)}), got {list(d.allocation)}",
+            )
+        elif abs(sum(d.allocation) - 1.0) > 1e-9:
+            yield (
+                "design.allocation",
+                f"shares must sum to 1, got {list(d.allocation)} (sum {sum(d.allocation):.12g})",
+            )
+    supported = ", ".join(MULTI_ARM_RANDOMISATIONS)
+    if k > 2 and d.randomisation not in MULTI_ARM_RANDOMISATIONS:
+        yield (
+            "design.arms",
+            f"{k} arms are supported for {supported} randomisation only, got "
+            f"randomisation = {d.randomisation!r}",
+        )
+    if s.groups.control is not None and d.randomisation not in MULTI_ARM_RANDOMISATIONS:
+        yield (
+            "groups.control",
+            f"groups in the control arm are supported for {supported} randomisation only, got "
+            f"randomisation = {d.randomisation!r}",
+        )
+    r = s.sites.recruitment
+    if r is not None and r.link_trial and (k > 2 or s.groups.control is not None):
+        yield (
+            "sites.recruitment.link_trial",
+            "= true supports two arms without control groups only; set it to false",
+        )
+
+
+def _name_problems(table: str, name: str):
+    import re
+
+    if not re.fullmatch(NAME_PATTERN, name):
+        yield (
+            f"{table}.{name}",
+            "name must start with a letter and hold only letters, digits and underscores, "
+            f"got {name!r}",
+        )
+    elif name in RESERVED_NAMES:
+        yield f"{table}.{name}", f"name is a column of the trial data table, got {name!r}"
+
+
+def _effect_problems(s: Scenario, name: str, o):
+    key = {"count": "rate_ratio", "binary": "odds_ratio"}.get(o.type, "effect")
+    effect = getattr(o, key)
+    n_active = len(s.design.arms) - 1
+    if isinstance(effect, tuple) and len(effect) != n_active:
+        yield (
+            f"outcomes.{name}.{key}",
+            f"needs a number or one value per non-reference arm ({n_active}: "
+            f"{', '.join(s.design.arms[1:])}), got {list(effect)}",
+        )
+
+
+def _covariate_inconsistencies(s: Scenario):
+    for name, c in s.covariates.items():
+        yield from _name_problems("covariates", name)
+        if name in s.outcomes:
+            yield f"covariates.{name}", f"name is also an outcome, got {name!r}"
+        if c.type != "categorical":
+            continue
+        if len(c.levels) < 2 or len(set(c.levels)) != len(c.levels):
+            yield (
+                f"covariates.{name}.levels",
+                f"needs 2 or more distinct levels, got {list(c.levels)}",
+            )
+        elif len(c.probs) != len(c.levels):
+            yield (
+                f"covariates.{name}.probs",
+                f"needs one probability per level ({len(c.levels)}), got {list(c.probs)}",
+            )
+        elif abs(sum(c.probs) - 1.0) > 1e-9:
+            yield f"covariates.{name}.probs", f"must sum to 1, got {list(c.probs)}"
+        elif c.effects is not None and len(c.effects) != len(c.levels):
+            yield (
+                f"covariates.{name}.effects",
+                f"needs one effect per level ({len(c.levels)}), got {list(c.effects)}",
+            )
 
 
 def _recruitment_inconsistencies(s: Scenario):
@@ -511,20 +712,58 @@ def _recruitment_inconsistencies(s: Scenario):
 
 
 def _group_feasibility(s: Scenario):
-    """Every treated cell must split into groups within [min_size, max_size]."""
+    """Every cell of an arm with groups must split into groups within [min_size, max_size]."""
     g = s.groups
-    for i, n_cell in enumerate(treated_cell_sizes(s)):
-        n_groups = groups_in_cell(n_cell, g.mean_size)
-        if not n_groups * g.min_size <= n_cell <= n_groups * g.max_size:
-            yield (
-                "groups.min_size",
-                (
-                    f"/ max_size [{g.min_size}, {g.max_size}] cannot hold {n_cell} treated "
-                    f"participants of municipality {i + 1} in {n_groups} groups; widen the "
-                    "bounds or change mean_size"
-                ),
-            )
-            return
+    for arm, cells in arm_cell_sizes(s).items():
+        mean_size = group_mean_size(s, arm)
+        who = "treated" if arm > 0 else "control"
+        if s.n_arms > 2:
+            who = f"{s.design.arms[arm]}-arm"
+        for i, n_cell in enumerate(cells):
+            n_groups = groups_in_cell(n_cell, mean_size)
+            if not n_groups * g.min_size <= n_cell <= n_groups * g.max_size:
+                yield (
+                    "groups.min_size",
+                    (
+                        f"/ max_size [{g.min_size}, {g.max_size}] cannot hold {n_cell} {who} "
+                        f"participants of municipality {i + 1} in {n_groups} groups; widen the "
+                        "bounds or change mean_size"
+                    ),
+                )
+                return
+
+
+def group_mean_size(s: Scenario, arm: int) -> float:
+    """Mean group size of an arm: ``[groups.control] mean_size`` for the reference arm when
+    given, else ``groups.mean_size``."""
+    c = s.groups.control
+    if arm == 0 and c is not None and c.mean_size is not None:
+        return c.mean_size
+    return s.groups.mean_size
+
+
+def arm_counts(n: int | np.ndarray, shares) -> np.ndarray:
+    """Participants of each arm among ``n`` randomised in a stratum, (..., k): arm j > 0 gets
+    ``floor(n S_j + 1/2) - floor(n S_(j-1) + 1/2)`` with ``S_j`` the cumulative share of arms
+    1..j, the reference arm the rest (two arms: ``floor(n a + 1/2)`` treated)."""
+    n = np.asarray(n)
+    cum = np.cumsum(np.asarray(shares, dtype=float)[1:])
+    upto = np.floor(n[..., None] * cum + 0.5).astype(int)
+    upto = np.minimum(upto, n[..., None])
+    active = np.diff(upto, axis=-1, prepend=0)
+    return np.concatenate([n[..., None] - upto[..., -1:], active], axis=-1)
+
+
+def arm_cell_sizes(s: Scenario) -> dict[int, list[int]]:
+    """Arm code -> the largest number of its participants in each municipality that must
+    form groups, for every arm with groups (see :func:`treated_cell_sizes`)."""
+    d = s.design
+    if d.randomisation not in ("individual", "waitlist"):
+        return {1: treated_cell_sizes(s)}
+    counts = arm_counts(np.asarray(s.sites.participants), s.arm_allocation)
+    return {
+        a: [int(c) for c in counts[:, a]] for a, grouped in enumerate(s.arm_has_groups) if grouped
+    }
 
 
 def groups_in_cell(n_treated: int | np.ndarray, mean_size: float):

@@ -185,6 +185,8 @@ def _irgt_moments(
     baseline_corr,
     dropout,
     compliance,
+    n_control_groups=None,
+    control_icc=0.0,
 ):
     """Noncentrality and Satterthwaite df of the IRGT Welch-type t statistic (no validation)."""
     itt, var_e, completing = _adjusted(effect, sd, baseline_corr, dropout, compliance)
@@ -194,9 +196,16 @@ def _irgt_moments(
     # Var(mean treated) = (sigma_g^2 + sigma_e^2/m) / G  with sigma_g^2 = icc/(1-icc) sigma_e^2,
     # i.e. total treated-arm variance sigma_e^2/(1-icc) times DE over m G.
     v_treat = var_e / (1.0 - icc) * de / (m * n_groups)
-    v_ctrl = var_e / n_c
+    if n_control_groups is None:
+        v_ctrl = var_e / n_c
+        df_ctrl = n_c - 1.0
+    else:  # attention-control groups: the control arm's own design effect
+        m_c = n_c / n_control_groups
+        de_c = 1.0 + ((cv_group_size**2 + 1.0) * m_c - 1.0) * control_icc
+        v_ctrl = var_e / (1.0 - control_icc) * de_c / n_c
+        df_ctrl = n_control_groups - 1.0
     var_diff = v_treat + v_ctrl
-    df = var_diff**2 / (v_treat**2 / (n_groups - 1.0) + v_ctrl**2 / (n_c - 1.0))
+    df = var_diff**2 / (v_treat**2 / (n_groups - 1.0) + v_ctrl**2 / df_ctrl)
     return itt / np.sqrt(var_diff), df
 
 
@@ -213,6 +222,8 @@ def power_irgt(
     baseline_corr=0.0,
     dropout=0.0,
     compliance=1.0,
+    n_control_groups=None,
+    control_icc=0.0,
 ):
     """Power of an individually randomised group treatment (partially nested) trial.
 
@@ -227,7 +238,13 @@ def power_irgt(
         power = P(|T'| > t_{1-alpha/2, df}),  T' ~ noncentral t(df, effect / sqrt(v_T + v_C))
 
     This is the Welch-type test of the treated group means against the control individuals
-    (Roberts & Roberts 2005; Moerbeek & Wong 2008; Candlish et al. 2018). With ``icc=0``,
+    (Roberts & Roberts 2005; Moerbeek & Wong 2008; Candlish et al. 2018). When the controls
+    also meet in groups (attention control: ``n_control_groups`` groups, ICC
+    ``control_icc``), each arm carries its own design effect::
+
+        v_C = sigma_e^2 / (1 - icc_C) * (1 + ((cv^2 + 1) m_C - 1) icc_C) / n_C,  m_C = n_C / G_C
+
+    and the control arm's Satterthwaite df are ``G_C - 1``. With ``icc=0``,
     ``group_size=1`` and ``n_groups == n_control`` it is exactly the pooled two-sample t test.
 
     Parameters
@@ -242,6 +259,9 @@ def power_irgt(
         effect applied to the treated arm).
     alpha : two-sided significance level.
     baseline_corr, dropout, compliance : design adjustments, see the module docstring.
+    n_control_groups : groups in the control arm (attention control), >= 2; ``None``: the
+        controls are not clustered.
+    control_icc : the control groups' intragroup correlation, in [0, 1).
 
     Returns
     -------
@@ -276,7 +296,12 @@ def power_irgt(
             "n_control * (1 - dropout) must exceed 1 (control-arm variance needs 2 completers), "
             f"got n_control={n_control}, dropout={dropout}"
         )
-    ncp, df = _irgt_moments(eff, g, m, n_c, sd, icc, cv, r, drop, comp)
+    if n_control_groups is not None:
+        n_control_groups = _check_range("n_control_groups", n_control_groups, 2.0, np.inf)
+        control_icc = _check_range("control_icc", control_icc, 0.0, 1.0, high_open=True)
+    ncp, df = _irgt_moments(
+        eff, g, m, n_c, sd, icc, cv, r, drop, comp, n_control_groups, control_icc
+    )
     return _scalar_or_array(_power_t_two_sided(ncp, df, alpha))
 
 

@@ -42,6 +42,16 @@ correlation, ``icc_m`` the municipality ICC, ``s_g``/``s_r`` the group/trainer S
 * attrition: the completion target; the effect: the ITT effect at the final visit
   (effect x mean dose factor), see :func:`trialsim.power.simulation.true_effect`.
 
+Groups in the control arm (``[groups.control]``, attention control; individual and waitlist
+designs): each arm carries its own design effect, the variance of the difference is
+``sum_a sigma_a^2 (1 + ((cv^2 + 1) m_a - 1) rho_a) / n_a`` with each arm's group size and
+ICC (control groups: ``sd^2 s_c^2`` between groups, :func:`~trialsim.simulate.outcomes.
+control_group_scale`, no trainer variance); see ``n_control_groups`` and ``control_icc`` of
+:func:`~trialsim.power.analytic.power_irgt`.
+
+Three or more arms (individual, waitlist): the power of one contrast, ``arm`` against the
+reference arm, from the two arms' counts and that arm's effect; ``arm`` must be given.
+
 Approximations (each checked against simulation in tests/test_power_from_scenario.py):
 dropout treated as MCAR, trainers running several groups treated as independent groups,
 scale rounding ignored.
@@ -53,32 +63,74 @@ import numpy as np
 
 from trialsim.power.analytic import power_crt, power_irgt, power_stepped_wedge
 from trialsim.power.solve import SOLVABLE, solve_power
-from trialsim.scenario import BoundedOutcome, Scenario, groups_in_cell
-from trialsim.simulate.outcomes import cluster_scales
+from trialsim.scenario import (
+    GAUSSIAN_OUTCOMES,
+    BoundedOutcome,
+    Scenario,
+    arm_counts,
+    group_mean_size,
+    groups_in_cell,
+)
+from trialsim.simulate.outcomes import cluster_scales, control_group_scale
 
 _FUNCTIONS = {"irgt": power_irgt, "crt": power_crt, "stepped_wedge": power_stepped_wedge}
 
 
-def analytic_parameters(s: Scenario, outcome: str | None = None) -> tuple[str, dict]:
+def _arm_index(s: Scenario, arm: str | None) -> int:
+    """The code of the arm compared with the reference (1 with two arms)."""
+    labels = s.arm_labels
+    if arm is None:
+        if len(labels) > 2:
+            raise ValueError(
+                f"analytic power for {len(labels)} arms compares one arm with the reference "
+                f"{labels[0]!r}: choose the arm ({', '.join(labels[1:])}) or use "
+                "--method simulation"
+            )
+        return 1
+    if arm not in labels[1:]:
+        raise ValueError(f"arm {arm!r}: choose one of {', '.join(labels[1:])}")
+    return labels.index(arm)
+
+
+def _itt_effect(s: Scenario, outcome: str, code: int) -> float:
+    """ITT effect of arm ``code`` at the final visit: its effect x the visit's share x (mean
+    dose factor - contamination of controls), as
+    :func:`trialsim.power.simulation.true_effect` for two arms."""
+    from trialsim.power.simulation import mean_dose_factor
+    from trialsim.simulate.outcomes import effect_shares
+
+    o = s.outcomes[outcome]
+    share = effect_shares(o, s.n_visits)[-1]
+    contaminated = s.design.randomisation in ("individual", "waitlist", "cohort")
+    control_dose = s.design.contamination if contaminated else 0.0
+    return float(s.arm_effects(outcome)[code - 1] * share * (mean_dose_factor(s) - control_dose))
+
+
+def analytic_parameters(
+    s: Scenario, outcome: str | None = None, arm: str | None = None
+) -> tuple[str, dict]:
     """The formula (``"irgt"``, ``"crt"`` or ``"stepped_wedge"``) and its keyword arguments
-    for ``outcome`` (default the primary) of scenario ``s``; see the module docstring."""
+    for ``outcome`` (default the primary) of scenario ``s``; see the module docstring.
+    ``arm``: the arm compared with the reference (needed with three or more arms)."""
     from trialsim.power.simulation import true_effect
 
     outcome = outcome or s.primary
     o = s.outcomes[outcome]
-    if not isinstance(o, BoundedOutcome):
+    if not isinstance(o, GAUSSIAN_OUTCOMES):
         raise ValueError(
             f"analytic power covers continuous (bounded) outcomes; {outcome!r} is "
             f"{o.type}: use --method simulation"
         )
+    code = _arm_index(s, arm)
     g, d = s.groups, s.design
     s_group, s_trainer = cluster_scales(g)
     rho = s.correlation.baseline_followup
     var_individual = o.sd**2 * (1 - g.icc_municipality) * (1 - rho**2)
     var_group = o.sd**2 * (s_group**2 + s_trainer**2)
     completion = s.dropout.completion_target
+    two_plain_arms = s.n_arms == 2 and isinstance(o, BoundedOutcome)
     common = dict(
-        effect=true_effect(s, outcome, "itt"),
+        effect=true_effect(s, outcome, "itt") if two_plain_arms else _itt_effect(s, outcome, code),
         sd=float(np.sqrt(var_individual)),
         dropout=1.0 - completion,
     )
@@ -90,9 +142,10 @@ def analytic_parameters(s: Scenario, outcome: str | None = None) -> tuple[str, d
             n_treated = sizes * treated_cohorts / n_cohorts
             n_groups = int(treated_cohorts.sum())
         else:
-            n_treated = np.floor(sizes * d.allocation_treated + 0.5)
+            counts = arm_counts(sizes.astype(int), s.arm_allocation)
+            n_treated = counts[:, code].astype(float)
             n_groups = int(groups_in_cell(n_treated, g.mean_size).sum())
-        return "irgt", dict(
+        params = dict(
             common,
             n_groups=n_groups,
             group_size=float(n_treated.sum() / n_groups),
@@ -100,6 +153,15 @@ def analytic_parameters(s: Scenario, outcome: str | None = None) -> tuple[str, d
             icc=float(var_group / (var_group + var_individual)),
             cv_group_size=g.cv_size,
         )
+        if s.n_arms > 2:
+            params["n_control"] = int(counts[:, 0].sum())
+        if g.control is not None:  # attention-control groups: the control arm's own DE
+            n_control = counts[:, 0]
+            var_control = o.sd**2 * control_group_scale(g) ** 2
+            params["n_control"] = int(n_control.sum())
+            params["n_control_groups"] = int(groups_in_cell(n_control, group_mean_size(s, 0)).sum())
+            params["control_icc"] = float(var_control / (var_control + var_individual))
+        return "irgt", params
     var_municipality = o.sd**2 * g.icc_municipality * (1 - rho) ** 2
     if d.randomisation == "municipality":
         return "crt", _municipality(s, common, var_individual, var_group, var_municipality)
@@ -159,15 +221,16 @@ def _stepped_wedge(s: Scenario, common, var_individual, var_group, var_municipal
     return dict(params, treatment_matrix=x.astype(int))
 
 
-def analytic_power(s: Scenario, outcome: str | None = None) -> dict:
+def analytic_power(s: Scenario, outcome: str | None = None, arm: str | None = None) -> dict:
     """Analytic power for the scenario's primary or named outcome, for any design.
 
     Returns a dict with ``"formula"`` (``"irgt"``, ``"crt"`` or ``"stepped_wedge"``),
     ``"power"`` (float) and the formula's inputs from :func:`analytic_parameters` (``effect``
     the ITT effect in outcome units, ``sd``, ``icc``, ``dropout`` and the design's counts).
-    Raises ValueError for outcomes that are not continuous.
+    Raises ValueError for outcomes that are not continuous, and with three or more arms when
+    ``arm`` (the arm compared with the reference) is not given.
     """
-    formula, params = analytic_parameters(s, outcome)
+    formula, params = analytic_parameters(s, outcome, arm)
     power = _FUNCTIONS[formula](**params)
     return {"formula": formula, "power": float(power), **params}
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trialsim.scenario import Groups, groups_in_cell
+from trialsim.scenario import Groups, Scenario, groups_in_cell
 from trialsim.simulate.layout import Layout
 
 
@@ -22,6 +22,7 @@ class Partition:
     group_cell: np.ndarray  # (G,) cell of each group slot
     group_trainer: np.ndarray  # (G,) trainer of each group slot
     n_trainers: int
+    group_arm: np.ndarray | None = None  # (G,) arm code of each group slot (None: all arm 1)
 
 
 def draw_partition(
@@ -70,6 +71,42 @@ def assign_groups(
     trainer_first = np.concatenate([[0], np.cumsum(trainers_per_muni)[:-1]])
     group_trainer = trainer_first[group_muni] + local // params.groups_per_trainer
     return Partition(group, group_cell, group_trainer, int(trainers_per_muni.sum()))
+
+
+def assign_arm_groups(
+    arm: np.ndarray, layout: Layout, s: Scenario, *, rng: np.random.Generator
+) -> Partition:
+    """Groups for every arm with groups (``s.arm_has_groups``): each arm's members of a cell
+    are split into groups of their own (groups never mix arms), active arms first in order,
+    then the reference arm's attention-control groups (``[groups.control]``, its mean size).
+    Trainers run groups of one arm. Slots and trainers are numbered arm after arm."""
+    has = s.arm_has_groups
+    order = [a for a in range(1, len(has)) if has[a]] + ([0] if has[0] else [])
+    parts, arms = [], []
+    for a in order:
+        params = s.groups
+        if a == 0 and s.groups.control.mean_size is not None:
+            params = params.model_copy(update={"mean_size": s.groups.control.mean_size})
+        parts.append(assign_groups(arm == a, layout, params, rng=rng))
+        arms.append(a)
+    if len(parts) == 1 and arms[0] == 1:
+        return parts[0]
+    group = np.full(arm.shape, -1, dtype=np.intp)
+    slot0 = 0
+    for p in parts:
+        np.copyto(group, p.group + slot0, where=p.group >= 0)
+        slot0 += len(p.group_cell)
+    return Partition(
+        group=group,
+        group_cell=np.concatenate([p.group_cell for p in parts]),
+        group_trainer=np.concatenate(
+            [p.group_trainer + sum(q.n_trainers for q in parts[:i]) for i, p in enumerate(parts)]
+        ),
+        n_trainers=sum(p.n_trainers for p in parts),
+        group_arm=np.concatenate(
+            [np.full(len(p.group_cell), a, dtype=np.int8) for a, p in zip(arms, parts, strict=True)]
+        ),
+    )
 
 
 def _count_by_cell(member: np.ndarray, layout: Layout) -> np.ndarray:

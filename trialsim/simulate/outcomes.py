@@ -11,8 +11,15 @@ treated arm's follow-up variance within a municipality (the partially nested con
 individual variance is the same in both arms and groups add to it). Controls have latent
 variance 1, so each outcome's ``sd`` is its control-arm SD.
 
+Baseline covariates add ``effect * (x - mean) / sd`` (numeric) or ``effects[level]``
+(categorical) to z at every visit (:func:`trialsim.simulate.trial.draw_covariates`), so an
+outcome's ``mean``/``prevalence`` is that of participants at the covariate means and
+reference levels. Attention-control groups in the reference arm (``[groups.control]``) add
+``s_c G`` after baseline with ``s_c`` from their own ICC (:func:`control_group_scale`).
+
 The latent score is mapped to the outcome's scale:
 * bounded: mean + sd z + effect, rounded to ``step`` and clipped to [lower, upper];
+* continuous: mean + sd z + effect (neither rounded nor clipped);
 * count: Poisson with log-normal mean ``mean * rate_ratio^dose * exp(sd_log z - sd_log^2 v / 2)``
   (v the latent variance, so the arm mean is exact);
 * binary: 1 when Phi(z / sqrt(v)) exceeds 1 - p, with logit p = logit(prevalence) + dose log OR.
@@ -27,6 +34,7 @@ from scipy import special
 from trialsim.scenario import (
     BinaryOutcome,
     BoundedOutcome,
+    ContinuousOutcome,
     CountOutcome,
     Groups,
     Scenario,
@@ -40,6 +48,14 @@ def cluster_scales(g: Groups) -> tuple[float, float]:
     individual = 1.0 - g.icc_municipality
     rest = 1.0 - g.icc_group - g.icc_trainer
     return (np.sqrt(g.icc_group * individual / rest), np.sqrt(g.icc_trainer * individual / rest))
+
+
+def control_group_scale(g: Groups) -> float:
+    """SD of an attention-control group's effect on the latent scale: ``[groups.control]
+    icc_group`` is the share of the control arm's follow-up variance (within a municipality)
+    between its groups; control groups have no trainer variance."""
+    icc = g.control.icc_group
+    return float(np.sqrt(icc * (1.0 - g.icc_municipality) / (1.0 - icc)))
 
 
 def latent_person_chol(s: Scenario) -> np.ndarray:
@@ -94,7 +110,7 @@ def _latent_kernel(muni_z, person, sd_person, in_group, cluster_z, out):
 
 
 def to_scale(
-    o: BoundedOutcome | CountOutcome | BinaryOutcome,
+    o: BoundedOutcome | ContinuousOutcome | CountOutcome | BinaryOutcome,
     z: np.ndarray,
     grouped_var: np.ndarray,
     dose: np.ndarray,
@@ -103,6 +119,7 @@ def to_scale(
     bias: tuple[float, float],
     *,
     rng: np.random.Generator,
+    arm_effect: np.ndarray | None = None,
 ) -> np.ndarray:
     """Map latent scores ``z`` (B, N, V) to the outcome's scale.
 
@@ -112,24 +129,35 @@ def to_scale(
     ``(unblinded, treated)`` of :func:`trialsim.simulate.blinding.bias_terms` (bounded scales
     only): the first on treated participants' follow-up measurements by an unblinded assessor,
     the second on all their follow-up measurements, both in the favourable direction.
+
+    ``arm_effect`` (B, N), with three or more arms, is each participant's arm's full-dose
+    effect on the outcome's effect scale (outcome units, rate ratio or odds ratio); ``None``
+    uses the outcome's single effect.
     """
     shares = effect_shares(o, z.shape[-1])
-    if isinstance(o, BoundedOutcome):
+    if isinstance(o, BoundedOutcome | ContinuousOutcome):
         bias_unblinded, bias_treated = favourable_sign(o) * np.asarray(bias, dtype=float)
+        effect = np.broadcast_to(
+            np.asarray(o.effect if arm_effect is None else arm_effect, dtype=float), dose.shape
+        )
+        bounded = isinstance(o, BoundedOutcome)
         out = np.empty(z.shape)
         _bounded_kernel(
             z, dose, shares, treated, blinded, bias_unblinded, bias_treated,
-            o.sd, o.mean, o.effect, o.step, o.lower, o.upper, out,
+            o.sd, o.mean, effect, o.step if bounded else 0.0,
+            o.lower if bounded else -np.inf, o.upper if bounded else np.inf, out,
         )  # fmt: skip
         return out
     # counts and binary outcomes carry no rater bias
     latent_var = by_visit(1.0, grouped_var, z.shape[-1])
     share = np.stack([dose * w for w in shares], axis=-1)
+    ratio = o.rate_ratio if isinstance(o, CountOutcome) else o.odds_ratio
+    log_ratio = np.log(ratio) if arm_effect is None else np.log(arm_effect)[..., None]
     if isinstance(o, CountOutcome):
-        log_mean = np.log(o.mean) + np.log(o.rate_ratio) * share
+        log_mean = np.log(o.mean) + log_ratio * share
         rate = np.exp(log_mean + o.sd_log * z - 0.5 * o.sd_log**2 * latent_var)
         return rng.poisson(rate).astype(float)
-    p = special.expit(special.logit(o.prevalence) + np.log(o.odds_ratio) * share)
+    p = special.expit(special.logit(o.prevalence) + log_ratio * share)
     u = special.ndtr(z / np.sqrt(latent_var))
     return (u > 1.0 - p).astype(float)
 
@@ -140,13 +168,14 @@ def _bounded_kernel(
     sd, mean, effect, step, lower, upper, out,
 ):  # fmt: skip
     """Bounded scale: ``mean + sd z + effect dose share + bias``, rounded to ``step`` (if > 0)
-    and clipped to [lower, upper], in one pass."""
+    and clipped to [lower, upper], in one pass (``effect`` (B, N); a continuous outcome has
+    step 0 and infinite bounds)."""
     n_rep, n, n_visits = z.shape
     for r in range(n_rep):
         for i in range(n):
             for t in range(n_visits):
                 y = sd * z[r, i, t] + mean
-                y += effect * (dose[r, i] * shares[t])
+                y += effect[r, i] * (dose[r, i] * shares[t])
                 if t > 0 and treated[r, i]:
                     y += bias_treated
                     if not blinded[r, i, t]:

@@ -1,6 +1,8 @@
 """Randomisation units (DESIGN.md §3 part 2): who is allocated to SFT.
 
-* individual / waitlist: stratified by municipality, a fixed share treated in each;
+* individual / waitlist: stratified by municipality, a fixed share treated in each; with
+  three or more arms each municipality's participants are split over the arms in the
+  allocation shares (:func:`trialsim.scenario.arm_counts`);
 * cohort: recruitment cohorts (one would-be group each) randomised whole within municipality;
 * municipality: whole municipalities randomised (cluster trial);
 * stepped-wedge: municipalities switch to SFT at randomly ordered steps; a participant is
@@ -16,15 +18,21 @@ from typing import NamedTuple
 
 import numpy as np
 
-from trialsim.scenario import Scenario
+from trialsim.scenario import Scenario, arm_counts
 from trialsim.simulate.groups import draw_partition
 from trialsim.simulate.layout import Layout
 
 
 class Arms(NamedTuple):
-    treated: np.ndarray  # (B, N) bool
+    treated: np.ndarray  # (B, N) bool: in an active (non-reference) arm
     cluster: np.ndarray  # (B, N) randomised cluster: -1 (individuals), cohort or municipality
     cohort_cell: np.ndarray | None = None  # cohort design: the cell of each cohort id
+    arm: np.ndarray | None = None  # (B, N) int8 arm codes (0 = reference); None: = treated
+
+    @property
+    def codes(self) -> np.ndarray:
+        """(B, N) int8 arm codes (0 = reference arm)."""
+        return self.treated.astype(np.int8) if self.arm is None else self.arm
 
 
 def assign_arms(s: Scenario, layout: Layout, n_reps: int, *, rng: np.random.Generator) -> Arms:
@@ -32,6 +40,8 @@ def assign_arms(s: Scenario, layout: Layout, n_reps: int, *, rng: np.random.Gene
     unit = s.design.randomisation
     alloc = s.design.allocation_treated
     n, m = layout.n_participants, layout.n_municipalities
+    if unit in ("individual", "waitlist") and s.n_arms > 2:
+        return _randomise_people_to_arms(s, layout, n_reps, rng=rng)
     if unit in ("individual", "waitlist"):
         # in each municipality the round(n_m * alloc) participants with the smallest uniform
         # draws are treated (a random subset); a partial sort finds the cut-off
@@ -58,6 +68,26 @@ def assign_arms(s: Scenario, layout: Layout, n_reps: int, *, rng: np.random.Gene
     if unit == "cohort":
         return _randomise_cohorts(s, layout, n_reps, rng=rng)
     raise ValueError(f"unknown randomisation unit {unit!r}")
+
+
+def _randomise_people_to_arms(
+    s: Scenario, layout: Layout, n_reps: int, *, rng: np.random.Generator
+) -> Arms:
+    """k arms within each municipality: participants in random order (the ranks of uniform
+    draws within the cell) fill arm 1, then arm 2, ..., the rest the reference arm, in the
+    numbers of :func:`trialsim.scenario.arm_counts`."""
+    n = layout.n_participants
+    u = rng.random((n_reps, n))
+    counts = arm_counts(layout.cell_size, s.arm_allocation)  # (C, k)
+    upto = np.cumsum(counts[:, 1:], axis=1)  # (C, k - 1): ranks below which arms 1..j fall
+    arm = np.zeros((n_reps, n), dtype=np.int8)
+    for c, (start, size) in enumerate(zip(layout.cell_start, layout.cell_size, strict=True)):
+        cell = u[:, start : start + size]
+        rank = np.argsort(np.argsort(cell, axis=1), axis=1)
+        # arm j > 0 holds ranks in [upto[j-2], upto[j-1]); ranks >= upto[-1] stay reference
+        code = np.searchsorted(upto[c], rank, side="right") + 1
+        arm[:, start : start + size] = np.where(code < s.n_arms, code, 0)
+    return Arms(arm > 0, np.full((n_reps, n), -1), None, arm)
 
 
 def _treated_first(u: np.ndarray, n_treated) -> np.ndarray:

@@ -16,9 +16,9 @@ import numpy as np
 from trialsim.data import TrialData
 from trialsim.parallel import map_in_threads
 from trialsim.scenario import Scenario
-from trialsim.seeds import BLOCK_SIZE, block_rng
+from trialsim.seeds import BLOCK_SIZE, block_rng, scenario_key
 from trialsim.simulate import attendance, blinding, dropout, outcomes, recruitment
-from trialsim.simulate.groups import assign_groups
+from trialsim.simulate.groups import assign_arm_groups, assign_groups
 from trialsim.simulate.layout import Layout, build_layout
 from trialsim.simulate.randomise import assign_arms
 
@@ -85,6 +85,11 @@ def dropout_intercept(scenario: Scenario) -> float:
     return _dropout_intercept_cached(scenario.model_dump_json())
 
 
+#: streams of components added after :data:`trialsim.seeds.COMPONENTS` was fixed; their own
+#: spawn-key index (far from the others) leaves every existing stream unchanged
+_EXTRA_COMPONENTS = {"covariates": 100}
+
+
 @dataclass(frozen=True)
 class _Streams:
     seed: int
@@ -92,22 +97,61 @@ class _Streams:
     block: int
 
     def __call__(self, component: str) -> np.random.Generator:
+        if component in _EXTRA_COMPONENTS:
+            ss = np.random.SeedSequence(
+                entropy=self.seed,
+                spawn_key=(scenario_key(self.name), self.block, _EXTRA_COMPONENTS[component]),
+            )
+            return np.random.default_rng(ss)
         return block_rng(self.seed, self.name, self.block, component)
+
+
+def draw_covariates(
+    s: Scenario, b: int, n: int, *, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Baseline covariates of ``b`` replicates of ``n`` participants, and their summed shift
+    of every outcome's latent score, (B, N): ``effect * (x - mean) / sd`` for a numeric
+    covariate (x normal), ``effects[level]`` for a categorical one (level drawn with
+    ``probs``; stored as level codes 0..L-1)."""
+    values: dict[str, np.ndarray] = {}
+    shift = np.zeros((b, n))
+    for name, c in s.covariates.items():
+        if c.type == "numeric":
+            e = rng.standard_normal((b, n))
+            values[name] = c.mean + c.sd * e
+            shift += c.effect * e
+        else:
+            cum = np.cumsum(c.probs)
+            code = np.minimum(np.searchsorted(cum / cum[-1], rng.random((b, n)), side="right"),
+                              len(c.levels) - 1)  # fmt: skip
+            values[name] = code.astype(float)
+            if c.effects is not None:
+                shift += np.asarray(c.effects, dtype=float)[code]
+    return values, shift
 
 
 def _simulate_block(
     s: Scenario, layout: Layout, seed: int, block: int, alpha: float | None
 ) -> tuple[TrialData | None, np.ndarray]:
     """One block of replicates. With ``alpha=None`` stop before dropout and return only the
-    dropout linear predictor (for calibration)."""
+    dropout linear predictor (for calibration).
+
+    ``treated`` is membership of any active (non-reference) arm; ``arm`` holds the codes.
+    With two arms and no control groups every step is what it was before arms were
+    generalised (same streams, same draws)."""
     rng = _Streams(seed, s.name, block)
     b, n, v = BLOCK_SIZE, layout.n_participants, s.n_visits
     rows = np.arange(b)[:, None]
+    control = s.groups.control
 
     arms = assign_arms(s, layout, b, rng=rng("randomisation"))
-    treated, cohort = arms.treated, arms.cluster
-    cohorts = None if arms.cohort_cell is None else (cohort, arms.cohort_cell)
-    part = assign_groups(treated, layout, s.groups, rng=rng("groups"), cohorts=cohorts)
+    treated, cohort, arm = arms.treated, arms.cluster, arms.codes
+    if arms.cohort_cell is not None:
+        part = assign_groups(
+            treated, layout, s.groups, rng=rng("groups"), cohorts=(cohort, arms.cohort_cell)
+        )
+    else:
+        part = assign_arm_groups(arm, layout, s, rng=rng("groups"))
     in_group = part.group >= 0
     group = np.maximum(part.group, 0)
     trainer = part.group_trainer[group]
@@ -117,21 +161,34 @@ def _simulate_block(
     link = recruitment.link_to_trial(s, layout, person, rng=rng("recruitment"))
     if link is not None:  # arms, groups and waiting come from the recruitment process
         treated, cohort, part = link.treated, link.cohort, link.partition
+        arm = treated.astype(np.int8)
         in_group = part.group >= 0
         group = np.maximum(part.group, 0)
         trainer = part.group_trainer[group]
     muni_eff = outcomes.draw_cluster_effects(s, b, layout.n_municipalities, rng=latent_rng)
     group_eff = outcomes.draw_cluster_effects(s, b, max(len(part.group_cell), 1), rng=latent_rng)
     trainer_eff = outcomes.draw_cluster_effects(s, b, max(part.n_trainers, 1), rng=latent_rng)
+    covariates, cov_shift = (
+        draw_covariates(s, b, n, rng=rng("covariates")) if s.covariates else ({}, None)
+    )
 
     names = list(s.outcomes)
     k_primary = names.index(s.primary)
     primary = s.outcomes[s.primary]
     sign_primary = outcomes.favourable_sign(primary)
     prognosis = sign_primary * person[:, :, k_primary, -1]
+    attendance_rng = rng("attendance")
     offered, attended = attendance.draw_attendance(
-        treated, prognosis, s.attendance, s.design.sessions_offered, rng=rng("attendance")
+        treated, prognosis, s.attendance, s.design.sessions_offered, rng=attendance_rng
     )
+    in_control_group = None
+    if control is not None:  # attention-control groups: their own course of sessions
+        in_control_group = in_group & (arm == 0)
+        sessions = control.sessions_offered or s.design.sessions_offered
+        offered = np.where(in_control_group, sessions, offered)
+        attended[in_control_group] = attendance.draw_sessions(
+            prognosis[in_control_group], s.attendance, sessions, rng=attendance_rng
+        )
     if link is not None:  # never started a group: no sessions attended
         attended = np.where(link.not_started, 0, attended)
     fraction = attended / np.maximum(offered, 1)
@@ -142,6 +199,10 @@ def _simulate_block(
 
     g = s.groups
     s_group, s_trainer = outcomes.cluster_scales(g)
+    if control is not None:  # the control arm's groups: their own ICC, no trainer variance
+        s_control = outcomes.control_group_scale(g)
+        s_group = np.where(arm > 0, s_group, s_control)
+        s_trainer = np.where(arm > 0, s_trainer, 0.0)
     grouped_var = np.where(in_group, 1.0 + s_group**2 + s_trainer**2, 1.0)  # after baseline
     blinded = blinding.draw_assessor_blinded(s.blinding, b, n, v, rng=rng("blinding"))
     noise_rng = rng("outcome_noise")
@@ -153,13 +214,19 @@ def _simulate_block(
         muni_z = np.sqrt(g.icc_municipality) * muni_eff[rows, layout.municipality, k]
         sd_person = np.sqrt(1.0 - g.icc_municipality)
         z = outcomes.latent_scores(muni_z, person[:, :, k, :], sd_person, in_group, cluster_z)
+        if cov_shift is not None:  # baseline covariates shift every visit
+            z += cov_shift[:, :, None]
         if k == k_primary:
             primary_z = z
         if alpha is None:
             continue
         bias = blinding.bias_terms(o.rater, s.blinding, o.expectancy_bias)
+        arm_effect = None
+        if s.n_arms > 2:  # each person's arm's effect (controls: the first arm's, contamination)
+            effects = s.arm_effects(name)
+            arm_effect = np.asarray((effects[0], *effects))[arm]
         values[name] = outcomes.to_scale(
-            o, z, grouped_var, dose, treated, blinded, bias, rng=noise_rng
+            o, z, grouped_var, dose, treated, blinded, bias, rng=noise_rng, arm_effect=arm_effect
         )
 
     lp = dropout.linear_predictor(
@@ -196,7 +263,7 @@ def _simulate_block(
             else np.broadcast_to(np.int64(-1), every)
         ),
         period=np.broadcast_to(layout.period, every),
-        arm=treated.astype(np.int8),
+        arm=arm.astype(np.int8),
         group=part.group,
         trainer=np.where(in_group, trainer, -1),
         sessions_offered=offered,
@@ -204,6 +271,7 @@ def _simulate_block(
         outcomes=values,
         observed=observed,
         assessor_blinded=blinded,
+        covariates=covariates,
         **({} if link is None else link.data_fields()),
     )
     return data, lp
