@@ -179,7 +179,7 @@ def test_cli_assurance_json(tmp_path):
         (["--design-prior", "effect=normal:7"], "takes 2"),
         (["--design-prior", "effect"], "KEY=FAMILY"),
         (["--design-prior", "effect=normal:7,3", "--decision", "power>0.8"], "QUANTITY"),
-        (["--design-prior", "effect=normal:7,3", "--outcome", "employed"], "bounded"),
+        (["--design-prior", "effect=normal:7,3", "--outcome", "employed"], "binary outcome"),
     ],
 )
 def test_cli_assurance_bad_input(args, message):

@@ -105,7 +105,8 @@ def _analytic_se(formula: str, p: dict) -> float:
 def _check_against_simulation(design, reps, seed, *extra):
     s = scenario(*FORMULA_WORLD, f"design.randomisation='{design}'", *extra)
     formula, params = analytic_parameters(s)
-    analysis = default_analysis(design)  # cohort: the partially nested model, as the formula
+    # the one rule on the structure; cohort: the partially nested model, as the formula
+    analysis = default_analysis(s.structure, s.primary).name
     (oc,), _ = simulate_operating_characteristics(s, [analysis], reps=reps, seed=seed)
     assert oc.failures == 0
     return analytic_power(s)["power"], _analytic_se(formula, params), oc

@@ -90,9 +90,9 @@ def test_cluster_level_equals_a_plain_two_stage_t_test():
         ok = np.isfinite(y)
         X = np.column_stack([np.ones(ok.sum()), y0[ok] - np.nanmean(y0)])
         resid = y[ok] - X @ np.linalg.lstsq(X, y[ok], rcond=None)[0]
-        muni = d.municipality[ok]
-        means = np.array([resid[muni == m].mean() for m in range(9)])
-        arm = np.array([d.treated[r][d.municipality == m][0] for m in range(9)])
+        site = d.site[r]
+        means = np.array([resid[site[ok] == m].mean() for m in range(9)])
+        arm = np.array([d.treated[r][site == m][0] for m in range(9)])
         t = stats.ttest_ind(means[arm], means[~arm])
         assert est.p_value[r] == pytest.approx(t.pvalue, rel=1e-9)
         assert est.df[r] == 7

@@ -23,15 +23,16 @@ import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from trialsim.analyse.prepare import ancova_arrays
+from trialsim.analyse.registry import DefaultChoice
 from trialsim.bayes.analysis import BayesSettings, random_effect_units
 from trialsim.bayes.distributions import DesignPrior
 from trialsim.bayes.fast import fast_posterior
-from trialsim.scenario import BoundedOutcome, Scenario, apply_overrides, scenario_from_dict
+from trialsim.scenario import Scenario, apply_overrides, scenario_from_dict
 from trialsim.seeds import BLOCK_SIZE, scenario_key
 
 QUANTITIES = ("p_benefit", "p_beyond_mcid", "p_in_rope", "posterior_mean")
@@ -114,6 +115,61 @@ class AssuranceResult:
         return {k: v for k, v in self.__dict__.items()}
 
 
+def _check_gaussian(structure, outcome: str) -> None:
+    from trialsim.analyse.registry import default_analysis
+
+    spec = structure.outcome(outcome)
+    if not spec.gaussian:
+        raise ValueError(
+            f"assurance uses the exact Gaussian posterior; {outcome!r} is a {spec.type} "
+            f"outcome (its default analysis is {default_analysis(structure, outcome).name}): "
+            "choose a continuous outcome with --outcome"
+        )
+
+
+def _better_message(outcome: str) -> str:
+    return (
+        f"the direction of benefit of {outcome!r} is not declared; give --better higher or "
+        f"--better lower (or outcomes.{outcome}.better in the scenario)"
+    )
+
+
+def assurance_settings(
+    scenario: Scenario,
+    outcome: str,
+    *,
+    better: str | None = None,
+    model: str | None = None,
+    **overrides,
+) -> tuple[BayesSettings, DefaultChoice]:
+    """The analysis settings of an assurance run, from the trial's structure: the direction
+    of benefit and MCID from the outcome spec (``structure.outcomes[outcome]``), ``better``
+    overriding it; the model from the one default rule
+    (:func:`trialsim.analyse.registry.default_analysis`, via
+    :func:`trialsim.bayes.analysis.default_model`) unless ``model`` is given. Returns the
+    settings and the default choice (printed with the result).
+
+    Raises ``ValueError`` when the direction of benefit is declared nowhere (asks for
+    ``--better``) or the outcome is not continuous.
+    """
+    from trialsim.analyse.registry import default_analysis
+    from trialsim.bayes.analysis import default_model
+
+    st = scenario.structure
+    spec = st.outcome(outcome)
+    _check_gaussian(st, outcome)
+    if better is not None:
+        st = st.with_outcome(replace(spec, better=better))
+    elif spec.better is None:
+        raise ValueError(_better_message(outcome))
+    choice = default_analysis(st, outcome)
+    chosen, _ = default_model(st, outcome)
+    settings = BayesSettings.for_outcome(
+        st, outcome, scenario.analysis, model=model or chosen, **overrides
+    )
+    return settings, choice
+
+
 def _scenario_with(raw: dict, values: dict[str, float]) -> Scenario:
     items = [f"{k}={v!r}" for k, v in values.items()]
     return scenario_from_dict(apply_overrides(raw, items), source="design prior draw")
@@ -138,7 +194,7 @@ def run_assurance(
     outcome: str,
     design_priors: dict[str, DesignPrior],
     decision: Decision,
-    settings: BayesSettings,
+    settings: BayesSettings | None,
     *,
     n_draws: int,
     reps_per_draw: int = 16,
@@ -155,13 +211,16 @@ def run_assurance(
     scenario, outcome : the planned trial and the (bounded, Gaussian-analysed) outcome.
     design_priors : scenario key (``effect``, ``icc`` or a dotted key) -> design prior.
     decision : the success rule on each trial's posterior.
-    settings : model and priors of the analysis (the prior scale is the outcome's SD).
+    settings : model and priors of the analysis (the prior scale is the outcome's SD); None:
+        :func:`assurance_settings` (direction of benefit and MCID from the trial structure's
+        outcome spec, model from the one default rule).
     n_draws : parameter draws M; ``reps_per_draw`` trials m for each (at most 256).
     check_mcmc : re-analyse this many trials by NUTS and compare the decision quantities.
     """
-    o = scenario.outcomes.get(outcome)
-    if not isinstance(o, BoundedOutcome):
-        raise ValueError(f"assurance needs a bounded (continuous) outcome; {outcome!r} is not")
+    _check_gaussian(scenario.structure, outcome)
+    if settings is None:
+        settings, _ = assurance_settings(scenario, outcome)
+    o = scenario.outcomes[outcome]
     if settings.model not in ("partially-nested", "cluster", "stepped-wedge"):
         raise ValueError(
             "assurance uses the exact Gaussian posterior: --model partially-nested, "

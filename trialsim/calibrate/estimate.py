@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trialsim.analyse.prepare import ancova_arrays
+from trialsim.analyse.registry import DefaultChoice, default_analysis, get_analysis
 from trialsim.analyse.reml import cluster_stats, fit_reml
 from trialsim.calibrate.attendance import PRECISION_MAX, BetaBinomialFit, fit_beta_binomial
 from trialsim.calibrate.correlation import fisher_mean, mar_correlation
@@ -44,6 +45,7 @@ from trialsim.scenario import (
     scenario_from_dict,
     treated_cell_sizes,
 )
+from trialsim.structure import TrialStructure
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Calibration:
     dropout: DropoutFit
     correlations: dict[str, float] = field(default_factory=dict)
     n_participants: int = 0
+    analysis: DefaultChoice | None = None  # the default analysis of the primary outcome
 
     def scenario(self) -> Scenario:
         return scenario_from_dict(self.raw, source="calibration")
@@ -79,7 +82,10 @@ class Calibration:
             "baseline_followup": self.raw["correlation"]["baseline_followup"],
             "completion": self.dropout.completion,
             "design_priors": self.raw["design_priors"],
+            "randomisation": self.raw["design"]["randomisation"],
         }
+        if self.analysis is not None:
+            out["analysis"] = {"name": self.analysis.name, "reason": self.analysis.reason}
         if self.attendance is not None:
             out["attendance_mean"] = self.attendance.mean
             out["attendance_precision"] = self.attendance.precision
@@ -119,10 +125,18 @@ def calibrate_trial(
             f"calibrate needs one trial, the data hold {data.n_reps} replicates (a 'rep' "
             "column); keep the rows of one replicate"
         )
+    st = data.structure
+    if st.n_arms != 2:
+        raise ValueError(
+            f"calibrate estimates a two-arm scenario; the data have {st.n_arms} arms "
+            f"({', '.join(st.arms)}): keep the rows of the reference arm and one other"
+        )
     notes: dict[str, str] = {}
     primary = _primary(data, template)
+    choice = default_analysis(st, primary)
+    randomisation = randomisation_of(st)
     treated = data.treated[0]
-    muni = data.municipality
+    muni = data.site[0]
     n = data.n_participants
     v = data.n_visits
     if visit_months is None:
@@ -303,14 +317,16 @@ def calibrate_trial(
             )
             if key == primary:
                 effect = post.effect_mean
+                how = (
+                    f"{choice.line()}; the posterior mean of the partially nested model, with "
+                    "the group ICC"
+                )
             else:
-                a = ancova_arrays(data, key)
-                effect = float(fit_reml(a.y, a.X, a.group, a.mask).estimates.estimate[0])
+                effect, how = _default_effect(data, key)
             raw["effect"] = _sig(effect, 3) if np.isfinite(effect) else 0.0
             raw["expectancy_bias"] = 0.0
             notes[f"outcomes.{key}.effect"] = (
-                f"ITT, partially nested mixed model at visit {last} (bias of unblinded "
-                "raters and expectancy included)"
+                f"ITT at visit {last} ({how}; bias of unblinded raters and expectancy included)"
             )
         elif isinstance(o, CountOutcome):
             m = float(np.nanmean(base_vals))
@@ -318,36 +334,47 @@ def calibrate_trial(
             raw["mean"] = _sig(max(m, 1e-3), 4)
             raw["sd_log"] = _sig(math.sqrt(math.log1p(max(var - m, 0.0) / m**2)) if m > 0 else 0, 3)
             raw["sd_log"] = min(raw["sd_log"], 5.0)
-            ratio = np.nanmean(t_last) / np.nanmean(c_last)
+            log_ratio, how = _default_effect(data, key)
+            ratio = np.exp(log_ratio)
+            if not np.isfinite(ratio):
+                ratio = np.nanmean(t_last) / np.nanmean(c_last)
+                how = "crude ratio of arm means (the default analysis failed)"
             raw["rate_ratio"] = (
                 _sig(float(np.clip(ratio, 0.01, 100)), 3) if np.isfinite(ratio) else 1.0
             )
-            notes[f"outcomes.{key}.rate_ratio"] = f"crude ratio of arm means at visit {last}"
+            notes[f"outcomes.{key}.rate_ratio"] = f"ITT at visit {last} ({how})"
         elif isinstance(o, BinaryOutcome):
             raw["prevalence"] = _sig(float(np.clip(np.nanmean(base_vals), 0.005, 0.995)), 3)
-            pt, pc = np.nanmean(t_last), np.nanmean(c_last)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                odds = (pt / (1 - pt)) / (pc / (1 - pc))
+            log_odds, how = _default_effect(data, key)
+            odds = np.exp(log_odds)
+            if not np.isfinite(odds):
+                pt, pc = np.nanmean(t_last), np.nanmean(c_last)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    odds = (pt / (1 - pt)) / (pc / (1 - pc))
+                how = "crude odds ratio (the default analysis failed)"
             raw["odds_ratio"] = (
                 _sig(float(np.clip(odds, 0.01, 100)), 3) if np.isfinite(odds) else 1.0
             )
-            notes[f"outcomes.{key}.odds_ratio"] = f"crude odds ratio at visit {last}"
+            notes[f"outcomes.{key}.odds_ratio"] = f"ITT at visit {last} ({how})"
         raw.pop("effect_by_visit", None)
         outcomes_raw[key] = raw
 
     # --- design, sites, blinding -------------------------------------------------------
     design_raw = dict(template.design.model_dump())
     design_raw.update(
-        randomisation=data.design,
+        randomisation=randomisation,
+        arms=list(st.arms),
+        allocation=None,
         allocation_treated=_sig(float(np.clip(treated.mean(), 0.01, 0.99)), 3),
         contamination=0.0,
         visit_months=[float(m) for m in visit_months],
     )
     if has_sessions:
         design_raw["sessions_offered"] = int(np.clip(np.median(offered[treated]), 1, 500))
-    if data.design == "stepped-wedge":
-        design_raw["n_steps"] = int(max(data.period.max(), 1))
-    counts = np.bincount(muni, minlength=len(data.municipality_names))
+    if st.n_periods > 1:
+        design_raw["n_steps"] = int(max(data.period[0].max(), 1))
+    notes["design.randomisation"] = f"{randomisation}: from the data's structure ({_unit(st)})"
+    counts = np.bincount(muni, minlength=len(data.site_names))
     blinding_raw = dict(template.blinding.model_dump())
     if has_blinding:
         follow = data.observed[0][:, 1:]
@@ -365,7 +392,7 @@ def calibrate_trial(
         "design": design_raw,
         "sites": {
             "participants": [int(c) for c in counts],
-            "names": list(data.municipality_names),
+            "names": list(data.site_names),
         },
         "groups": groups_raw,
         "attendance": attendance_raw,
@@ -387,6 +414,7 @@ def calibrate_trial(
     return Calibration(
         raw=raw,
         notes=notes,
+        analysis=choice,
         icc=post,
         attendance=att_fit,
         dropout=drop,
@@ -397,6 +425,39 @@ def calibrate_trial(
         },
         n_participants=n,
     )
+
+
+def randomisation_of(structure: TrialStructure) -> str:
+    """The scenario's ``design.randomisation`` for a trial of this structure (the one place
+    calibrate maps a structure to a design): clusters randomised that are the sites are
+    ``"municipality"`` (``"stepped-wedge"`` with periods), other randomised clusters
+    ``"cohort"``, people ``"individual"``."""
+    if structure.cluster_randomised:
+        if structure.cluster_is_site:
+            return "stepped-wedge" if structure.n_periods > 1 else "municipality"
+        return "cohort"
+    return "individual"
+
+
+def _unit(structure: TrialStructure) -> str:
+    if not structure.cluster_randomised:
+        return "people randomised"
+    periods = f" in {structure.n_periods} periods" if structure.n_periods > 1 else ""
+    return f"{structure.cluster} randomised{periods}"
+
+
+def _default_effect(data: TrialData, outcome: str) -> tuple[float, str]:
+    """The ITT effect of ``outcome`` by its default analysis (the one rule,
+    :func:`trialsim.analyse.registry.default_analysis`) on the analysis' scale (a mean
+    difference; the log rate or odds ratio for counts and binary outcomes) and how it was
+    obtained; NaN when the fit fails."""
+    choice = default_analysis(data.structure, outcome)
+    try:
+        est = get_analysis(choice.name).estimate(data, outcome)
+    except ValueError as exc:
+        return float("nan"), f"{choice.line()}; failed: {exc}"
+    value = float(est.estimate[0]) if not est.failed[0] else float("nan")
+    return value, choice.line()
 
 
 def _reml_icc(stats, variance_factor: float) -> float:

@@ -46,7 +46,15 @@ from trialsim.cli.common import (
     "--model",
     type=click.Choice(["partially-nested", "cluster", "stepped-wedge"]),
     default=None,
-    help="Analysis model (default: from the randomisation unit).",
+    help="Analysis model (default: from the one default rule on the trial's structure, "
+    "printed with the result).",
+)
+@click.option(
+    "--better",
+    type=click.Choice(["higher", "lower"]),
+    default=None,
+    help="Direction of benefit (default: the outcome's 'better' in the scenario; needed when "
+    "it declares none).",
 )
 @click.option(
     "--reps",
@@ -90,6 +98,7 @@ def assurance(
     mcid,
     rope,
     model,
+    better,
     reps,
     per_draw,
     check_mcmc,
@@ -111,8 +120,7 @@ def assurance(
       trialsim assurance scenarios/sft-19m.toml --design-prior effect=normal:7,3 \\
         --design-prior icc=beta:2,30 --decision "p_beyond_mcid>0.5" --reps 2000
     """
-    from trialsim.bayes.analysis import BayesSettings
-    from trialsim.bayes.assurance import parse_decision, run_assurance
+    from trialsim.bayes.assurance import assurance_settings, parse_decision, run_assurance
     from trialsim.bayes.distributions import parse_design_prior
     from trialsim.bayes.output import versions
     from trialsim.files import write_json
@@ -135,19 +143,14 @@ def assurance(
         raise InputError("no design prior: give --design-prior effect=normal:M,S (and icc=...)")
     parsed = {k: parse_design_prior(v) for k, v in priors.items()}
     rule = parse_decision(decision)
-    default_model = (
-        "partially-nested" if s.design.randomisation in ("individual", "waitlist") else "cluster"
-    )
-    settings = BayesSettings.from_scenario(
-        s.with_outcomes([outcome]),
-        outcome,
-        model=model or default_model,
-        prior=prior,
-        mcid=mcid,
-        rope=parse_rope(rope),
-    )
-    n_draws = max(2, -(-reps // per_draw))
     sim = s.with_outcomes([outcome])
+    try:
+        settings, choice = assurance_settings(
+            sim, outcome, better=better, model=model, prior=prior, mcid=mcid, rope=parse_rope(rope)
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    n_draws = max(2, -(-reps // per_draw))
     n_jobs = n_draws * (3 if settings.mcid is not None else 2) * per_draw
     with progress_bar(n_jobs, "simulating") as advance:
         result = run_assurance(
@@ -172,6 +175,8 @@ def assurance(
         "versions": versions(),
         "design_priors": {k: v.text for k, v in parsed.items()},
         "model": settings.model,
+        "better": settings.better,
+        "analysis": {"name": choice.name, "reason": choice.reason},
         "prior_text": effect_prior.describe(),
         "group_sd_prior": group_prior.describe(),
         "mcid": settings.mcid,
@@ -184,7 +189,9 @@ def assurance(
         return
     r = result
     lines = [
-        f"scenario {s.name}, outcome {outcome}, model {settings.model}",
+        f"scenario {s.name}, outcome {outcome} ({settings.better} is better), model "
+        f"{settings.model}" + (" (--model)" if model else ""),
+        choice.line(),
         f"analysis prior  {effect_prior.describe()}; group SD {group_prior.describe()}",
         f"design priors   {', '.join(f'{k}={v.text}' for k, v in parsed.items())}",
         f"decision        {r.decision}",

@@ -125,7 +125,9 @@ def calibrate(data_file, out, mapping, wide, template, visit_months, icc_prior, 
         "\n".join(
             [
                 f"wrote {out} (n={summary['n_participants']}, "
-                f"primary {summary['primary_outcome']})",
+                f"primary {summary['primary_outcome']}, {summary['randomisation']} "
+                "randomisation)",
+                cal.analysis.line(),
                 f"effect      {summary['effect_posterior_mean']:.3g} "
                 f"(posterior SD {summary['effect_posterior_sd']:.3g}), ITT at the last visit",
                 f"icc_group   {summary['icc_group']:.3g} (posterior mean; SD "

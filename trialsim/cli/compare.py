@@ -54,7 +54,8 @@ def _designs(ctx, param, value: str) -> list[str]:
     "analyses",
     multiple=True,
     metavar="NAME",
-    help="Analysis for every design (repeatable; default: each design's recommended one).",
+    help="Analysis for every design (repeatable; default: the one rule on each design's "
+    "trial structure and the outcome, printed with the results).",
 )
 @outcome_option
 @reps_option(1000)
@@ -200,8 +201,9 @@ def budget(
 
     For each group size the budget is spent on as many groups as it affords (with their
     controls at the scenario's allocation, and their trainers); the analytic power of the
-    partially nested design picks the best. Writes budget.csv (one row per group size),
-    budget.json, budget.png and provenance.json.
+    scenario's partially nested design picks the best. Trials of another structure (clusters
+    randomised, groups in every arm, more than two arms) are refused, naming the design.
+    Writes budget.csv (one row per group size), budget.json, budget.png and provenance.json.
 
     Example:
 
@@ -209,6 +211,7 @@ def budget(
       trialsim budget scenarios/sft-19m.toml --budget 2000000 --cost-group 30000 \\
         --cost-participant 2500 --cost-trainer 15000
     """
+    from trialsim.analyse.registry import default_analysis
     from trialsim.data import write_table
     from trialsim.design.budget import Costs, optimise_budget
     from trialsim.design.figures import budget_figure
@@ -216,6 +219,7 @@ def budget(
     from trialsim.report.provenance import build_provenance, write_provenance
 
     s = load_scenario(scenario, overrides)
+    choice = default_analysis(s.structure, outcome or s.primary)
     costs = Costs(cost_group, cost_participant, cost_trainer)
     best, curve = optimise_budget(s, budget, costs, group_sizes=sizes, outcome=outcome)
     out = out or Path("results") / s.name / "budget"
@@ -224,6 +228,8 @@ def budget(
         "scenario": s.name,
         "budget": budget,
         "costs": dataclasses.asdict(costs),
+        "outcome": outcome or s.primary,
+        "analysis": {"name": choice.name, "reason": choice.reason},
         "best": best,
         "by_group_size": curve.to_dict("records"),
     }
@@ -248,6 +254,7 @@ def budget(
         click.echo(curve.to_csv(index=False), nl=False)
     else:
         click.echo(f"{s.name}: budget {budget:,.0f}; best per group size (analytic power)")
+        click.echo(choice.line() + "; the power is its analytic approximation")
         shown = curve.assign(
             cost=curve["cost"].map("{:,.0f}".format), power=curve["power"].round(3)
         )

@@ -36,8 +36,8 @@ from trialsim.scenario import load_scenario
     multiple=True,
     metavar="NAME",
     help="Analysis to simulate (repeatable with one outcome; at most one with several). "
-    "Default: the design's mixed model for scores, 'poisson' for counts, 'logistic' for "
-    "binary outcomes. See 'trialsim analyses'.",
+    "Default: the one rule on the trial's structure and the outcome (printed with the "
+    "results; e.g. 'poisson' for counts). See 'trialsim analyses'.",
 )
 @click.option(
     "--outcome",
@@ -160,6 +160,11 @@ def power(
         from trialsim.report.tables import power_table
 
         click.echo(power_table(result))
+        for entry in result.get("choices", []):
+            prefix = f"{entry['outcome']}: " if several else ""
+            click.echo(prefix + entry["line"])
+            if "note" in entry:
+                click.echo(f"note: {entry['note']}")
 
 
 def _check_several_outcomes(analyses, unknown, plot) -> None:
@@ -180,12 +185,32 @@ def _versions() -> dict:
     return package_versions(("trialsim", "numpy", "scipy", "statsmodels"))
 
 
-def _default_names(s, outcome: str, analyses) -> list[str]:
+def _choose(result, s, outcome: str, analyses) -> list[str]:
+    """The analyses to simulate for ``outcome``: ``--analysis`` or the one default rule
+    (:func:`trialsim.analyse.registry.default_analysis` on the scenario's structure). The
+    choice and its reason go into ``result["choices"]`` (printed and in the JSON)."""
     from trialsim.analyse.registry import default_analysis
+    from trialsim.power.simulation import estimand_note
 
-    if analyses:
-        return list(analyses)
-    return [default_analysis(s.design.randomisation, s.outcomes[outcome].type)]
+    choice = default_analysis(s.structure, outcome)
+    names = list(analyses) or [choice.name]
+    for name in names:
+        default = not analyses
+        entry = {
+            "outcome": outcome,
+            "name": name,
+            "reason": choice.reason if default else "--analysis",
+            "default": choice.name,
+            "default_reason": choice.reason,
+            "line": choice.line()
+            if default
+            else f"analysis: {name} (chosen with --analysis; the default is {choice.name})",
+        }
+        note = estimand_note(s, outcome, name)
+        if note is not None:
+            entry["note"] = note
+        result.setdefault("choices", []).append(entry)
+    return names
 
 
 def _analytic(s, outcomes: list[str], *, strict: bool):
@@ -207,12 +232,12 @@ def _simulate_one(result, s, outcome, analyses, reps, seed, alpha, plot) -> None
     from trialsim.power.simulation import simulate_operating_characteristics
     from trialsim.report.progress import progress_bar
 
-    names = _default_names(s, outcome, analyses)
+    names = _choose(result, s, outcome, analyses)
     with progress_bar(reps, "simulating") as advance:
         ocs, p_values = simulate_operating_characteristics(
             s, names, reps=reps, seed=seed, outcome=outcome, alpha=alpha, progress=advance
         )
-    result["analyses"] += [{**oc.as_dict(), "method": "simulation"} for oc in ocs]
+    result["analyses"] += [_simulated_entry(result, oc) for oc in ocs]
     if plot:
         from trialsim.report.plots import running_power_plot
 
@@ -223,11 +248,24 @@ def _simulate_several(result, s, outcomes, analyses, rule, reps, seed, alpha) ->
     from trialsim.power.simulation import simulate_multiple_outcomes
     from trialsim.report.progress import progress_bar
 
-    names = {o: _default_names(s, o, analyses)[0] for o in outcomes}
+    names = {o: _choose(result, s, o, analyses)[0] for o in outcomes}
     with progress_bar(reps, "simulating") as advance:
         per_outcome, decisions = simulate_multiple_outcomes(
             s, names, outcomes, reps=reps, seed=seed, alpha=alpha, progress=advance
         )
-    result["analyses"] += [{**oc.as_dict(), "method": "simulation"} for oc in per_outcome]
+    result["analyses"] += [_simulated_entry(result, oc) for oc in per_outcome]
     result["decision"] = decisions[rule].as_dict()
     result["decisions"] = {k: d.as_dict() for k, d in decisions.items()}
+
+
+def _simulated_entry(result, oc) -> dict:
+    """One simulated analysis for the JSON, with why it was used (``reason``)."""
+    reason = next(
+        (
+            c["reason"]
+            for c in result.get("choices", [])
+            if (c["outcome"], c["name"]) == (oc.outcome, oc.analysis)
+        ),
+        None,
+    )
+    return {**oc.as_dict(), "method": "simulation", "reason": reason}

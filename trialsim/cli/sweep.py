@@ -48,7 +48,8 @@ def _axes(ctx, param, values):
     "analyses",
     multiple=True,
     metavar="NAME",
-    help="Analysis to score (repeatable; default: each cell's design default).",
+    help="Analysis to score (repeatable; default: the one rule on each cell's trial "
+    "structure and outcome, printed with the results).",
 )
 @outcome_option
 @alpha_option
@@ -152,6 +153,12 @@ def sweep(
                 f"--scheduler {scheduler}: cannot use the Dask cluster ({exc})"
             ) from None
         raise
+    from trialsim.power.simulation import estimand_note
+
+    for name in analyses:
+        note = estimand_note(s, outcome or s.primary, name)
+        if note is not None:
+            click.echo(f"note: {note}", err=True)
     table = result.table
     if fmt == "json":
         echo_json(table.to_dict("records"))

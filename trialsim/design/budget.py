@@ -1,7 +1,10 @@
 """How many groups of what size a budget buys, and which choice gives the most power.
 
-Design: individually randomised group treatment (partially nested) trial. With G groups of m
-participants in the treated arm, allocation share a to treatment, and g groups per trainer:
+Design: the scenario's own, when its analytic formula is the partially nested one
+(individually randomised group treatment, or randomised cohorts that are one group each; two
+arms, groups in the treated arm only); other structures are refused with the design named
+(:func:`irgt_power_function`). With G groups of m participants in the treated arm, allocation
+share a to treatment, and g groups per trainer:
 
     controls   n_C = round(G m (1 - a) / a)
     trainers   T   = ceil(G / g)
@@ -97,14 +100,36 @@ def max_affordable_groups(
 
 
 def irgt_power_function(s: Scenario, outcome: str | None = None):
-    """power(n_groups, group_size, n_control) for the scenario as a partially nested trial."""
+    """power(n_groups, group_size, n_control) of the scenario's own analytic formula.
+
+    Only trials whose formula is the partially nested one (``irgt``: people, or cohorts that
+    are one delivery group each, randomised to two arms, groups in the treated arm only) are
+    optimised; any other structure raises ``ValueError`` naming the design.
+    """
     from trialsim.power.analytic import power_irgt
     from trialsim.power.from_scenario import analytic_parameters
 
-    raw = s.model_dump()
-    raw["design"] = {**raw["design"], "randomisation": "individual"}
-    individual = Scenario.model_validate(raw)
-    _, params = analytic_parameters(individual, outcome)
+    st = s.structure
+    cannot = f"budget cannot optimise {s.name}, a {st.label} design"
+    if st.n_arms != 2:
+        raise ValueError(
+            f"{cannot} with {st.n_arms} arms ({', '.join(st.arms)}): it optimises groups of "
+            "one treated arm against controls; run it on a two-arm variant"
+        )
+    if not st.partially_nested:
+        raise ValueError(
+            f"{cannot} with delivery groups {st.groups_description}: it optimises groups in "
+            "the treated arm only (controls not in groups)"
+        )
+    formula, params = analytic_parameters(s, outcome)
+    if formula != "irgt":
+        unit = f"clusters ({st.cluster})" if st.cluster_randomised else "people"
+        raise ValueError(
+            f"{cannot} (randomised: {unit}; analytic formula {formula}): it optimises the "
+            "number and size of treatment groups of the partially nested formula (people, or "
+            "cohorts that are one group each, randomised); for this design use "
+            "'trialsim power --method analytic --solve ...' or 'trialsim compare'"
+        )
     fixed = {k: v for k, v in params.items() if k not in ("n_groups", "group_size", "n_control")}
 
     def power(n_groups, group_size, n_control_):

@@ -95,9 +95,14 @@ def compare_designs(
         raise ValueError(
             f"--outcome {outcome}: not in the scenario; choose {list(scenario.outcomes)}"
         )
+    from trialsim.power.simulation import estimand_note
+
+    notes: list[str] = []
     for name in analyses:
         get_analysis(name)
-    notes: list[str] = []
+        note = estimand_note(scenario, outcome, name)
+        if note is not None:
+            notes.append(note)
     recruit = _recruitment_function(notes) if recruitment else None
     rows = []
     for design in designs:
@@ -112,9 +117,15 @@ def compare_designs(
         planning = analytic_planning(variant, outcome, target_power, alpha)
         if recruit is not None:
             planning.update(recruit(variant, reps, seed))
-        names = list(analyses) or [default_analysis(design)]
-        for name in names:
-            row = {"design": design, "analysis": name}
+        choice = default_analysis(variant.structure, outcome)
+        chosen = [(name, "--analysis") for name in analyses] or [(choice.name, choice.reason)]
+        for name, reason in chosen:
+            row = {
+                "design": design,
+                "analysis": name,
+                "analysis_reason": reason,
+                "default_analysis": choice.name,
+            }
             try:
                 ocs, _ = simulate_operating_characteristics(
                     variant,
@@ -270,6 +281,7 @@ def _recruitment_function(notes: list[str]):
 TABLE_COLUMNS = (
     "design",
     "analysis",
+    "analysis_reason",
     "reps",
     "power",
     "power_mcse",
@@ -368,8 +380,31 @@ def format_comparison(c: Comparison) -> str:
             "(months: median months to full enrolment; staff h: median staff hours; "
             "10th/90th percentiles in compare.csv)"
         )
+    lines += analysis_lines(c.rows)
     lines += [f"n/a {f}" for f in footnotes] + [f"note: {n}" for n in c.notes]
     return "\n".join(lines)
+
+
+def analysis_lines(rows: list[dict]) -> list[str]:
+    """Which analysis each design got and why: the default rule's line
+    (:meth:`~trialsim.analyse.registry.DefaultChoice.line`), or ``--analysis``."""
+    from trialsim.analyse.registry import DefaultChoice
+
+    lines = []
+    for r in rows:
+        if not r.get("analysis"):
+            continue
+        if r.get("analysis_reason") == "--analysis":
+            line = (
+                f"analysis: {r['analysis']} (chosen with --analysis; the default is "
+                f"{r.get('default_analysis')})"
+            )
+        else:
+            line = DefaultChoice(r["analysis"], r.get("analysis_reason") or "").line()
+        line = f"{r['design']}: {line}"
+        if line not in lines:
+            lines.append(line)
+    return lines
 
 
 def _isnan(v) -> bool:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from trialsim.design.executors import run_tasks
 from trialsim.design.grid import Axis, cell_hash, cell_key, cell_seed, expand_grid, overrides_for
 from trialsim.files import write_json
 from trialsim.report.provenance import build_provenance, write_provenance
-from trialsim.scenario import ScenarioError, apply_overrides, scenario_from_dict
+from trialsim.scenario import apply_overrides, scenario_from_dict
 from trialsim.seeds import BLOCK_SIZE
 
 SETTINGS_FILE = "sweep.json"
@@ -64,8 +63,9 @@ SIMULATED_COLUMNS = (
     "failures",
     "null_failures",
 )
-#: Columns of an operating-characteristics row: simulated, then the closed-form power.
-OC_COLUMNS = (*SIMULATED_COLUMNS, "analytic_power")
+#: Columns of an operating-characteristics row: simulated, why the analysis was used (the
+#: default rule's reason, or ``--analysis``), then the closed-form power.
+OC_COLUMNS = (*SIMULATED_COLUMNS, "analysis_reason", "analytic_power")
 
 
 @dataclass(frozen=True)
@@ -89,13 +89,16 @@ def run_cell(task: dict, progress: Callable[[int], None] | None = None) -> dict:
     record = {"key": task["key"], "params": task["params"], "seed": task["seed"]}
     try:
         s = scenario_from_dict(task["raw"], source=task["source"])
-        analyses = list(task["analyses"]) or [default_analysis(s.design.randomisation)]
+        outcome = task["outcome"] or s.primary
+        choice = default_analysis(s.structure, outcome)
+        analyses = list(task["analyses"]) or [choice.name]
+        reason = "--analysis" if task["analyses"] else choice.reason
         ocs, _ = simulate_operating_characteristics(
             s,
             analyses,
             reps=task["reps"],
             seed=task["seed"],
-            outcome=task["outcome"],
+            outcome=outcome,
             alpha=task["alpha"],
             chunk_size=task["chunk_size"],
             threads=task.get("threads"),
@@ -103,7 +106,11 @@ def run_cell(task: dict, progress: Callable[[int], None] | None = None) -> dict:
         )
         analytic = _analytic_power(s, task["outcome"])
         record["rows"] = [
-            {**{k: getattr(oc, k) for k in SIMULATED_COLUMNS}, "analytic_power": analytic}
+            {
+                **{k: getattr(oc, k) for k in SIMULATED_COLUMNS},
+                "analysis_reason": reason,
+                "analytic_power": analytic,
+            }
             for oc in ocs
         ]
         record["error"] = None
@@ -152,7 +159,8 @@ def run_sweep(
     scenario_path : scenario TOML; ``overrides`` (``dotted.key=value``) apply to every cell.
     axes : the varied keys (:func:`trialsim.design.grid.parse_vary`).
     reps : replicate trials per cell (each simulated with and without the effect).
-    analyses : analyses to score (default: each cell's design default).
+    analyses : analyses to score (default: the one rule,
+        :func:`trialsim.analyse.registry.default_analysis`, on each cell's structure).
     jobs, executor, scheduler : where cells run (:func:`trialsim.design.executors.run_tasks`).
     resume : reuse finished cells in ``out/cells``; without it a folder holding results of
         *other* settings is an error, and one holding this sweep's results is recomputed
@@ -253,13 +261,11 @@ def run_sweep(
 
 
 def _load_base(path: Path, overrides: Sequence[str]):
-    if not path.is_file():
-        raise ScenarioError(f"{path}: no such scenario file (see the files in scenarios/)")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
-    raw = apply_overrides(raw, list(overrides), source=str(path))
+    """The scenario's mapping as :func:`trialsim.scenario.load_scenario` reads it (a variant's
+    ``base =`` followed and merged), with the overrides applied, and the scenario."""
+    from trialsim.scenario import _read_with_base
+
+    raw = apply_overrides(_read_with_base(path), list(overrides), source=str(path))
     return raw, scenario_from_dict(raw, source=str(path))
 
 
@@ -338,8 +344,9 @@ def sweep_table(tasks: list[dict], records: dict[int, dict], axes: list[Axis]) -
         for oc in record["rows"]:
             rows.append({**base, **oc, **tail, "error": None})
     table = pd.DataFrame(rows, columns=["cell", *keys, *OC_COLUMNS, "seed", "seconds", "error"])
-    for column in OC_COLUMNS[2:]:
-        table[column] = pd.to_numeric(table[column])
+    for column in OC_COLUMNS:
+        if column not in ("analysis", "outcome", "analysis_reason"):
+            table[column] = pd.to_numeric(table[column])
     return table
 
 
@@ -369,4 +376,26 @@ def format_sweep(table: pd.DataFrame, keys: list[str]) -> str:
     lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True))]
     lines.append("-" * len(lines[0]))
     lines += ["  ".join(c.rjust(w) for c, w in zip(b, widths, strict=True)) for b in body]
+    lines += analysis_lines(table)
     return "\n".join(lines)
+
+
+def analysis_lines(table: pd.DataFrame) -> list[str]:
+    """Which analysis the cells used and why: the default rule's line
+    (:meth:`~trialsim.analyse.registry.DefaultChoice.line`) or ``--analysis``, with the
+    number of cells when they differ (e.g. a sweep over the randomisation unit)."""
+    from trialsim.analyse.registry import DefaultChoice
+
+    ok = table[table["analysis"].notna()]
+    if "analysis_reason" not in ok or ok.empty:
+        return []
+    counts = ok.groupby(["analysis", "analysis_reason"], sort=False)["cell"].nunique()
+    lines = []
+    for (name, reason), n in counts.items():
+        line = (
+            f"analysis: {name} (chosen with --analysis)"
+            if reason == "--analysis"
+            else DefaultChoice(name, reason).line()
+        )
+        lines.append(line if len(counts) == 1 else f"{line} [{n} cells]")
+    return lines
