@@ -35,9 +35,11 @@ def trial():
 
 def assert_same_trial(a, b, *, atol=0.0):
     assert a.design == b.design
-    assert a.municipality_names == b.municipality_names
-    np.testing.assert_array_equal(a.municipality, b.municipality)
-    np.testing.assert_array_equal(a.treated, b.treated)
+    assert a.site_names == b.site_names
+    assert b.structure.site == "municipality"
+    np.testing.assert_array_equal(a.site, b.site)
+    np.testing.assert_array_equal(a.arm, b.arm)
+    assert b.structure.reference in ("control", "Kontrol")
     np.testing.assert_array_equal(a.sessions_attended, b.sessions_attended)
     np.testing.assert_array_equal(a.observed, b.observed)
     # group ids may be renumbered: the partition must be the same
@@ -86,7 +88,8 @@ def test_every_format_reads_back_the_simulated_trial(fmt, trial, tmp_path):
 
 
 def test_stata_value_labels_become_arm_labels(trial, tmp_path):
-    """Stata files store arms as labelled integers; the labels (Danish here) are used."""
+    """Stata files store arms as labelled integers; the labels (Danish here) are kept, and
+    Kontrol is recognised as the reference."""
     data, frame = trial
     coded = frame.drop(columns="assessor_blinded").assign(
         arm=pd.Categorical(frame["arm"].map({"treatment": "SFT", "control": "Kontrol"})),
@@ -95,7 +98,9 @@ def test_stata_value_labels_become_arm_labels(trial, tmp_path):
     )
     path = tmp_path / "trial.dta"
     coded.to_stata(path, write_index=False)
-    assert_same_trial(data, read_trial_data(path))
+    read = read_trial_data(path)
+    assert read.structure.arms == ("Kontrol", "SFT")
+    assert_same_trial(data, read)
 
 
 def _load_example_script():
@@ -127,8 +132,8 @@ def test_committed_example_file_is_valid_with_the_documented_map():
     assert table.wide
     people = table.frame.drop_duplicates("participant")
     assert len(people) == 340 and table.frame["visit"].nunique() == 3
-    assert set(people["arm"]) == {"control", "treatment"}
-    assert "rep" not in table.frame
+    assert set(people["arm"]) == {"Kontrol", "SFT"}
+    assert (table.frame["rep"] == 0).all()  # real data: one replicate
 
 
 def test_wide_numbered_columns_and_missing_visit_rows(trial, tmp_path):
@@ -158,7 +163,9 @@ def test_mapping_renames_columns_and_arm_labels(trial, tmp_path):
     )
     write_table(renamed, tmp_path / "t.csv")
     mapping = "psp=PSP_total,arm=randomisering,treatment=Gruppe A,control=Gruppe B"
-    assert_same_trial(data, read_trial_data(tmp_path / "t.csv", mapping))
+    read = read_trial_data(tmp_path / "t.csv", mapping)
+    assert read.structure.arms == ("control", "treatment")  # the old label syntax relabels
+    assert_same_trial(data, read)
     cmap = parse_mapping(mapping)
     assert cmap.columns == {"psp": "PSP_total", "arm": "randomisering"}
     assert cmap.arm_labels == {"gruppe a": "treatment", "gruppe b": "control"}
@@ -167,8 +174,9 @@ def test_mapping_renames_columns_and_arm_labels(trial, tmp_path):
 def test_mapping_errors_name_the_fix(trial, tmp_path):
     _, frame = trial
     write_table(frame, tmp_path / "t.csv")
-    with pytest.raises(ValueError, match=r"unknown schema column 'pps'.*did you mean 'psp'"):
-        parse_mapping("pps=PSP_total")
+    with pytest.raises(ValueError, match=r"unknown role 'partcipant'.*did you mean 'participant'"):
+        parse_mapping("partcipant=id")
+    assert parse_mapping("pps=PSP_total").columns == {"pps": "PSP_total"}  # renames an outcome
     with pytest.raises(ValueError, match=r"expected target=source"):
         parse_mapping("psp")
     with pytest.raises(ValueError, match=r"no column 'ps'; did you mean 'psp'"):
@@ -195,7 +203,7 @@ def test_simulated_batches_keep_their_replicates(tmp_path):
     assert back.n_reps == 3
     np.testing.assert_array_equal(back.visit_months, data.visit_months)  # from 'month'
     np.testing.assert_allclose(back.outcomes["psp"], data.outcomes["psp"], equal_nan=True)
-    np.testing.assert_array_equal(back.treated, data.treated)
+    np.testing.assert_array_equal(back.arm, data.arm)
 
 
 def test_analyse_command_reads_the_example_with_map():
@@ -215,5 +223,4 @@ def test_analyse_command_reads_the_example_with_map():
     assert row["estimate"] == pytest.approx(float(expected.estimate[0]), rel=1e-12)
     unmapped = CliRunner().invoke(main, ["analyse", str(EXAMPLE)])
     assert unmapped.exit_code == 2
-    assert "required column 'participant' is missing" in unmapped.output
-    assert "(and 3 more problems" in unmapped.output
+    assert "required column 'arm' is missing" in unmapped.output

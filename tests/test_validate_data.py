@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from trialsim.cli import main
 from trialsim.data import read_trial_data, write_table
-from trialsim.io import check_trial_file
+from trialsim.io import Declarations, check_trial_file
 
 from .conftest import ROOT, SFT
 
@@ -22,21 +22,19 @@ EXAMPLE_MAP = (
 )
 
 EXPECTED = [
-    "column 'assesor_blinded' is not in the schema and is ignored; did you mean "
-    "'assessor_blinded'?",
-    "row 13, column arm: unknown arm label 'kontroll'",
+    "column 'assesor_blinded' looks like a misspelt 'assessor_blinded' and is ignored",
+    "row 13, column arm: participant 6 changes arm between visits ('kontroll')",
     "row 10, column psp: 'abc' is not a number",
     "row 11, column psp: 150 is outside the scale [1, 100]",
     "row 9, column visit: participant 4 has visit 0 twice (also row 8)",
     "row 4, column sessions_attended: attended 40 sessions but only 36 were offered",
     "row 5, column sessions_attended: attended 40 sessions but only 36 were offered",
-    "row 6, column group: control participant 3 has group 1",
-    "row 7, column group: control participant 3 has group 1",
-    "row 12, column group: control participant 6 has group 2",
-    "row 6, column group: group 1 spans both arms",
-    "row 12, column group: group 2 spans both arms",
-    "row 16, column group: group 1 spans municipalities (M1, M3)",
+    "row 6, column group: group 1 spans arms (treatment, control",
+    "row 12, column group: group 2 spans arms (treatment, control",
+    "row 16, column group: group 1 spans more than one municipality (M1, M3)",
 ]
+# psp's scale [1, 100] is declared by the scenario (nothing is range-checked otherwise)
+BOUNDS = ("--scenario", SFT)
 
 
 def run(*args):
@@ -45,9 +43,9 @@ def run(*args):
 
 def test_broken_file_lists_every_problem_and_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = run(BROKEN)
+    result = run(BROKEN, *BOUNDS)
     assert result.exit_code == 2
-    lines = result.output.strip().splitlines()
+    lines = [line for line in result.output.strip().splitlines() if line.startswith("error:")]
     assert all(line.startswith(f"error: {BROKEN}") for line in lines)
     for expected in EXPECTED:
         assert sum(expected in line for line in lines) == 1, expected
@@ -57,32 +55,34 @@ def test_broken_file_lists_every_problem_and_writes_nothing(tmp_path, monkeypatc
 
 
 def test_read_trial_data_refuses_the_broken_file_with_a_count():
-    with pytest.raises(ValueError, match=r"\(and 12 more problems: run 'trialsim validate'\)"):
-        read_trial_data(BROKEN)
+    with pytest.raises(ValueError, match=r"\(and 8 more problems: run 'trialsim validate'\)"):
+        read_trial_data(BROKEN)  # without the scenario psp=150 is not out of range
 
 
 def test_unmapped_export_suggests_each_map():
     result = run(EXAMPLE)
     assert result.exit_code == 2
-    for col, name in [
-        ("participant", "deltager"),
-        ("municipality", "kommune"),
-        ("arm", "gruppe"),
-        ("group", "hold"),
-    ]:
-        assert (
-            f"required column '{col}' is missing; map it with --map {col}={name}" in result.output
-        )
-    assert result.output.strip().splitlines()[-1] == (
-        "hint: try --map participant=deltager,municipality=kommune,arm=gruppe,group=hold"
+    assert "required column 'arm' is missing" in result.output
+    assert "map it with --map arm=gruppe" in result.output
+    assert "ignored columns: deltager (numeric, one value per person), kommune (text)" in (
+        result.output
     )
+    assert result.output.strip().splitlines()[-1] == (
+        "hint: try --map arm=gruppe,participant=deltager,municipality=kommune,group=hold,"
+        "trainer=træner,sessions_offered=tilbudt,sessions_attended=fremmøde"
+    )
+    assert "DESIGN.md" not in result.output
 
 
 def test_example_with_map_is_valid():
     result = run(EXAMPLE, "--map", EXAMPLE_MAP)
     assert result.exit_code == 0, result.output
-    assert "valid trial data (wide layout)" in result.output
-    assert "340 (170 treatment, 170 control) in 9 municipalities, 27 groups" in result.output
+    assert "valid trial data" in result.output
+    lines = result.output.splitlines()
+    assert lines[0].endswith("wide layout")
+    assert "arms: Kontrol (reference), SFT; allocation 1:1" in lines
+    assert "delivery groups: in SFT only (partially nested), trainers recorded" in lines
+    assert "participants: 340 (Kontrol 170, SFT 170); municipality: 9; groups: 27" in lines
 
 
 def test_scenario_files_still_validate():
@@ -114,6 +114,8 @@ def _frame(**changes):
     [
         ({}, None),
         ({"arm": ["treatment"] * 8, "group": [1] * 8}, "column arm: only one arm (treatment)"),
+        ({"group": [1, 1, 1, 1, 2, 2, None, None]}, None),  # control groups are fine
+        ({"arm": ["A"] * 4 + ["B"] * 4}, "cannot tell which arm is the reference"),
         ({"visit": [0] * 8, "participant": range(8)}, "no follow-up rows"),
         (
             {"psp": [50, None, 47, None, 51, None, 46, None]},
@@ -141,6 +143,7 @@ def test_many_bad_rows_are_counted_not_all_printed(tmp_path):
     frame["participant"] = frame.index // 2
     frame["psp"] = 500
     write_table(frame, tmp_path / "t.csv")
-    lines = check_trial_file(tmp_path / "t.csv").problem_lines()
+    declared = Declarations.from_options(bounds=("psp=1,100",))
+    lines = check_trial_file(tmp_path / "t.csv", declared=declared).problem_lines()
     assert len(lines) == 11
     assert lines[-1].endswith("column psp: ... and 230 more rows with the same problem")

@@ -1,4 +1,4 @@
-"""TrialData: a batch of replicate trials as arrays, and its tidy long table (DESIGN.md §6).
+"""TrialData: a batch of replicate trials as arrays, and its tidy long table.
 
 Arrays have a leading replicate axis R, then participants N, then visits V. Simulated and
 real data share the long table: one row per participant per visit, missing values empty.
@@ -230,104 +230,8 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-REQUIRED_COLUMNS = ("participant", "municipality", "arm", "group", "visit")
+def read_trial_data(path, mapping=None, *, wide=None, declared=None) -> TrialData:
+    """Read a trial-data file into :class:`TrialData` (see :func:`trialsim.io.read_trial_data`)."""
+    from trialsim.io.load import read_trial_data as read
 
-
-def read_trial_data(path: str | Path, mapping=None, *, wide: bool | None = None) -> TrialData:
-    """Read a trial-data file (DESIGN.md §6) into :class:`TrialData`.
-
-    Any format of :mod:`trialsim.io` (CSV in any dialect, Parquet, .xlsx, .dta, .sav), long or
-    wide (``wide=None`` detects it), with ``mapping`` (``--map`` text, e.g.
-    ``"psp=PSP_total,arm=gruppe"``) from the file's names to the schema. The file is checked
-    as ``trialsim validate`` does; problems raise ``ValueError`` (the first, with a count).
-
-    A ``rep`` column marks simulated replicates (each must hold the same participants); real
-    data have none. The design is inferred: a ``period`` column means stepped wedge, a
-    ``cohort`` column cohort randomisation, municipalities wholly in one arm municipality
-    randomisation, otherwise individual randomisation.
-    """
-    from trialsim.io import load_trial_frame
-
-    path = Path(path)
-    frame = load_trial_frame(path, mapping, wide)
-    if "rep" not in frame.columns:
-        frame = frame.assign(rep=0)
-    frame = frame.sort_values(["rep", "participant", "visit"], kind="stable")
-    reps = frame["rep"].unique()
-    visits = np.sort(frame["visit"].unique())
-    people = frame.loc[frame["rep"] == reps[0], "participant"].unique()
-    r, n, v = len(reps), len(people), len(visits)
-    if len(frame) != r * n * v:
-        raise ValueError(
-            f"{path}: expected one row per replicate, participant and visit "
-            f"({r} x {n} x {v} = {r * n * v}), found {len(frame)} rows"
-        )
-
-    def grid(column, fill=np.nan):
-        values = frame[column].to_numpy(dtype=float, na_value=fill)
-        return values.reshape(r, n, v)
-
-    first = frame[frame["visit"] == visits[0]]
-    muni_names, muni_codes = np.unique(first["municipality"].astype(str), return_inverse=True)
-    municipality = muni_codes.reshape(r, n)[0]
-    treated = (first["arm"] == "treatment").to_numpy().reshape(r, n)
-
-    def ids(column):
-        if column not in first.columns:
-            return np.full((r, n), -1)
-        codes, uniques = pd.factorize(first[column])  # NaN -> -1
-        return codes.reshape(r, n)
-
-    outcome_names = [c for c in OUTCOME_COLUMNS if c in frame.columns]
-    period = (
-        first["period"].to_numpy().reshape(r, n)[0].astype(int)
-        if "period" in first.columns
-        else np.zeros(n, dtype=int)
-    )
-    per_muni = pd.Series(treated[0]).groupby(municipality).mean()
-    if "period" in first.columns:
-        design = "stepped-wedge"
-    elif "cohort" in first.columns:
-        design = "cohort"
-    elif set(per_muni.unique()) <= {0.0, 1.0}:
-        design = "municipality"
-    else:
-        design = "individual"
-    offered = grid("sessions_offered", 0)[:, :, 0] if "sessions_offered" in frame else None
-    attended = grid("sessions_attended", 0)[:, :, 0] if "sessions_attended" in frame else None
-    observed = np.zeros((r, n, v), dtype=bool)
-    outcomes = {}
-    for name in outcome_names:
-        outcomes[name] = grid(name)
-        observed |= np.isfinite(outcomes[name])
-    blinded = (
-        grid("assessor_blinded", 1.0) != 0
-        if "assessor_blinded" in frame
-        else np.ones((r, n, v), dtype=bool)
-    )
-    zeros = np.zeros((r, n), dtype=int)
-    return TrialData(
-        scenario=path.stem,
-        design=design,
-        rep=np.asarray(reps),
-        visit_months=(
-            frame.groupby("visit")["month"].median().reindex(visits).to_numpy(dtype=float)
-            if "month" in frame and frame["month"].notna().all()
-            else visits.astype(float)
-        ),
-        municipality_names=tuple(muni_names),
-        municipality=municipality,
-        period=period,
-        treated=treated,
-        cohort=ids("cohort"),
-        group=ids("group"),
-        trainer=ids("trainer"),
-        sessions_offered=zeros if offered is None else offered.astype(int),
-        sessions_attended=zeros if attended is None else attended.astype(int),
-        outcomes=outcomes,
-        observed=observed,
-        assessor_blinded=blinded,
-    )
-
-
-OUTCOME_COLUMNS = ("psp", "mhrm", "who5", "eq5d", "support_hours", "employed")
+    return read(path, mapping, wide=wide, declared=declared)

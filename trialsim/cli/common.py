@@ -93,20 +93,123 @@ map_option = click.option(
     "--map",
     "mapping",
     multiple=True,
-    metavar="SCHEMA=COLUMN,...",
+    metavar="ROLE=COLUMN,...",
     help=(
-        "Data files: the file's column for each schema column, e.g. "
-        "--map psp=PSP_total,arm=gruppe,municipality=Kommune; arm labels with "
-        "treatment=SFT,control=Kontrol (repeatable)."
+        "Data files: the file's column for each role (participant, arm, site - or "
+        "municipality, school, stratum, centre -, cluster - or cohort, class -, group, trainer, "
+        "period, visit, month, sessions_offered, sessions_attended, assessor_blinded, rep), "
+        "e.g. --map participant=id,arm=gruppe,municipality=Kommune; NAME=COLUMN renames an "
+        "outcome; treatment=LABEL,control=LABEL relabel arms (repeatable)."
     ),
 )
 wide_option = click.option(
     "--wide/--long",
     "wide",
     default=None,
-    help="Data files: one row per person with psp_0, psp_1, ... columns (wide) or one row per "
-    "person and visit (long). Default: detected.",
+    help="Data files: one row per person with <name>_<visit> columns (score_0, bdi.pre, "
+    "bdi.8m, 'PSP 9 mdr', weight_post: wide) or one row per person and visit (long). "
+    "Default: detected.",
 )
+
+_DATA_OPTIONS = (
+    click.option(
+        "--scenario",
+        "data_scenario",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Data files: a scenario (.toml) whose outcomes give types, bounds, direction and "
+        "MCID.",
+    ),
+    click.option(
+        "--covariate",
+        multiple=True,
+        metavar="NAME[:numeric|:categorical]",
+        help="Data files: a person-level column to adjust for (text values: categorical, "
+        "levels sorted, the first the reference) (repeatable).",
+    ),
+    click.option(
+        "--outcome-type",
+        multiple=True,
+        metavar="NAME=TYPE",
+        help="Data files: continuous, bounded, count or binary (default: 0/1 values binary, "
+        "else continuous) (repeatable).",
+    ),
+    click.option(
+        "--better",
+        "data_better",
+        multiple=True,
+        metavar="[NAME=]higher|lower",
+        help="Direction of benefit: for the analysed outcome, or NAME=... (repeatable).",
+    ),
+    click.option(
+        "--bounds",
+        multiple=True,
+        metavar="NAME=LOW,HIGH",
+        help="Data files: the scale of an outcome; values outside are problems (repeatable).",
+    ),
+    click.option(
+        "--mcid",
+        "data_mcid",
+        multiple=True,
+        metavar="[NAME=]VALUE",
+        help="Minimal clinically important difference: for the analysed outcome, or "
+        "NAME=VALUE (repeatable).",
+    ),
+    click.option(
+        "--reference",
+        default=None,
+        metavar="LABEL",
+        help="Data files: the reference (control) arm's label (default: the one label named "
+        "like a control: control, TAU, placebo, waitlist, 0, ...).",
+    ),
+    click.option(
+        "--pool",
+        multiple=True,
+        metavar="NEW=A+B",
+        help="Data files: analyse arm labels A and B as one arm NEW (repeatable).",
+    ),
+    click.option("--sheet", default=None, help="Data files: the .xlsx sheet (default: the first)."),
+    click.option(
+        "--visit-months",
+        multiple=True,
+        metavar="LABEL=MONTH,...",
+        help="Wide data files: the month of a visit label, e.g. --visit-months post=3,1=6.",
+    ),
+)
+
+
+def data_options(func):
+    """Add every data-reading option (--map, --wide/--long, --scenario, --covariate,
+    --outcome-type, --better, --bounds, --mcid, --reference, --pool, --sheet,
+    --visit-months) and pass them to ``func`` as one keyword ``declared``
+    (:class:`trialsim.io.declare.Declarations`)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from trialsim.io.declare import Declarations
+
+        try:
+            declared = Declarations.from_options(
+                mapping=kwargs.pop("mapping"),
+                wide=kwargs.pop("wide"),
+                scenario=kwargs.pop("data_scenario"),
+                covariate=kwargs.pop("covariate"),
+                outcome_type=kwargs.pop("outcome_type"),
+                better=kwargs.pop("data_better"),
+                bounds=kwargs.pop("bounds"),
+                mcid=kwargs.pop("data_mcid"),
+                reference=kwargs.pop("reference"),
+                pool=kwargs.pop("pool"),
+                sheet=kwargs.pop("sheet"),
+                visit_months=kwargs.pop("visit_months"),
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        return func(*args, declared=declared, **kwargs)
+
+    for option in reversed((map_option, wide_option, *_DATA_OPTIONS)):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 def parse_rope(text: str | None) -> tuple[float, float] | None:

@@ -6,37 +6,58 @@ from pathlib import Path
 
 import click
 
-from trialsim.cli.common import InputError, friendly, map_option, set_option, wide_option
+from trialsim.cli.common import InputError, data_options, friendly, set_option
 
 
 @click.command()
 @click.argument("path", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
 @set_option
-@map_option
-@wide_option
+@data_options
 @friendly
-def validate(path: Path, overrides: tuple[str, ...], mapping, wide) -> None:
+def validate(path: Path, overrides: tuple[str, ...], declared) -> None:
     """Check a scenario file or a trial-data file; nothing is written.
 
     A .toml FILE is a scenario: every key is checked (unknown keys, wrong types, out-of-range
     or inconsistent values) and a one-screen summary is printed.
 
-    Any other FILE is trial data (CSV - also Danish ';' with decimal commas -, Parquet,
-    .xlsx, .dta, .sav; long or wide, see DESIGN.md §6). It is checked for missing or
-    misspelt columns, wrong types, duplicate participant-visit rows, controls in groups under
-    individual randomisation, groups spanning arms or municipalities, attended > offered
-    sessions, a single arm and missing follow-up. Every problem is one line with its row and
-    column; any problem gives exit code 2.
+    Any other FILE is trial data: CSV (also Danish ';' with decimal commas), Parquet, .xlsx
+    (--sheet), .dta or .sav; long (one row per person and visit, a 'visit' column with
+    0 = baseline), wide (one row per person, columns like score_0/score_1, bdi.pre/bdi.8m,
+    'PSP 0 mdr'/'PSP 9 mdr', weight_pre/weight_post) or one row per person without a visit
+    column (post-test only).
+
+    \b
+    Columns are read by role, by name or by --map ROLE=COLUMN:
+      participant, arm (any labels; the reference by --reference or a control name),
+      site (or municipality, school, stratum, centre), cluster (or cohort, class),
+      group (delivery groups, in any arm), trainer, period, visit, month,
+      sessions_offered, sessions_attended, assessor_blinded, rep (replicates).
+    Other numeric columns are outcomes (types inferred unless --scenario, --outcome-type,
+    --bounds, --better or --mcid declare them); --covariate NAME adjusts for a column; every
+    other column is listed as ignored.
+
+    The structure found (arms, what was randomised, groups, visits, outcomes, covariates) is
+    printed first, then every problem on one line with its row and column: misspelt role
+    names, values that are not numbers or outside declared bounds, duplicate
+    participant-visit rows, values changing within a participant, groups spanning arms or
+    sites, clusters spanning arms, attended > offered sessions, a single arm, an unknown
+    reference arm, missing follow-up, unreadable wide visit labels. Any problem gives exit
+    code 2.
 
     \b
     Examples:
       trialsim validate scenarios/sft-19m.toml
       trialsim validate scenarios/data/sft-example.csv \\
         --map participant=deltager,municipality=kommune,arm=gruppe,group=hold
+      trialsim validate anorexia.csv --reference Cont --map arm=treat
+      trialsim validate btheb.csv --covariate drug --covariate length --better lower
     """
     if path.suffix.lower() == ".toml":
-        if mapping or wide is not None:
-            raise InputError("--map/--wide apply to data files, not to a scenario (.toml)")
+        if declared.mapping or declared.wide is not None or _data_only(declared):
+            raise InputError(
+                "--map/--wide and the other data options apply to data files, not to a "
+                "scenario (.toml)"
+            )
         from trialsim.report.summary import scenario_summary
         from trialsim.scenario import load_scenario
 
@@ -47,36 +68,30 @@ def validate(path: Path, overrides: tuple[str, ...], mapping, wide) -> None:
         raise InputError("--set applies to scenario files (.toml), not to data files")
     from trialsim.io import check_trial_file
 
-    table = check_trial_file(path, mapping, wide)
+    table = check_trial_file(path, declared=declared)
+    for line in table.describe():
+        click.echo(line)
     if table.problems:
         for line in table.problem_lines():
             click.echo(f"error: {line}", err=True)
-        hints = [p.map_hint for p in table.problems if p.map_hint]
-        if len(hints) > 1:
+        hints = [p.map_hint for p in table.problems if p.map_hint] or []
+        hints += [h for h in table.hints if h not in hints]
+        if hints and any(p.map_hint for p in table.problems):
             click.echo(f"hint: try --map {','.join(hints)}", err=True)
         raise click.exceptions.Exit(2)
-    click.echo(data_summary(table))
+    click.echo(f"{table.source}: valid trial data")
 
 
-def data_summary(table) -> str:
-    """A few lines describing a valid trial-data table."""
-    from trialsim.io.checks import infer_design
-    from trialsim.io.mapping import OUTCOMES
-
-    f = table.frame
-    people = f.drop_duplicates("participant")
-    arms = people["arm"].value_counts()
-    outcomes = [o for o in OUTCOMES if o in f]
-    last = f[f["visit"] == f["visit"].max()]
-    lines = [
-        f"{table.source}: valid trial data ({'wide' if table.wide else 'long'} layout)",
-        f"design      {infer_design(f)} randomisation (inferred)",
-        f"people      {len(people)} ({arms.get('treatment', 0)} treatment, "
-        f"{arms.get('control', 0)} control) in {people['municipality'].nunique()} "
-        f"municipalities, {people['group'].nunique()} groups",
-        f"visits      {', '.join(str(int(v)) for v in sorted(f['visit'].unique()))}",
-    ]
-    for o in outcomes:
-        share = last[o].notna().mean()
-        lines.append(f"outcome     {o}: measured at the last visit for {share:.0%}")
-    return "\n".join(lines)
+def _data_only(declared) -> bool:
+    return bool(
+        declared.scenario
+        or declared.covariates
+        or declared.outcome_types
+        or declared.better
+        or declared.bounds
+        or declared.mcid
+        or declared.reference
+        or declared.pool
+        or declared.sheet
+        or declared.visit_months
+    )

@@ -1,34 +1,28 @@
-"""Schema and design checks of a long trial-data table (``trialsim validate DATA``).
+"""Checks of a long trial-data table (``trialsim validate DATA``).
 
 Each problem is one :class:`Problem` with the row a spreadsheet shows and the column under
 the file's own name. All problems are collected (not just the first); a check that finds the
 same problem on many rows reports the first :data:`MAX_PER_CHECK` rows and then one line
 counting the rest. Checks that need a clean column (e.g. "group spans arms" needs valid arms)
 are skipped while that column has problems of its own.
+
+Columns carry role names here (``participant``, ``arm``, ``site``, ``cluster``, ``group``,
+...); outcomes and covariates their own. Nothing is range-checked unless its bounds were
+declared (a scenario, ``--bounds``, or the type: binary 0/1, count >= 0).
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from trialsim.io.mapping import OUTCOMES, REQUIRED, SCHEMA_COLUMNS, suggest_column
+from trialsim.io.mapping import HINTS, suggest_column
 from trialsim.io.readers import ROW
 
 MAX_PER_CHECK = 10
 
-# Plausible ranges of the known outcomes (scale definitions in scenarios/sft-19m.toml).
-OUTCOME_RANGES = {
-    "psp": (1.0, 100.0),
-    "mhrm": (0.0, 120.0),
-    "who5": (0.0, 100.0),
-    "eq5d": (-0.624, 1.0),
-    "support_hours": (0.0, np.inf),
-    "employed": (0.0, 1.0),
-}
 _BOOL_TEXT = {
     "1": True,
     "0": False,
@@ -50,7 +44,7 @@ class Problem:
     message: str
     row: int | None = None
     column: str | None = None
-    map_hint: str | None = None  # "schema=column" that would fix it
+    map_hint: str | None = None  # "role=column" that would fix it
 
     def line(self, source: str) -> str:
         where = [source]
@@ -61,11 +55,13 @@ class Problem:
         return f"{', '.join(where)}: {self.message}"
 
 
-class _Collector:
-    def __init__(self, names: dict, wide_names: dict):
+class Collector:
+    """Problems found, under the names the user sees."""
+
+    def __init__(self, names: dict | None = None, wide_names: dict | None = None):
         self.problems: list[Problem] = []
-        self.names = names
-        self.wide_names = wide_names
+        self.names = names or {}
+        self.wide_names = wide_names or {}
         self.bad_columns: set[str] = set()
 
     def column_name(self, column: str, visit=None) -> str:
@@ -73,9 +69,9 @@ class _Collector:
             return self.wide_names[(column, visit)]
         return self.names.get(column, column)
 
-    def add(self, message, row=None, column=None, visit=None):
+    def add(self, message, row=None, column=None, visit=None, map_hint=None):
         name = None if column is None else self.column_name(column, visit)
-        self.problems.append(Problem(message, None if row is None else int(row), name))
+        self.problems.append(Problem(message, None if row is None else int(row), name, map_hint))
 
     def rows(self, frame: pd.DataFrame, bad: np.ndarray, column: str, message) -> None:
         """One problem per flagged row (capped); ``message`` may be a function of the row."""
@@ -94,7 +90,7 @@ class _Collector:
             )
 
 
-def _fmt(value) -> str:
+def fmt(value) -> str:
     """A cell as the user typed it: 12 not 12.0, text quoted."""
     if isinstance(value, str):
         return repr(value)
@@ -106,6 +102,12 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def who(value) -> str:
+    """A participant id as the user typed it, unquoted."""
+    text = fmt(value)
+    return text[1:-1] if isinstance(value, str) else text
+
+
 def _visit_int(v):
     try:
         return int(v)
@@ -113,49 +115,39 @@ def _visit_int(v):
         return None
 
 
+def numeric_share(values: pd.Series) -> float:
+    """Share of a column's non-empty cells that are numbers (0 for an empty column)."""
+    present = values.dropna()
+    if present.empty:
+        return 0.0
+    if pd.api.types.is_numeric_dtype(present.dtype):
+        return 1.0
+    return float(np.isfinite(pd.to_numeric(present, errors="coerce").astype(float)).mean())
+
+
 def check_long_frame(
-    frame: pd.DataFrame, *, names: dict | None = None, wide_names: dict | None = None
-) -> tuple[pd.DataFrame, list[Problem]]:
-    """Check a long table; return it with numeric columns converted, and the problems found.
+    frame: pd.DataFrame,
+    c: Collector,
+    *,
+    outcomes: dict,
+    covariates: dict,
+    site_name: str | None = None,
+    cluster_name: str | None = None,
+    visit_column: bool = True,
+) -> pd.DataFrame:
+    """Check a long table (role names); return it with numeric columns converted.
 
-    ``names`` maps schema names to the file's names, ``wide_names`` (outcome, visit) to the
-    wide column, so messages use what the user sees.
+    ``outcomes`` name -> :class:`~trialsim.structure.OutcomeSpec` (bounds and type checked
+    where declared); ``covariates`` name -> kind (``numeric``/``categorical``).
     """
-    c = _Collector(names or {}, wide_names or {})
     frame = frame.copy()
-    columns = [col for col in frame.columns if not col.startswith("_")]
-    for col in REQUIRED:
-        if col not in frame.columns:
-            guess = suggest_column(col, columns)
-            fix = f"map it with --map {col}={guess}" if guess else f"add a column named {col!r}"
-            c.problems.append(
-                Problem(
-                    f"required column {col!r} is missing; {fix} (schema: DESIGN.md §6)",
-                    map_hint=f"{col}={guess}" if guess else None,
-                )
-            )
-            c.bad_columns.add(col)
-    suggested = {suggest_column(col, columns) for col in REQUIRED if col not in frame.columns}
-    for col in columns:
-        if col in SCHEMA_COLUMNS or col in suggested:
-            continue
-        free = [s for s in SCHEMA_COLUMNS if s not in frame.columns]
-        close = difflib.get_close_matches(col.casefold(), free, n=1, cutoff=0.85)
-        if close:
-            c.add(
-                f"column {col!r} is not in the schema and is ignored; did you mean "
-                f"{close[0]!r}? Rename it or use --map {close[0]}={col}"
-            )
-    outcomes = [o for o in OUTCOMES if o in frame.columns]
-    if not outcomes:
-        c.add(f"no outcome column; name at least one of {', '.join(OUTCOMES)} (or use --map)")
-
-    _check_types(frame, c, outcomes)
+    labels = {"site": site_name or "site", "cluster": cluster_name or "cluster"}
+    _check_types(frame, c, outcomes, covariates, labels)
     _check_duplicates(frame, c)
     _check_sessions(frame, c)
-    _check_person_constant(frame, c)
-    _check_design(frame, c, outcomes)
-    return frame, c.problems
+    _check_person_constant(frame, c, covariates, labels)
+    _check_design(frame, c, outcomes, labels, visit_column)
+    return frame
 
 
 def _numeric(frame, c, col, *, integer=False, lower=None, upper=None, what="a number"):
@@ -163,16 +155,16 @@ def _numeric(frame, c, col, *, integer=False, lower=None, upper=None, what="a nu
     values = pd.to_numeric(raw, errors="coerce").astype(float)
     present = raw.notna().to_numpy()
     not_number = present & ~np.isfinite(values.to_numpy())
-    c.rows(frame, not_number, col, lambda r: f"{_fmt(r[col])} is not {what}")
+    c.rows(frame, not_number, col, lambda r: f"{fmt(r[col])} is not {what}")
     ok = np.isfinite(values.to_numpy())
+    v = values.to_numpy()
     if integer:
         c.rows(
             frame,
-            ok & (values.to_numpy() != np.round(values.to_numpy())),
+            ok & (v != np.round(v)),
             col,
-            lambda r: f"{_fmt(r[col])} is not a whole number",
+            lambda r: f"{fmt(r[col])} is not a whole number",
         )
-    v = values.to_numpy()
     if lower is not None or upper is not None:
         lo = -np.inf if lower is None else lower
         hi = np.inf if upper is None else upper
@@ -180,45 +172,48 @@ def _numeric(frame, c, col, *, integer=False, lower=None, upper=None, what="a nu
             frame,
             ok & ((v < lo) | (v > hi)),
             col,
-            lambda r: f"{r[col]} is outside the scale [{lo:g}, {hi:g}]",
+            lambda r: f"{fmt(float(r[col]))} is outside the scale [{lo:g}, {hi:g}]",
         )
     frame[col] = values
 
 
-def _check_types(frame, c, outcomes):
-    if "participant" in frame:
-        c.rows(frame, frame["participant"].isna().to_numpy(), "participant", "participant is empty")
-    if "municipality" in frame:
-        c.rows(
-            frame, frame["municipality"].isna().to_numpy(), "municipality", "municipality is empty"
-        )
+def _check_types(frame, c, outcomes, covariates, labels):
+    for col in ("participant", "site"):
+        if col in frame:
+            c.rows(
+                frame,
+                frame[col].isna().to_numpy(),
+                col,
+                f"{labels.get(col, col)} is empty; every row needs one",
+            )
     if "visit" in frame:
         _numeric(frame, c, "visit", integer=True, lower=0, what="a visit number (0 = baseline)")
         c.rows(frame, frame["visit"].isna().to_numpy(), "visit", "visit is empty")
     if "rep" in frame:
         _numeric(frame, c, "rep", integer=True, lower=0, what="a replicate number")
     if "arm" in frame:
-        arm = frame["arm"]
-        c.rows(frame, arm.isna().to_numpy(), "arm", "arm is empty")
-        unknown = arm.notna() & ~arm.isin(["control", "treatment"])
-        c.rows(
-            frame,
-            unknown.to_numpy(),
-            "arm",
-            lambda r: (
-                f"unknown arm label {r['arm']!r}; expected control or treatment, or say what it "
-                f"means with --map treatment={r['arm']} (or control={r['arm']})"
-            ),
-        )
+        c.rows(frame, frame["arm"].isna().to_numpy(), "arm", "arm is empty; every row needs one")
     for col in ("month", "period", "sessions_offered", "sessions_attended"):
         if col in frame:
             _numeric(frame, c, col, integer=col != "month", lower=0)
-    for o in outcomes:
-        lo, hi = OUTCOME_RANGES[o]
-        _numeric(frame, c, o, lower=lo, upper=hi)
-        if o == "employed":
-            v = frame[o].to_numpy()
-            c.rows(frame, np.isfinite(v) & (v != 0) & (v != 1), o, "employed must be 0 or 1")
+    for name, spec in outcomes.items():
+        if name not in frame:
+            continue
+        lower, upper = spec.lower, spec.upper
+        if spec.type == "count" and lower is None:
+            lower = 0.0
+        _numeric(frame, c, name, lower=lower, upper=upper, integer=spec.type == "count")
+        if spec.type == "binary" and name not in c.bad_columns:
+            v = frame[name].to_numpy()
+            c.rows(
+                frame,
+                np.isfinite(v) & (v != 0) & (v != 1),
+                name,
+                lambda r, n=name: f"{fmt(r[n])}: a binary outcome must be 0 or 1",
+            )
+    for name, kind in covariates.items():
+        if name in frame and kind == "numeric":
+            _numeric(frame, c, name)
     if "assessor_blinded" in frame:
         raw = frame["assessor_blinded"]
         uniques = raw.dropna().unique()
@@ -240,32 +235,33 @@ def _check_duplicates(frame, c):
     dup = frame.duplicated(keys, keep="first").to_numpy()
     if dup.any():
         first_row = frame.groupby(keys, sort=False, dropna=False)[ROW].transform("first")
-        frame_rows = first_row.to_numpy()
         c.rows(
-            frame.assign(_first=frame_rows),
+            frame.assign(_first=first_row.to_numpy()),
             dup,
             "visit",
             lambda r: (
-                f"participant {_fmt(r['participant'])} has visit {r['visit']:g} twice (also row "
+                f"participant {who(r['participant'])} has visit {r['visit']:g} twice (also row "
                 f"{r['_first']}); keep one row per participant and visit"
             ),
         )
 
 
-def _check_person_constant(frame, c):
-    """Arm, municipality, group, ... must not change between a participant's visits."""
+def _check_person_constant(frame, c, covariates, labels):
+    """Arm, site, group, covariates, ... must not change between a participant's visits."""
     if "participant" not in frame or "participant" in c.bad_columns:
         return
     keys = [k for k in ("rep", "participant") if k in frame]
+    before = set(c.bad_columns)  # a changing value is reported; other checks still run
     for col in (
         "arm",
-        "municipality",
+        "site",
+        "cluster",
         "group",
         "trainer",
-        "cohort",
         "period",
         "sessions_offered",
         "sessions_attended",
+        *covariates,
     ):
         if col not in frame or col in c.bad_columns:
             continue
@@ -279,10 +275,11 @@ def _check_person_constant(frame, c):
             bad,
             col,
             lambda r, col=col: (
-                f"participant {_fmt(r['participant'])} changes {col} between visits "
-                f"({_fmt(r[col])}); it must be the same on every row of a participant"
+                f"participant {who(r['participant'])} changes {labels.get(col, col)} between "
+                f"visits ({fmt(r[col])}); it must be the same on every row of a participant"
             ),
         )
+    c.bad_columns &= before | {"participant"}
 
 
 def _check_sessions(frame, c):
@@ -301,71 +298,71 @@ def _check_sessions(frame, c):
         )
 
 
-def infer_design(frame: pd.DataFrame) -> str:
-    """individual | cohort | municipality | stepped-wedge, as :func:`read_trial_data` infers."""
-    if "period" in frame:
-        return "stepped-wedge"
-    if "cohort" in frame:
-        return "cohort"
-    share = (frame["arm"] == "treatment").groupby(frame["municipality"]).mean()
-    return "municipality" if set(share.unique()) <= {0.0, 1.0} else "individual"
+def _spanning(frame, c, unit, across, message):
+    """One problem per ``unit`` (group, cluster) whose rows hold several ``across`` values."""
+    rows = frame[frame[unit].notna() & frame[across].notna()]
+    keys = ["rep", unit] if "rep" in rows else [unit]
+    n = rows.groupby(keys)[across].transform("nunique")
+    for _, sub in rows[(n > 1).to_numpy()].groupby(keys, sort=False):
+        minority = sub[across].value_counts().index[-1]
+        row = sub.loc[sub[across] == minority, ROW].iloc[0]
+        c.add(message(sub, minority), row, unit)
 
 
-def _check_design(frame, c, outcomes):
-    if not {"arm", "municipality", "participant"} <= set(frame):
+def _check_design(frame, c, outcomes, labels, visit_column):
+    if "arm" not in frame or "arm" in c.bad_columns:
         return
-    # rows with a valid arm and municipality (the others are reported already)
-    frame = frame[frame["arm"].isin(["control", "treatment"]) & frame["municipality"].notna()]
-    arms = set(frame["arm"])
+    arms = frame["arm"].dropna().unique()
     if len(arms) < 2:
-        only = next(iter(arms), "none")
+        only = arms[0] if len(arms) else "none"
         c.add(
-            f"only one arm ({only}) in the data; a trial needs control and treatment rows",
+            f"only one arm ({only}) in the data; a trial needs two or more arms",
             None,
             "arm",
         )
         return
-    design = infer_design(frame)
+    site = labels["site"]
     if "group" in frame and "group" not in c.bad_columns:
-        has_group = frame["group"].notna().to_numpy()
-        if design == "individual":
-            c.rows(
+        _spanning(
+            frame,
+            c,
+            "group",
+            "arm",
+            lambda sub, m: (
+                f"group {who(sub['group'].iloc[0])} spans arms "
+                f"({', '.join(map(str, sub['arm'].unique()))}; first {m} row here); a "
+                "delivery group belongs to one arm: number groups uniquely across arms"
+            ),
+        )
+        if "site" in frame and "site" not in c.bad_columns:
+            _spanning(
                 frame,
-                has_group & (frame["arm"] == "control").to_numpy(),
+                c,
                 "group",
-                lambda r: (
-                    f"control participant {_fmt(r['participant'])} has group "
-                    f"{_fmt(r['group'])}; under individual randomisation controls are not in "
-                    "treatment groups (leave empty)"
+                "site",
+                lambda sub, m: (
+                    f"group {who(sub['group'].iloc[0])} spans more than one {site} "
+                    f"({', '.join(map(str, sub['site'].unique()))}); if groups are numbered "
+                    f"within each {site}, make the numbers unique (e.g. M1-1)"
                 ),
             )
-        grouped = frame[has_group]
-        keys = ["rep", "group"] if "rep" in frame else ["group"]
-        n_arms = grouped.groupby(keys)["arm"].transform("nunique")
-        spans = grouped[(n_arms > 1).to_numpy()]
-        for _, sub in spans.groupby(keys, sort=False):
-            minority = sub["arm"].value_counts().index[-1]
-            row = sub.loc[sub["arm"] == minority, ROW].iloc[0]
-            c.add(
-                f"group {_fmt(sub['group'].iloc[0])} spans both arms (first {minority} row here); "
-                "a treatment group belongs to one arm",
-                row,
-                "group",
-            )
-        n_muni = grouped.groupby(keys)["municipality"].transform("nunique")
-        for _, sub in grouped[(n_muni > 1).to_numpy()].groupby(keys, sort=False):
-            first_muni = sub["municipality"].iloc[0]
-            row = sub.loc[sub["municipality"] != first_muni, ROW].iloc[0]
-            c.add(
-                f"group {_fmt(sub['group'].iloc[0])} spans municipalities "
-                f"({', '.join(map(str, sub['municipality'].unique()))}); if groups are numbered "
-                "within each municipality, make the numbers unique (e.g. M1-1)",
-                row,
-                "group",
-            )
-    if "visit" in frame and "visit" not in c.bad_columns and outcomes:
+    if "cluster" in frame and "cluster" not in c.bad_columns:
+        cl = labels["cluster"]
+        _spanning(
+            frame,
+            c,
+            "cluster",
+            "arm",
+            lambda sub, m: (
+                f"{cl} {who(sub['cluster'].iloc[0])} spans arms "
+                f"({', '.join(map(str, sub['arm'].unique()))}; first {m} row here); a "
+                f"randomised {cl} is in one arm: number {cl}s uniquely across {site}s"
+            ),
+        )
+    if visit_column and "visit" in frame and "visit" not in c.bad_columns and outcomes:
+        present = [o for o in outcomes if o in frame]
         follow = frame["visit"] > 0
-        measured = frame[outcomes].notna().any(axis=1)
+        measured = frame[present].notna().any(axis=1) if present else follow & False
         if not follow.any():
             c.add(
                 "no follow-up rows (every visit is 0 = baseline); effects need follow-up",
@@ -374,3 +371,18 @@ def _check_design(frame, c, outcomes):
             )
         elif not (follow & measured).any():
             c.add("no outcome is measured at any follow-up visit (visit > 0)", None, "visit")
+
+
+def missing_role(c: Collector, role: str, columns: list[str], what: str) -> None:
+    """A required role has no column: say which column might be it."""
+    guess = suggest_column(role, columns)
+    fix = f"map it with --map {role}={guess}" if guess else f"add a column named {role!r}"
+    c.problems.append(
+        Problem(
+            f"required column {role!r} is missing ({what}); {fix} (see trialsim validate --help)",
+            map_hint=f"{role}={guess}" if guess else None,
+        )
+    )
+
+
+__all__ = ["HINTS", "Collector", "Problem", "check_long_frame", "missing_role", "numeric_share"]

@@ -1,15 +1,20 @@
-"""Column mapping: from a file's own column names and arm labels to the schema of DESIGN.md §6.
+"""Column roles: which of a file's columns is the participant, arm, site, cluster, ...
 
-``--map psp=PSP_total,arm=gruppe,municipality=Kommune`` says "the schema column ``psp`` is the
-file's column ``PSP_total``". Two extra keys name arm *labels*: ``treatment=SFT`` and
-``control=Kontrol`` say which values of the arm column mean what. Common labels are
-recognised without a mapping, in English and Danish (case and spaces ignored):
+``--map participant=deltager,arm=gruppe,municipality=Kommune`` says "the role ``participant``
+is the file's column ``deltager``". Roles (:data:`ROLES`): participant, arm, site, cluster,
+group, trainer, period, visit, month, sessions_offered, sessions_attended, assessor_blinded,
+rep. The site role may be given under the name the trial uses for it (municipality, school,
+stratum, centre), which is kept as the structure's site name; the cluster role likewise
+(cohort, class). Columns already named like a role need no mapping (case ignored).
 
-* treatment: treatment, intervention, sft, behandling, indsats, interventionsgruppe, 1
-* control: control, kontrol, kontrolgruppe, usual care, sædvanlig indsats, 0
+Any other target renames a column: ``--map psp=PSP_total`` (an outcome), ``--map
+psp_0=PSP_baseline`` (a wide column). Two keys name arm *labels* (the older syntax):
+``control=Kontrol`` makes ``Kontrol`` the reference arm, relabelled ``control``, and
+``treatment=SFT`` relabels ``SFT`` as ``treatment``.
 
-Columns already named as in the schema need no mapping; the match ignores case
-(``PSP`` is ``psp``).
+The reference (control) arm is recognised among these labels (case and spaces ignored) when
+``--reference`` is not given: control, kontrol, kontrolgruppe, usual care, sædvanlig
+indsats, tau, treatment as usual, placebo, waitlist, 0.
 """
 
 from __future__ import annotations
@@ -20,46 +25,60 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-OUTCOMES = ("psp", "mhrm", "who5", "eq5d", "support_hours", "employed")
-PERSON_COLUMNS = (
+ROLES = (
     "participant",
-    "municipality",
     "arm",
+    "site",
+    "cluster",
     "group",
     "trainer",
-    "cohort",
+    "period",
+    "visit",
+    "month",
+    "sessions_offered",
+    "sessions_attended",
+    "assessor_blinded",
+    "rep",
+)
+# the role ``site`` under the names trials use for it (the name is kept)
+SITE_ALIASES = ("municipality", "school", "stratum", "centre", "center", "site")
+# the role ``cluster`` under the names trials use for it
+CLUSTER_ALIASES = ("cluster", "cohort", "class")
+# an arm column under another common name (used when there is no ``arm`` column)
+ARM_ALIASES = ("treatment", "treat", "allocation", "condition", "randomisation", "trt")
+# columns written by the simulator's recruitment timeline: known, not read
+RESERVED = ("enrolled_month", "waiting_months", "visit_date")
+PERSON_ROLES = (
+    "arm",
+    "site",
+    "cluster",
+    "group",
+    "trainer",
     "period",
     "sessions_offered",
     "sessions_attended",
 )
-VISIT_COLUMNS = ("visit", "month", "assessor_blinded")
-SCHEMA_COLUMNS = ("rep", *PERSON_COLUMNS, *VISIT_COLUMNS, *OUTCOMES)
-REQUIRED = ("participant", "municipality", "arm", "group", "visit")
 ARM_KEYS = ("treatment", "control")
+MAP_TARGETS = (*ROLES, *SITE_ALIASES[:-1], *CLUSTER_ALIASES[1:])
 
-ARM_SYNONYMS = {
-    "treatment": (
-        "treatment",
-        "treated",
-        "intervention",
-        "sft",
-        "behandling",
-        "indsats",
-        "interventionsgruppe",
-        "interventionsgruppen",
-        "1",
-    ),
-    "control": (
-        "control",
-        "kontrol",
-        "kontrolgruppe",
-        "kontrolgruppen",
-        "usual care",
-        "sædvanlig indsats",
-        "saedvanlig indsats",
-        "0",
-    ),
-}
+CONTROL_LABELS = (
+    "control",
+    "controls",
+    "kontrol",
+    "kontrolgruppe",
+    "kontrolgruppen",
+    "usual care",
+    "sædvanlig indsats",
+    "saedvanlig indsats",
+    "tau",
+    "treatment as usual",
+    "placebo",
+    "waitlist",
+    "wait list",
+    "wait-list",
+    "waiting list",
+    "0",
+)
 
 # Danish (and common) names a real export may use, for "did you mean --map ..." hints.
 HINTS = {
@@ -77,7 +96,7 @@ HINTS = {
 
 @dataclass(frozen=True)
 class ColumnMap:
-    """Schema column -> file column, and arm label -> ``treatment``/``control``."""
+    """Target -> file column, and arm label (lower case) -> ``treatment``/``control``."""
 
     columns: dict[str, str] = field(default_factory=dict)
     arm_labels: dict[str, str] = field(default_factory=dict)
@@ -86,9 +105,16 @@ class ColumnMap:
         return bool(self.columns or self.arm_labels)
 
 
-def is_wide_name(name: str) -> bool:
-    """True for a wide-layout outcome column such as ``psp_0`` or ``psp_baseline``."""
-    return any(name.startswith(f"{o}_") and len(name) > len(o) + 1 for o in OUTCOMES)
+def role_of(target: str) -> str | None:
+    """The role a ``--map`` target or a column name stands for (``school`` -> ``site``)."""
+    t = target.casefold()
+    if t in ROLES:
+        return t
+    if t in SITE_ALIASES:
+        return "site"
+    if t in CLUSTER_ALIASES:
+        return "cluster"
+    return None
 
 
 def parse_mapping(items: str | tuple[str, ...] | list[str] | None) -> ColumnMap:
@@ -99,6 +125,8 @@ def parse_mapping(items: str | tuple[str, ...] | list[str] | None) -> ColumnMap:
     """
     if items is None:
         return ColumnMap()
+    if isinstance(items, ColumnMap):
+        return items
     if isinstance(items, str):
         items = (items,)
     columns: dict[str, str] = {}
@@ -111,85 +139,69 @@ def parse_mapping(items: str | tuple[str, ...] | list[str] | None) -> ColumnMap:
                 raise ValueError(
                     f"--map {pair!r}: expected target=source, e.g. --map psp=PSP_total,arm=gruppe"
                 )
-            if target in ARM_KEYS:
-                labels[source.casefold()] = target
+            if target.casefold() in ARM_KEYS:
+                labels[source.casefold()] = target.casefold()
                 continue
-            if target not in SCHEMA_COLUMNS and not is_wide_name(target):
-                close = difflib.get_close_matches(target, SCHEMA_COLUMNS, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(
-                    f"--map {pair!r}: unknown schema column {target!r}{hint}; targets are "
-                    f"{', '.join(SCHEMA_COLUMNS)}, wide outcome columns like psp_0, or the arm "
-                    "labels treatment=LABEL and control=LABEL"
-                )
+            if role_of(target) is None:
+                close = difflib.get_close_matches(target.casefold(), MAP_TARGETS, n=1, cutoff=0.8)
+                if close:
+                    raise ValueError(
+                        f"--map {pair!r}: unknown role {target!r} (did you mean {close[0]!r}?); "
+                        f"roles are {', '.join(MAP_TARGETS)}; any other name renames a column "
+                        "(e.g. an outcome)"
+                    )
             if target in columns and columns[target] != source:
                 raise ValueError(
                     f"--map: {target!r} is mapped twice ({columns[target]!r}, {source!r})"
                 )
             columns[target] = source
+    if len([v for v in labels.values() if v == "control"]) > 1:
+        raise ValueError("--map: control=LABEL is given twice; name one reference arm")
     return ColumnMap(columns, labels)
 
 
-def apply_mapping(
-    frame: pd.DataFrame, cmap: ColumnMap, *, source: str
-) -> tuple[pd.DataFrame, dict]:
-    """Rename the file's columns to schema names.
-
-    Returns the renamed frame and ``{schema name: file name}`` for the renamed columns (to
-    report problems under the name the user sees). Mapped columns must exist; schema columns
-    differing only in case are renamed too.
-    """
-    present = [c for c in frame.columns if not c.startswith("_")]
-    rename: dict[str, str] = {}
-    for target, col in cmap.columns.items():
-        if col not in frame.columns:
-            folded = {c.casefold(): c for c in present}
-            if col.casefold() in folded:
-                col = folded[col.casefold()]
-            else:
-                close = difflib.get_close_matches(col, present, n=1, cutoff=0.5)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(
-                    f"{source}: --map {target}={col}: the file has no column {col!r}{hint}"
-                )
-        rename[col] = target
-    taken = set(rename.values())
-    for col in present:
-        key = col.casefold()
-        if col in rename or col in SCHEMA_COLUMNS:
-            continue
-        if (key in SCHEMA_COLUMNS or is_wide_name(key)) and key not in taken:
-            rename[col] = key
-            taken.add(key)
-    clash = [c for c in present if c in taken and c not in rename]
-    if clash:
-        raise ValueError(
-            f"{source}: column {clash[0]!r} exists and another column is mapped to it; "
-            "map only one column to each schema name"
-        )
-    return frame.rename(columns=rename), {new: old for old, new in rename.items() if new != old}
+def find_column(col: str, present: list[str], *, source: str, option: str) -> str:
+    """The file's column ``col`` (exact, else ignoring case); a one-line error otherwise."""
+    if col in present:
+        return col
+    folded = {c.casefold(): c for c in present}
+    if col.casefold() in folded:
+        return folded[col.casefold()]
+    close = difflib.get_close_matches(col, present, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"{source}: {option}: the file has no column {col!r}{hint}")
 
 
-def normalise_arm(values: pd.Series, labels: dict[str, str]) -> pd.Series:
-    """Arm labels to ``treatment``/``control``; unknown labels are kept (validate reports them)."""
-    known = {s: arm for arm, names in ARM_SYNONYMS.items() for s in names}
-    known.update(labels)
-
-    def one(value):
-        if value is None or (isinstance(value, float) and value != value):
+def label_text(value) -> str | None:
+    """A cell as a label: None for missing, ``3`` not ``3.0``, text stripped."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, float):
+        if value != value:
             return None
-        text = str(value).strip()
-        if re.fullmatch(r"[01]\.0", text):
-            text = text[0]
-        return known.get(text.casefold(), text)
+        if value == int(value):
+            return str(int(value))
+        return repr(value)
+    text = str(value).strip()
+    if re.fullmatch(r"-?\d+\.0+", text):
+        text = text.split(".")[0]
+    return text or None
 
-    uniques = values.dropna().unique()
-    return values.map({u: one(u) for u in uniques})
+
+def labels_of(values: pd.Series) -> pd.Series:
+    """A column as text labels (object dtype, None where missing)."""
+    uniques = pd.unique(values.dropna())
+    lookup = {u: label_text(u) for u in uniques}
+    return values.astype(object).map(lookup).where(values.notna(), None)
+
+
+def is_control_label(label: str) -> bool:
+    return " ".join(str(label).casefold().split()) in CONTROL_LABELS
 
 
 def suggest_column(wanted: str, columns: list[str]) -> str | None:
-    """The file column most likely meant for schema column ``wanted`` (or None)."""
-    free = [c for c in columns if not c.startswith("_") and c not in SCHEMA_COLUMNS]
+    """The file column most likely meant for role ``wanted`` (or None)."""
+    free = [c for c in columns if not c.startswith("_") and role_of(c) is None]
     folded = {c.casefold().replace(" ", "_"): c for c in free}
     for hint in HINTS.get(wanted, ()):
         if hint in folded:

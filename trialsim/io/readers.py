@@ -29,15 +29,18 @@ _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
 _DECIMAL_POINT = re.compile(r"^\s*[-+]?\d+\.\d+\s*$")
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+def read_table(path: str | Path, *, sheet: str | None = None) -> pd.DataFrame:
     """Read a data file into a DataFrame with a ``_row`` column (see module docstring).
 
-    Raises ``ValueError`` with one line naming the file and what to do.
+    ``sheet`` names the .xlsx sheet (default: the first). Raises ``ValueError`` with one
+    line naming the file and what to do.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such data file")
     suffix = path.suffix.lower()
+    if sheet is not None and suffix not in (".xlsx", ".xlsm"):
+        raise ValueError(f"{path}: --sheet applies to .xlsx files only")
     if suffix not in SUFFIXES:
         raise ValueError(
             f"{path}: unknown data format {suffix or '(no suffix)'!r}; use one of "
@@ -49,7 +52,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         elif suffix == ".parquet":
             frame = pd.read_parquet(path)
         elif suffix in (".xlsx", ".xlsm"):
-            frame = pd.read_excel(path, sheet_name=0, engine="openpyxl")
+            frame = _read_excel(path, sheet)
         elif suffix == ".dta":
             frame = pd.read_stata(path, convert_categoricals=True)
         else:
@@ -62,6 +65,22 @@ def read_table(path: str | Path) -> pd.DataFrame:
     frame = _tidy(frame)
     frame.insert(0, ROW, range(2, len(frame) + 2))
     return frame
+
+
+def _read_excel(path: Path, sheet: str | None) -> pd.DataFrame:
+    if sheet is None:
+        return pd.read_excel(path, sheet_name=0, engine="openpyxl")
+    with pd.ExcelFile(path, engine="openpyxl") as book:
+        names = [str(n) for n in book.sheet_names]
+        if sheet not in names:
+            folded = {n.casefold(): n for n in names}
+            if sheet.casefold() not in folded:
+                raise ValueError(
+                    f"{path}: --sheet {sheet}: no such sheet; the sheets are {', '.join(names)}"
+                )
+            sheet = folded[sheet.casefold()]
+        names = sheet
+    return pd.read_excel(path, sheet_name=names, engine="openpyxl")
 
 
 def sniff_dialect(sample: str) -> tuple[str, str]:
