@@ -96,7 +96,7 @@ def test_mar_equals_direct_likelihood_maximisation(degree):
     # model; here the joint likelihood is maximised numerically (BFGS) without factorising.
     data = _simulate(MAR, 3, seed=11)
     est = missing.mar_all_visits(data, "psp", attendance_degree=degree, small_sample=False)
-    W = ancova_arrays(data, "psp", visit=0).X
+    W = ancova_arrays(data, "psp", rows="baseline").X
     fraction = data.sessions_attended / np.maximum(data.sessions_offered, 1)
     for r in range(3):
         y = data.outcomes["psp"][r, :, 1:]
@@ -138,7 +138,7 @@ def test_tipping_point(mar_data):
     np.testing.assert_array_equal(tp.by_delta[0].ci_low, mar.ci_low)
     # the estimate is that of single conditional-mean imputation (shifted by delta) + ANCOVA
     delta = 5.0
-    a = ancova_arrays(data, "psp", visit=0)
+    a = ancova_arrays(data, "psp", rows="baseline")
     for r in range(3):
         W = a.X[r]
         y = data.outcomes["psp"][r]

@@ -423,9 +423,9 @@ def test_ancova_arrays_match_a_plain_construction(sft_small):
         y, base = data.outcomes["psp"][:, :, -1], data.outcomes["psp"][:, :, 0]
         mask = np.isfinite(y) & np.isfinite(base)
         cols = [np.ones_like(y), data.treated.astype(float), base - np.nanmean(base)]
-        if data.design in ("individual", "waitlist", "cohort"):
-            m = data.municipality.max() + 1
-            cols += [np.broadcast_to(data.municipality == j, y.shape) for j in range(1, m)]
+        if data.structure.stratified:  # randomised within municipalities: strata
+            m = data.site.max() + 1
+            cols += [np.broadcast_to(data.site == j, y.shape) for j in range(1, m)]
         cols += [
             np.broadcast_to(data.period == j, y.shape) for j in range(1, data.period.max() + 1)
         ]

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from trialsim.cli import main
 from trialsim.scenario import (
     ScenarioError,
-    _read_with_base,
     arm_counts,
     load_scenario,
+    read_scenario_raw,
     scenario_from_dict,
 )
 from trialsim.simulate import simulate_trials
@@ -305,7 +305,7 @@ def test_bad_structures_are_one_line_errors(overrides, expected):
      ("arm", "is a column of the trial data table")],
 )  # fmt: skip
 def test_outcome_and_covariate_names(name, expected):
-    raw = _read_with_base(SFT)
+    raw = read_scenario_raw(SFT)
     outcome = {"type": "continuous", "mean": 0.0, "sd": 1.0}
     bad_outcome = {**raw, "outcomes": {**raw["outcomes"], name: outcome}}
     with pytest.raises(ScenarioError, match=f"outcomes.{name} name {expected}"):

@@ -35,11 +35,17 @@ def _structure(**kw) -> TrialStructure:
         ({}, "score", "mixed"),  # groups in the treated arm only: partially nested
         ({"group_arms": ("control", "treatment")}, "score", "mixed"),  # groups in both arms
         ({"group_arms": ()}, "score", "ancova"),  # no clustering at all
-        ({"cluster": "municipality", "site": "municipality", "stratified": False}, "score",
-         "mixed-cluster"),
+        (
+            {"cluster": "municipality", "site": "municipality", "stratified": False},
+            "score",
+            "mixed-cluster",
+        ),
         ({"cluster": "cohort", "groups_are_clusters": True}, "score", "mixed"),
-        ({"cluster": "municipality", "site": "municipality", "n_periods": 4}, "score",
-         "mixed-cluster"),
+        (
+            {"cluster": "municipality", "site": "municipality", "n_periods": 4},
+            "score",
+            "mixed-cluster",
+        ),
         ({}, "visits", "poisson"),  # counts never get a Gaussian model by default
         ({"cluster": "municipality", "site": "municipality"}, "well", "logistic"),
     ],

@@ -422,11 +422,11 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     Raises :class:`ScenarioError` with one line naming file, key, value and what is allowed.
     """
     path = Path(path)
-    raw = apply_overrides(_read_with_base(path), overrides, source=str(path))
+    raw = apply_overrides(read_scenario_raw(path), overrides, source=str(path))
     return scenario_from_dict(raw, source=str(path))
 
 
-def _read_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def read_scenario_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Parse a scenario file; ``base = "other.toml"`` (relative to the file) makes it a variant:
     its tables are merged key by key over the base scenario's."""
     if not path.is_file():
@@ -442,7 +442,7 @@ def _read_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         return raw
     if not isinstance(base, str):
         raise ScenarioError(f"base = {base!r} ({path}): give the base scenario's file name")
-    return _merged(_read_with_base(path.parent / base, (*seen, path.resolve())), raw)
+    return _merged(read_scenario_raw(path.parent / base, (*seen, path.resolve())), raw)
 
 
 def _merged(base: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:

@@ -179,9 +179,7 @@ class TrialStructure:
     def describe(self) -> list[str]:
         """Lines saying what this trial is, as `trialsim validate` prints them."""
         alloc = ":".join(f"{a:g}" for a in _ratio(self.allocation))
-        arms = ", ".join(
-            f"{a} (reference)" if i == 0 else a for i, a in enumerate(self.arms)
-        )
+        arms = ", ".join(f"{a} (reference)" if i == 0 else a for i, a in enumerate(self.arms))
         unit = (
             f"clusters ({self.cluster})"
             + (", each one delivery group" if self.groups_are_clusters else "")

@@ -31,7 +31,7 @@ from trialsim.data import TrialData
 def _covariates(data: TrialData, outcome: str) -> tuple[np.ndarray, np.ndarray, int]:
     """ANCOVA covariates W (R, N, p) for everyone with a baseline, the baseline mask and the
     treatment column."""
-    a = ancova_arrays(data, outcome, visit=0)  # visit 0: mask = baseline observed
+    a = ancova_arrays(data, outcome, rows="baseline")
     return a.X, a.mask, a.treat_column
 
 

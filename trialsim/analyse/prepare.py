@@ -15,6 +15,7 @@ import numpy as np
 
 from trialsim.data import TrialData
 
+
 @dataclass(frozen=True)
 class ModelArrays:
     """Arrays for one outcome at one visit, R replicates of N participants, p columns.
@@ -167,8 +168,14 @@ def uses_baseline(data: TrialData, outcome: str, visit: int = -1) -> bool:
     )
 
 
-def ancova_arrays(data: TrialData, outcome: str, *, visit: int = -1) -> ModelArrays:
+def ancova_arrays(
+    data: TrialData, outcome: str, *, visit: int = -1, rows: str = "complete"
+) -> ModelArrays:
     """Design arrays for ``outcome`` at ``visit`` (default the last).
+
+    ``rows="complete"`` keeps (``mask``) the participants measured at ``visit`` and at
+    baseline; ``rows="baseline"`` everyone measured at baseline (the covariates of a
+    likelihood analysis over all visits; ``y`` may then be missing).
 
     Columns: intercept, the contrast's arm, the other non-reference arms, the baseline of the
     same outcome (centred; only with a baseline visit, see :func:`uses_baseline`), the
@@ -184,7 +191,13 @@ def ancova_arrays(data: TrialData, outcome: str, *, visit: int = -1) -> ModelArr
     with_baseline = uses_baseline(data, outcome, visit)
     baseline = values[:, :, 0] if with_baseline else np.zeros_like(y)
     r, n = y.shape
-    mask = np.isfinite(y)
+    if rows not in ("complete", "baseline"):
+        raise ValueError(f"rows must be 'complete' or 'baseline', got {rows!r}")
+    if rows == "baseline" and not with_baseline:
+        raise ValueError(
+            f"{outcome!r} has no baseline measurement: analyses over all visits need one"
+        )
+    mask = np.isfinite(baseline) if rows == "baseline" else np.isfinite(y)
     if with_baseline:
         mask &= np.isfinite(baseline)
     names, extra = _fixed_columns(data)

@@ -263,9 +263,9 @@ def run_sweep(
 def _load_base(path: Path, overrides: Sequence[str]):
     """The scenario's mapping as :func:`trialsim.scenario.load_scenario` reads it (a variant's
     ``base =`` followed and merged), with the overrides applied, and the scenario."""
-    from trialsim.scenario import _read_with_base
+    from trialsim.scenario import read_scenario_raw
 
-    raw = apply_overrides(_read_with_base(path), list(overrides), source=str(path))
+    raw = apply_overrides(read_scenario_raw(path), list(overrides), source=str(path))
     return raw, scenario_from_dict(raw, source=str(path))
 
 

@@ -239,7 +239,7 @@ def simulate_and_analyse(
         out = []
         for world in worlds:
             data = simulate_trials(world, chunk, seed=seed, threads=1)
-            out.append([ANALYSES[name].run(data, outcome) for outcome, name in jobs])
+            out.append([ANALYSES[name].estimate(data, outcome) for outcome, name in jobs])
         return out
 
     collected = [[_Collected.empty() for _ in jobs] for _ in worlds]

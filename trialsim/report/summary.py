@@ -25,8 +25,7 @@ def scenario_summary(s: Scenario, *, source: str) -> str:
         f"{source}: valid scenario '{s.name}'",
         f"  {s.description}" if s.description else None,
         f"design      {d.randomisation} randomisation; arms {shares} "
-        f"(reference {st.reference})"
-        + (f", {st.n_periods - 1} steps" if st.n_periods > 1 else ""),
+        f"(reference {st.reference})" + (f", {st.n_periods - 1} steps" if st.n_periods > 1 else ""),
         f"sites       {s.sites.n_municipalities} municipalities, {s.n_participants} participants "
         f"({min(s.sites.participants)}-{max(s.sites.participants)} each)",
         f"groups      up to {n_groups} groups of {g.mean_size:g} (CV {g.cv_size:g}, "
