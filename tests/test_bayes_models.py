@@ -97,7 +97,8 @@ def test_diagnostics_warn_with_a_remedy():
 
 
 def test_cli_bayes_exact_matches_mcmc_and_writes_outputs(one_trial, tmp_path):
-    args = ["bayes", str(one_trial), "--prior", "sceptical", "--mcid", "7", "--format", "json"]
+    args = ["bayes", str(one_trial), "--prior", "sceptical", "--mcid", "7", "--better", "higher"]
+    args += ["--format", "json"]
     exact = CliRunner().invoke(main, [*args, "--method", "exact", "--out", str(tmp_path / "e")])
     assert exact.exit_code == 0, exact.output
     e = json.loads(exact.output)
@@ -134,14 +135,15 @@ def test_cli_bayes_exact_matches_mcmc_and_writes_outputs(one_trial, tmp_path):
         (["--prior", "sceptical"], "needs a non-zero MCID"),
         (["--mcid", "-7"], "positive number"),
         (["--rope", "2"], "expected L,U"),
-        (["--outcome", "who5"], "not a column"),
+        (["--outcome", "who5"], "not an outcome of"),
         (["--model", "cluster", "--method", "exact"], "randomised clusters"),
         (["--residual", "student-t", "--method", "exact"], "--method mcmc"),
         (["--group-prior", "half-cauchy:2"], "half-normal:SCALE"),
     ],
 )
 def test_cli_bayes_bad_input(one_trial, args, message):
-    result = CliRunner().invoke(main, ["bayes", str(one_trial), "--method", "exact", *args])
+    base = ["bayes", str(one_trial), "--method", "exact", "--better", "higher"]
+    result = CliRunner().invoke(main, [*base, *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
 
@@ -158,7 +160,8 @@ def test_cli_bayes_reads_the_danish_example_through_a_column_map(tmp_path):
         "trainer=træner,sessions_offered=tilbudt,sessions_attended=fremmøde",
     ]
     example = "scenarios/data/sft-example.csv"
-    args = ["bayes", example, *maps, "--method", "exact", "--mcid", "7", "--format", "json"]
+    args = ["bayes", example, *maps, "--method", "exact", "--mcid", "7", "--outcome", "psp"]
+    args += ["--scenario", "scenarios/sft-19m.toml", "--format", "json"]
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
     via_cli = json.loads(result.output)
@@ -173,7 +176,8 @@ def test_student_t_and_dose_models_recover_the_simulated_effects():
     """Student-t residuals agree with the Gaussian fit on Gaussian data; the dose model finds
     the positive attendance slope the scenario builds in (linear dose-response plus
     self-selection, so its slope is above the causal one)."""
-    s = load_scenario("scenarios/sft-19m.toml", ["outcomes.psp.step=0"]).with_outcomes(["psp"])
+    gaussian = ["outcomes.psp.step=0", "outcomes.psp.lower=-1000", "outcomes.psp.upper=1000"]
+    s = load_scenario("scenarios/sft-19m.toml", gaussian).with_outcomes(["psp"])
     data = simulate_trials(s, [1], seed=2)
     base = BayesSettings(prior="flat", mcid=7.0)
     g = fit_trial(data, "psp", base, draws=1000, tune=1000, seed=1)

@@ -127,9 +127,10 @@ def test_cli_analyse_one_row_per_replicate(tmp_path):
     CliRunner().invoke(main, ["simulate", str(SFT), "--reps", "3", "--out", str(data)])
     result = CliRunner().invoke(main, ["analyse", str(data), "--format", "csv"])
     assert result.exit_code == 0, result.output
-    lines = result.output.strip().splitlines()
-    assert lines[0].startswith("rep,analysis,estimate,se,df,p_value,ci_low,ci_high")
+    lines = result.stdout.strip().splitlines()  # the structure and the analysis go to stderr
+    assert lines[0].startswith("rep,contrast,analysis,estimate,se,df,p_value,ci_low,ci_high")
     assert len(lines) == 4
+    assert "analysis: mixed (default: bounded outcome" in result.stderr
     bad = CliRunner().invoke(main, ["analyse", str(data), "--outcome", "nope"])
     assert bad.exit_code == 2 and bad.output.startswith("error: ")
 

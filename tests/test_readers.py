@@ -215,7 +215,8 @@ def test_analyse_command_reads_the_example_with_map():
     from trialsim.cli import main
 
     result = CliRunner().invoke(
-        main, ["analyse", str(EXAMPLE), "--map", EXAMPLE_MAP, "--format", "json"]
+        main,
+        ["analyse", str(EXAMPLE), "--map", EXAMPLE_MAP, "--outcome", "psp", "--format", "json"],
     )
     assert result.exit_code == 0, result.output
     row = json.loads(result.output)["results"][0]

@@ -327,10 +327,10 @@ def test_two_arm_allocation_key_sets_allocation_treated():
 
 def test_library_structures_say_what_they_are():
     attention = "\n".join(load_scenario(LIB / "attention-control.toml").structure.describe())
-    assert "arms: attention-control (reference), sft; allocation 1:1" in attention
+    assert "arms: attention-control (reference), sft; allocation 50% / 50%" in attention
     assert "delivery groups: in every arm" in attention
     three = "\n".join(load_scenario(LIB / "three-arm.toml").structure.describe())
-    assert "arms: control (reference), sft, sft-booster; allocation 1:1:1" in three
+    assert "arms: control (reference), sft, sft-booster; allocation 33% / 33% / 33%" in three
     assert "delivery groups: in sft, sft-booster only (partially nested)" in three
     bdi = load_scenario(LIB / "depression-bdi.toml")
     text = "\n".join(bdi.structure.describe())

@@ -80,7 +80,7 @@ def test_example_with_map_is_valid():
     assert "valid trial data" in result.output
     lines = result.output.splitlines()
     assert lines[0].endswith("wide layout")
-    assert "arms: Kontrol (reference), SFT; allocation 1:1" in lines
+    assert "arms: Kontrol (reference), SFT; allocation 50% / 50%" in lines
     assert "delivery groups: in SFT only (partially nested), trainers recorded" in lines
     assert "participants: 340 (Kontrol 170, SFT 170); municipality: 9; groups: 27" in lines
 

@@ -97,6 +97,7 @@ class TrialStructure:
         ``baseline`` is true.
     outcomes : name -> :class:`OutcomeSpec`.
     covariates : name -> :class:`CovariateSpec` (adjusted for by the default analyses).
+    primary_outcome : the pre-specified primary outcome, when known (a scenario says it).
     label : a name for people (``individual``, ``cohort``, ``municipality``,
         ``stepped-wedge``, ``waitlist``, ...); derived or given by the scenario, never used
         to choose a behaviour.
@@ -117,6 +118,7 @@ class TrialStructure:
     outcomes: dict[str, OutcomeSpec] = field(default_factory=dict)
     covariates: dict[str, CovariateSpec] = field(default_factory=dict)
     label: str = "individual"
+    primary_outcome: str | None = None
 
     def __post_init__(self):
         if len(self.arms) < 2:
@@ -178,7 +180,7 @@ class TrialStructure:
 
     def describe(self) -> list[str]:
         """Lines saying what this trial is, as `trialsim validate` prints them."""
-        alloc = ":".join(f"{a:g}" for a in _ratio(self.allocation))
+        alloc = " / ".join(f"{a:.0%}" for a in self.allocation)
         arms = ", ".join(f"{a} (reference)" if i == 0 else a for i, a in enumerate(self.arms))
         unit = (
             f"clusters ({self.cluster})"
@@ -215,13 +217,6 @@ class TrialStructure:
         return replace(self, outcomes={**self.outcomes, spec.name: spec})
 
 
-def _ratio(shares) -> list[float]:
-    """Allocation shares as the smallest whole-number-looking ratio (0.5, 0.5 -> 1:1)."""
-    low = min(s for s in shares if s > 0)
-    ratio = [s / low for s in shares]
-    return [round(r, 2) for r in ratio]
-
-
 def structure_from_scenario(s) -> TrialStructure:
     """The structure a scenario's simulated trials have (see :mod:`trialsim.scenario`)."""
     d = s.design
@@ -253,6 +248,7 @@ def structure_from_scenario(s) -> TrialStructure:
         outcomes=outcomes,
         covariates=covariates,
         label=d.randomisation,
+        primary_outcome=s.primary,
     )
 
 

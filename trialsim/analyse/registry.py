@@ -275,12 +275,14 @@ def _clustering(structure: TrialStructure) -> str:
     return f", cluster-robust over {' and '.join(parts)}" if parts else ""
 
 
-def estimate_contrasts(analysis: Analysis, data: TrialData, outcome: str) -> pd.DataFrame:
-    """One row per replicate and contrast (each non-reference arm against the reference):
-    ``contrast`` names it as ``"ARM - REFERENCE"``."""
+def estimate_contrasts(
+    analysis: Analysis, data: TrialData, outcome: str, *, arms: tuple[str, ...] | None = None
+) -> pd.DataFrame:
+    """One row per replicate and contrast (``arms``, default every non-reference arm, against
+    the reference): ``contrast`` names it as ``"ARM - REFERENCE"``."""
     st = data.structure
     frames = []
-    for arm in st.contrasts:
+    for arm in st.contrasts if arms is None else arms:
         frame = analysis.estimate(data.for_contrast(arm), outcome).to_frame(rep=data.rep)
         frame.insert(1, "contrast", f"{arm} - {st.reference}")
         frames.append(frame)

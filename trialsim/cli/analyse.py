@@ -6,59 +6,103 @@ from pathlib import Path
 
 import click
 
-from trialsim.cli.common import echo_json, format_option, friendly, map_option, wide_option
+from trialsim.cli.common import data_options, echo_json, format_option, friendly, load_trial
 
 
 @click.command()
 @click.argument("data_file", metavar="DATA", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--outcome", default="psp", show_default=True, help="Outcome column to analyse.")
 @click.option(
-    "--method",
-    "method",
-    default="mixed",
-    show_default=True,
-    metavar="NAME",
-    help="Analysis (see 'trialsim analyses').",
+    "--outcome",
+    default=None,
+    help="Outcome column to analyse (default: the only outcome, or the --scenario's primary).",
 )
-@map_option
-@wide_option
+@click.option(
+    "--analysis",
+    "--method",
+    "analysis_name",
+    default=None,
+    metavar="NAME",
+    help="Analysis (see 'trialsim analyses'). Default: chosen from the trial's structure and "
+    "the outcome's type, and printed.",
+)
+@click.option(
+    "--contrast",
+    default=None,
+    metavar="ARM",
+    help="Compare only this arm with the reference (default: every arm in turn).",
+)
+@data_options
 @format_option
 @friendly
-def analyse(data_file, outcome, method, mapping, wide, fmt):
+def analyse(data_file, outcome, analysis_name, contrast, declared, fmt):
     """Run one analysis on a trial-data file (real or simulated).
 
     DATA is CSV (also Danish ';' with decimal commas), Parquet, .xlsx, .dta or .sav, long or
-    wide; --map names the file's columns (check the file first with 'trialsim validate').
-    With a 'rep' column (simulated batches) there is one result row per replicate with
-    rep, estimate, se, df, p_value, ci_low, ci_high and the variance components.
+    wide; the options name its columns and say what they are (check the file first with
+    'trialsim validate', which prints the structure it finds). The default analysis follows
+    from that structure and the outcome's type (groups, randomised clusters, counts, binary
+    outcomes) and is printed with the result. With more than two arms each arm is compared
+    with the reference; with a 'rep' column (simulated batches) there is one row per
+    replicate.
 
     \b
     Examples:
-      trialsim analyse sft.csv --outcome psp --method mixed
-      trialsim analyse scenarios/data/sft-example.csv --method cace-dose \\
-        --map participant=deltager,municipality=kommune,arm=gruppe,group=hold \\
-        --map sessions_offered=tilbudt,sessions_attended=fremmøde
+      trialsim analyse scenarios/data/sft-example.csv --outcome psp \\
+        --map participant=deltager,municipality=kommune,arm=gruppe,group=hold
+      trialsim analyse tests/data/real/anorexia.csv --reference Cont
+      trialsim analyse tests/data/real/btheb.csv --outcome bdi --covariate drug \\
+        --covariate length --covariate bdi.pre --better lower
     """
-    from trialsim.analyse.registry import get_analysis
-    from trialsim.data import read_trial_data
+    from trialsim.analyse.registry import default_analysis, estimate_contrasts, get_analysis
 
-    analysis = get_analysis(method)
-    data = read_trial_data(data_file, mapping, wide=wide)
-    frame = analysis.run(data, outcome).to_frame(rep=data.rep)
+    data, outcome = load_trial(data_file, declared, outcome)
+    st = data.structure
+    default = default_analysis(st, outcome)
+    if analysis_name is None:
+        analysis, line = get_analysis(default.name), default.line()
+    else:
+        analysis = get_analysis(analysis_name)
+        line = f"analysis: {analysis.name} (chosen; the default is {default.name})"
+    if contrast is not None:
+        data = data.for_contrast(contrast)
+        frame = estimate_contrasts(analysis, data, outcome, arms=(contrast,))
+    else:
+        frame = estimate_contrasts(analysis, data, outcome)
+    spec = st.outcome(outcome)
+    header = [f"{data_file}: {'; '.join(st.describe()[:4])}", f"outcome {spec.describe()}", line]
     if fmt == "csv":
+        click.echo("\n".join(header), err=True)
         click.echo(frame.to_csv(index=False), nl=False)
     elif fmt == "json":
         echo_json(
             {
                 "data": str(data_file),
                 "outcome": outcome,
-                "analysis": method,
-                "design": data.design,
+                "outcome_spec": spec.describe(),
+                "analysis": analysis.name,
+                "default_analysis": {"name": default.name, "reason": default.reason},
+                "structure": st.describe(),
                 "results": frame.to_dict(orient="records"),
             }
         )
     else:
+        click.echo("\n".join(header))
         click.echo(frame.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    failed = int(frame["failed"].sum())
+    if failed and data.n_reps == 1:
+        raise click.ClickException(
+            f"the {analysis.name} fit failed on {data_file} ({_why(frame)}); try another "
+            "analysis (see 'trialsim analyses') or check the data with 'trialsim validate'"
+        )
+    if failed:
+        click.echo(f"note: {failed} of {len(frame)} fits failed (counted, not dropped)", err=True)
+
+
+def _why(frame) -> str:
+    row = frame[frame["failed"]].iloc[0]
+    if "converged" in row and not row["converged"]:
+        return "the optimiser did not converge"
+    return "too few usable rows for the model, or a design matrix without full rank"
 
 
 @click.command("analyses")

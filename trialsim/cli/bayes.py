@@ -9,26 +9,35 @@ import click
 from trialsim.bayes.priors import PRIOR_HELP
 from trialsim.cli.common import (
     InputError,
+    data_options,
     echo_json,
     friendly,
-    map_option,
+    load_trial,
     parse_rope,
     seed_option,
-    wide_option,
 )
 
 
 @click.command()
 @click.argument("data_file", metavar="DATA", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--outcome", default="psp", show_default=True, help="Outcome column to analyse.")
+@click.option(
+    "--outcome",
+    default=None,
+    help="Outcome column to analyse (default: the only outcome, or the --scenario's primary).",
+)
 @click.option(
     "--model",
     type=click.Choice(["partially-nested", "cluster", "stepped-wedge", "dose"]),
-    default="partially-nested",
-    show_default=True,
-    help="partially-nested: group effects in the treated arm only (individual randomisation); "
+    default=None,
+    help="partially-nested: a random effect per delivery group where there are groups; "
     "cluster / stepped-wedge: effects of the randomised cluster; dose: adds a slope in the "
-    "attended fraction of sessions.",
+    "attended fraction of sessions. Default: from the trial's structure, printed.",
+)
+@click.option(
+    "--contrast",
+    default=None,
+    metavar="ARM",
+    help="With more than two arms: the arm compared with the reference (default the first).",
 )
 @click.option(
     "--prior",
@@ -36,10 +45,6 @@ from trialsim.cli.common import (
     metavar="PRIOR",
     help=f"Effect prior: {PRIOR_HELP} (outcome units). Default: the scenario's, else "
     "weakly-informative.",
-)
-@click.option("--mcid", type=float, default=None, help="Minimal important difference (> 0).")
-@click.option(
-    "--better", type=click.Choice(["higher", "lower"]), default=None, help="Direction of benefit."
 )
 @click.option("--rope", default=None, metavar="L,U", help="Region of practical equivalence.")
 @click.option(
@@ -59,12 +64,6 @@ from trialsim.cli.common import (
     show_default=True,
     help="mcmc: NUTS (nutpie, else PyMC); exact: quadrature posterior of the Gaussian model.",
 )
-@click.option(
-    "--scenario",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Take the MCID, direction and [analysis] priors from this scenario file.",
-)
 @click.option("--draws", default=1000, show_default=True, type=click.IntRange(50))
 @click.option("--tune", default=1000, show_default=True, type=click.IntRange(50))
 @click.option("--chains", default=2, show_default=True, type=click.IntRange(1, 16))
@@ -76,8 +75,7 @@ from trialsim.cli.common import (
     help="Raise (e.g. 0.95-0.99) when divergences are reported.",
 )
 @seed_option
-@map_option
-@wide_option
+@data_options
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -92,21 +90,18 @@ def bayes(
     data_file,
     outcome,
     model,
+    contrast,
     prior,
-    mcid,
-    better,
     rope,
     group_prior,
     residual,
     method,
-    scenario,
     draws,
     tune,
     chains,
     target_accept,
     seed,
-    mapping,
-    wide,
+    declared,
     out,
     fmt,
 ):
@@ -119,41 +114,46 @@ def bayes(
 
     \b
     Examples:
-      trialsim bayes trial.csv --outcome psp --prior sceptical --mcid 7
-      trialsim bayes trial.csv --scenario scenarios/sft-19m.toml --rope=-2,2 --format json
-      trialsim bayes trial.csv --mcid 7 --method exact
+      trialsim bayes scenarios/data/sft-example.csv --outcome psp --better higher \
+        --mcid 7 --prior sceptical --map participant=deltager,municipality=kommune \
+        --map arm=gruppe,group=hold
+      trialsim bayes tests/data/real/btheb.csv --outcome bdi --better lower --mcid 5 \
+        --method exact
     """
-    from trialsim.bayes.analysis import BayesSettings, fit_trial
+    from trialsim.bayes.analysis import BayesSettings, default_model, fit_trial
     from trialsim.bayes.output import versions
-    from trialsim.data import read_trial_data
     from trialsim.files import file_sha256, write_json
 
-    overrides = dict(
-        model=model,
-        prior=prior,
-        mcid=mcid,
-        better=better,
-        rope=parse_rope(rope),
-        group_prior=group_prior,
-        residual=residual,
-    )
-    if scenario is not None:
-        from trialsim.scenario import load_scenario
-
-        s = load_scenario(scenario)
-        if outcome not in s.outcomes:
-            raise InputError(f"--outcome {outcome}: not in {scenario}; choose {list(s.outcomes)}")
-        settings = BayesSettings.from_scenario(s, outcome, **overrides)
-    else:
-        settings = BayesSettings(**{k: v for k, v in overrides.items() if v is not None})
-    data = read_trial_data(data_file, mapping, wide=wide)
+    data, outcome = load_trial(data_file, declared, outcome)
     if data.n_reps != 1:
         raise InputError(
             f"{data_file}: holds {data.n_reps} simulated replicates; trialsim bayes analyses one "
             "trial (use trialsim assurance for many)"
         )
-    if outcome not in data.outcomes:
-        raise InputError(f"--outcome {outcome}: not a column of {data_file}")
+    st = data.structure
+    if contrast is not None or st.n_arms > 2:
+        data = data.for_contrast(contrast or st.contrasts[0]).two_arms()
+    chosen, reason = default_model(st, outcome)
+    model_line = (
+        f"model: {chosen} (default: {reason})"
+        if model is None
+        else f"model: {model} (chosen; the default is {chosen})"
+    )
+    priors = None
+    if declared.scenario is not None:
+        from trialsim.scenario import load_scenario
+
+        priors = load_scenario(declared.scenario).analysis
+    settings = BayesSettings.for_outcome(
+        st,
+        outcome,
+        priors,
+        model=model or chosen,
+        prior=prior,
+        rope=parse_rope(rope),
+        group_prior=group_prior,
+        residual=residual,
+    )
     result = fit_trial(
         data,
         outcome,
@@ -167,6 +167,9 @@ def bayes(
     )
     record = {
         "data": str(data_file),
+        "structure": st.describe(),
+        "contrast": f"{st.arms[data.contrast]} - {st.reference}",
+        "model_choice": model_line,
         "data_sha256": file_sha256(data_file),
         "seed": seed,
         "versions": versions(),
@@ -179,6 +182,8 @@ def bayes(
     if fmt == "json":
         echo_json(record)
     else:
+        click.echo(f"{data_file}: {'; '.join(st.describe()[:4])}")
+        click.echo(f"contrast: {record['contrast']}; {model_line}")
         click.echo(_table(record))
     for line in record.get("diagnostics", {}).get("warnings", []):
         click.echo(f"warning: {line}", err=True)
@@ -220,7 +225,8 @@ def _table(r: dict) -> str:
     sign = ">" if r["better"] == "higher" else "<"
     lines.append(f"P(benefit: effect {sign} 0)      {r['p_benefit']:.3f}")
     if "p_beyond_mcid" in r:
-        lines.append(f"P(effect {sign} MCID = {r['mcid']:g})   {r['p_beyond_mcid']:.3f}")
+        signed = r["mcid"] if r["better"] == "higher" else -r["mcid"]
+        lines.append(f"P(effect {sign} {signed:g}, the MCID)  {r['p_beyond_mcid']:.3f}")
     if "p_in_rope" in r:
         lines.append(f"P(inside ROPE {r['rope']})  {r['p_in_rope']:.3f}")
     return "\n".join(lines)

@@ -7,17 +7,8 @@ from pathlib import Path
 
 import click
 
-from trialsim.cli.common import InputError, echo_json, friendly, map_option, wide_option
+from trialsim.cli.common import InputError, data_options, echo_json, friendly
 from trialsim.scenario import SFT_SCENARIO
-
-
-def _months(text: str | None) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(m) for m in text.split(","))
-    except ValueError:
-        raise InputError(f"--visit-months {text!r}: expected numbers, e.g. 0,9,15") from None
 
 
 def _beta(text: str) -> tuple[float, float]:
@@ -40,19 +31,13 @@ def _beta(text: str) -> tuple[float, float]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Scenario file to write, e.g. scenarios/sft-next.toml (its stem becomes the name).",
 )
-@map_option
-@wide_option
+@data_options
 @click.option(
     "--template",
     default=None,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Scenario whose values the data cannot give (outcome scales, assumptions) are kept "
     "(default: the SFT scenario, scenarios/sft-19m.toml of this checkout).",
-)
-@click.option(
-    "--visit-months",
-    metavar="M0,M1,...",
-    help="Months of the visits (default: the data's 'month' column, else the template's).",
 )
 @click.option(
     "--icc-prior",
@@ -72,7 +57,7 @@ def _beta(text: str) -> tuple[float, float]:
     help="Summary on screen.",
 )
 @friendly
-def calibrate(data_file, out, mapping, wide, template, visit_months, icc_prior, force, fmt):
+def calibrate(data_file, out, declared, template, icc_prior, force, fmt):
     """Estimate from a trial-data file what a scenario needs, and write it.
 
     Estimated: outcome means and SDs (baseline), baseline-follow-up and between-outcome
@@ -97,13 +82,13 @@ def calibrate(data_file, out, mapping, wide, template, visit_months, icc_prior, 
 
     if out.exists() and not force:
         raise InputError(f"{out} exists; choose another --out or add --force")
-    months = _months(visit_months)
     prior = _beta(icc_prior)
     template = template or SFT_SCENARIO
     tmpl = load_scenario(template)
-    frame = load_trial_frame(data_file, mapping, wide)
-    data = read_trial_data(data_file, mapping, wide=wide)
-    if months is None and "month" in frame and frame["month"].notna().all():
+    frame = load_trial_frame(data_file, declared=declared)
+    data = read_trial_data(data_file, declared=declared)
+    months = None  # the template's, unless the data say when the visits were
+    if declared.visit_months or ("month" in frame and frame["month"].notna().all()):
         months = tuple(float(m) for m in data.visit_months)
     name = out.stem
     cal = calibrate_trial(

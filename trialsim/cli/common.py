@@ -227,3 +227,42 @@ def echo_json(obj) -> None:
     from trialsim.files import to_json
 
     click.echo(to_json(obj))
+
+
+def load_trial(data_file: Path, declared, outcome: str | None):
+    """Read a trial-data file with what the user declared and settle the analysed outcome:
+    ``(data, outcome)``. The outcome defaults to the primary (of a scenario or the sidecar of
+    simulated data), else the only one; a
+    bare ``--better``/``--mcid`` applies to it. Problems raise :class:`InputError`."""
+    from dataclasses import replace
+
+    from trialsim.io import read_trial_data
+
+    data = read_trial_data(data_file, declared=declared)
+    names = list(data.outcomes)
+    if outcome is None:
+        primary = data.structure.primary_outcome
+        if primary in names:
+            outcome = primary
+        elif len(names) == 1:
+            outcome = names[0]
+        else:
+            raise InputError(
+                f"{data_file}: several outcomes ({', '.join(names)}); choose one with --outcome"
+            )
+    matches = [n for n in names if n.casefold() == outcome.casefold()]
+    if not matches:
+        raise InputError(
+            f"--outcome {outcome}: not an outcome of {data_file}; it has {', '.join(names)}"
+        )
+    outcome = matches[0]
+    spec = data.structure.outcome(outcome)
+    better, mcid = declared.better_for(outcome), declared.mcid_for(outcome)
+    if better is not None or mcid is not None:
+        spec = replace(
+            spec,
+            better=better or spec.better,
+            mcid=spec.mcid if mcid is None else mcid,
+        )
+        data = replace(data, structure=data.structure.with_outcome(spec))
+    return data, outcome

@@ -675,6 +675,14 @@ class _Reading:
             baseline=baseline,
             sidecar=self.sidecar,
             notes=self.notes,
+            primary=next(
+                (
+                    known.primary_outcome
+                    for known in (self.scenario, self.sidecar)
+                    if known is not None and known.primary_outcome in specs
+                ),
+                None,
+            ),
         )
 
 

@@ -188,6 +188,7 @@ def build(
     baseline: bool,
     sidecar: TrialStructure | None = None,
     notes: list[str] | None = None,
+    primary: str | None = None,
 ):
     """TrialData from a checked, complete long table (every replicate, person and visit).
 
@@ -290,6 +291,7 @@ def build(
         outcomes=outcomes,
         covariates=covariates,
         label=label,
+        primary_outcome=primary,
     )
 
     def grid(col):
