@@ -103,7 +103,11 @@ class TrialData:
         """The replicates at positions ``index``."""
         return replace(
             self,
-            **{f: getattr(self, f)[index] for f in _PER_REP if getattr(self, f) is not None},
+            **{
+                f: _take(getattr(self, f), index)
+                for f in _PER_REP
+                if getattr(self, f) is not None
+            },
             outcomes={k: v[index] for k, v in self.outcomes.items()},
             covariates={k: v[index] for k, v in self.covariates.items()},
         )
@@ -116,7 +120,7 @@ class TrialData:
         return replace(
             first,
             **{
-                f: np.concatenate([getattr(p, f) for p in parts])
+                f: _concatenate([getattr(p, f) for p in parts])
                 for f in _PER_REP
                 if getattr(first, f) is not None
             },
@@ -208,6 +212,26 @@ _PER_REP = tuple(
         "waiting_months",
     )
 )
+
+
+def _shared_row(a: np.ndarray) -> bool:
+    """True for a read-only broadcast view: the same row in every replicate."""
+    return a.ndim >= 2 and a.strides[0] == 0
+
+
+def _take(a: np.ndarray, index) -> np.ndarray:
+    if _shared_row(a):  # keep the view: no copy of a row that every replicate shares
+        return np.broadcast_to(a[0], (len(np.atleast_1d(index)), *a.shape[1:]))
+    return a[index]
+
+
+def _concatenate(arrays: list[np.ndarray]) -> np.ndarray:
+    first = arrays[0]
+    if all(_shared_row(a) for a in arrays) and all(
+        a[0] is first[0] or np.array_equal(a[0], first[0]) for a in arrays[1:]
+    ):
+        return np.broadcast_to(first[0], (sum(len(a) for a in arrays), *first.shape[1:]))
+    return np.concatenate(arrays)
 
 
 def _nullable(ids: np.ndarray) -> pd.arrays.IntegerArray:
