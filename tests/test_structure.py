@@ -249,3 +249,16 @@ def test_design_label_is_derived_not_a_switch():
     st = s.structure
     assert (st.cluster, st.cluster_is_site, st.stratified) == ("municipality", True, False)
     assert "randomised: clusters (municipality)" in st.describe()
+
+
+def test_a_missing_covariate_leaves_the_participant_out():
+    """Complete cases, as R's lm drops rows with NA in any model variable."""
+    data, frame = _random_trial(np.random.default_rng(8))
+    age = data.covariates["age"].copy()
+    age[0, :9] = np.nan
+    data = replace(data, covariates={**data.covariates, "age": age})
+    frame = frame.assign(age=age[0][frame.index]).dropna()
+    oracle = smf.ols("y ~ C(arm) + base + age + C(sex)", frame).fit()
+    est = get_analysis("ancova").estimate(data.for_contrast("B"), "y")
+    assert est.estimate[0] == pytest.approx(oracle.params["C(arm)[T.B]"], rel=1e-10)
+    assert est.df[0] == oracle.df_resid

@@ -103,11 +103,7 @@ class TrialData:
         """The replicates at positions ``index``."""
         return replace(
             self,
-            **{
-                f: _take(getattr(self, f), index)
-                for f in _PER_REP
-                if getattr(self, f) is not None
-            },
+            **{f: _take(getattr(self, f), index) for f in _PER_REP if getattr(self, f) is not None},
             outcomes={k: v[index] for k, v in self.outcomes.items()},
             covariates={k: v[index] for k, v in self.covariates.items()},
         )

@@ -104,11 +104,11 @@ def _fill_design(fixed, arm, arm_column, baseline, baseline_column, y, mask, out
                     count += 1
         centre = total / count if count else 0.0
     for r in range(n_rep):
-        rf = 0 if shared else r
+        template = fixed[0] if shared else fixed[r]
         for i in range(n):
             if mask[r, i]:
                 for j in range(q):
-                    out[r, i, j] = fixed[rf, i, j]
+                    out[r, i, j] = template[i, j]
                 c = arm_column[arm[r, i]]
                 if c >= 0:
                     out[r, i, c] = 1.0
@@ -127,23 +127,30 @@ def _shared(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _fixed_columns(data: TrialData) -> tuple[list[str], list[np.ndarray]]:
+def _fixed_columns(data: TrialData) -> tuple[list[str], list[np.ndarray], np.ndarray | None]:
     """Names and (1 or R, N) values of the design's columns beyond arms and baseline:
     covariates (numeric centred; categorical as R's treatment contrasts), site strata
-    (randomisation within sites) and stepped-wedge periods."""
+    (randomisation within sites) and stepped-wedge periods; and where a covariate is missing
+    ((1 or R, N) bool, None when none is), with the value 0 there."""
     st = data.structure
     names: list[str] = []
     values: list[np.ndarray] = []
+    missing = None
     for name, x in data.covariates.items():
         spec = st.covariates[name]
         x = _shared(x)
+        absent = ~np.isfinite(x)
+        if absent.any():
+            missing = absent if missing is None else missing | absent
+            x = np.where(absent, 0.0 if spec.kind == "numeric" else -1, x)
         if spec.kind == "categorical":
             for j, level in enumerate(spec.levels[1:], start=1):
                 names.append(f"{name}[{level}]")
                 values.append((x == j).astype(float))
         else:
             names.append(name)
-            values.append(x - np.nanmean(x))
+            centred = x - (x[~absent].mean() if (~absent).any() else 0.0)
+            values.append(np.where(absent, 0.0, centred))
     if st.stratified and st.site is not None:
         site = _shared(data.site)
         for j, label in enumerate(data.site_names[1:], start=1):
@@ -154,18 +161,7 @@ def _fixed_columns(data: TrialData) -> tuple[list[str], list[np.ndarray]]:
         for j in range(1, st.n_periods):
             names.append(f"period[{j}]")
             values.append((period == j).astype(float))
-    return names, values
-
-
-def uses_baseline(data: TrialData, outcome: str, visit: int = -1) -> bool:
-    """Baseline adjustment applies when the trial has a baseline visit, the analysed visit
-    is a follow-up and the outcome was measured at baseline."""
-    values = data.outcomes[outcome]
-    return (
-        data.structure.has_baseline
-        and visit % data.n_visits != 0
-        and bool(np.isfinite(values[:, :, 0]).any())
-    )
+    return names, values, missing
 
 
 def ancova_arrays(
@@ -178,8 +174,9 @@ def ancova_arrays(
     likelihood analysis over all visits; ``y`` may then be missing).
 
     Columns: intercept, the contrast's arm, the other non-reference arms, the baseline of the
-    same outcome (centred; only with a baseline visit, see :func:`uses_baseline`), the
-    covariates, site strata and periods (see :func:`_fixed_columns`).
+    same outcome (centred; when the trial has a baseline visit, the analysed visit is a
+    follow-up and the outcome was measured at baseline), the covariates, site strata and
+    periods (see :func:`_fixed_columns`).
     """
     if outcome not in data.outcomes:
         raise ValueError(
@@ -188,21 +185,29 @@ def ancova_arrays(
     st = data.structure
     values = data.outcomes[outcome]
     y = values[:, :, visit]
-    with_baseline = uses_baseline(data, outcome, visit)
-    baseline = values[:, :, 0] if with_baseline else np.zeros_like(y)
     r, n = y.shape
     if rows not in ("complete", "baseline"):
         raise ValueError(f"rows must be 'complete' or 'baseline', got {rows!r}")
-    if rows == "baseline" and not with_baseline:
-        raise ValueError(
-            f"{outcome!r} has no baseline measurement: analyses over all visits need one"
-        )
-    mask = np.isfinite(baseline) if rows == "baseline" else np.isfinite(y)
+    baseline = values[:, :, 0]
+    with_baseline = st.has_baseline and visit % data.n_visits != 0
     if with_baseline:
-        mask &= np.isfinite(baseline)
-    names, extra = _fixed_columns(data)
-    for v in extra:
-        mask &= np.isfinite(np.broadcast_to(v, (r, n)))
+        measured = np.isfinite(baseline)
+        with_baseline = bool(measured.any())
+    if not with_baseline:
+        if rows == "baseline":
+            raise ValueError(
+                f"{outcome!r} has no baseline measurement: analyses over all visits need one"
+            )
+        baseline = np.zeros_like(y)
+    if rows == "baseline":
+        mask = measured
+    else:
+        mask = np.isfinite(y)
+        if with_baseline:
+            mask &= measured
+    names, extra, missing = _fixed_columns(data)
+    if missing is not None:  # a missing covariate leaves the participant out (complete cases)
+        mask &= ~np.broadcast_to(missing, (r, n))
     # the contrast's arm in column 1, then the other non-reference arms that have data
     arm_column = np.full(st.n_arms, -1, dtype=np.int64)
     arm_column[data.contrast] = 1
@@ -221,7 +226,7 @@ def ancova_arrays(
     fixed = np.zeros((1 if shared else r, n, len(columns) + 1))
     fixed[..., 0] = 1.0
     for j, v in enumerate(extra):
-        fixed[..., lead + j] = np.nan_to_num(v)
+        fixed[..., lead + j] = v
     Xy = np.empty((r, n, len(columns) + 1))
     _fill_design(fixed, data.arm, arm_column, baseline, baseline_column, y, mask, Xy)
     fraction = data.sessions_attended / np.maximum(data.sessions_offered, 1)
