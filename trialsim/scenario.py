@@ -44,7 +44,7 @@ Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class Design(_Part):
-    """Choices of the trial designer (DESIGN.md §3 part 2)."""
+    """Choices of the trial designer."""
 
     randomisation: Literal["individual", "cohort", "municipality", "stepped-wedge", "waitlist"]
     allocation_treated: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
@@ -82,7 +82,7 @@ class Design(_Part):
 
 
 class Recruitment(_Part):
-    """Referral, screening, consent, group formation and loss before start (DESIGN.md §3.1).
+    """Referral, screening, consent, group formation and loss before start.
 
     Rates are per month of calendar time from ``start_date``; hours are staff hours. See
     :mod:`trialsim.simulate.recruitment` for the process and ``scenarios/sft-19m.toml`` for

@@ -1,4 +1,4 @@
-"""Attendance (dose) analyses of the partially nested design (DESIGN.md §4, "Attendance").
+"""Attendance (dose) analyses of the partially nested design (docs/analyses.md, "Attendance").
 
 Controls never attend, treated participants attend a share ``f`` of the offered sessions
 (``attended_fraction``). Four analyses of the outcome at one follow-up visit, each adjusted for

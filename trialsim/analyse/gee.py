@@ -1,4 +1,4 @@
-"""GEE with an exchangeable working correlation inside treatment groups (DESIGN.md §4).
+"""GEE with an exchangeable working correlation inside treatment groups (docs/analyses.md).
 
 The marginal (population-averaged) model of :mod:`trialsim.analyse.glm` - Poisson log link
 for counts, logistic for binary outcomes, same covariates - fitted by generalised estimating

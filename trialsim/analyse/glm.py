@@ -1,4 +1,4 @@
-"""Generalised linear models for non-Gaussian outcomes (DESIGN.md §4): counts and binary.
+"""Generalised linear models for non-Gaussian outcomes (docs/analyses.md): counts and binary.
 
 * :func:`poisson_rate_ratio` - Poisson log-linear GLM for a count (``support_hours``): the
   arm coefficient is the log rate ratio. With a randomised arm and the canonical log link the

@@ -1,4 +1,4 @@
-"""Missing-data analyses of the final visit (DESIGN.md §4, "Missing data").
+"""Missing-data analyses of the final visit (docs/analyses.md, "Missing data").
 
 * :func:`complete_case` - ANCOVA on participants measured at the final visit.
 * :func:`mar_all_visits` - maximum likelihood under missing at random (MAR), using every

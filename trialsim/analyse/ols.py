@@ -1,8 +1,8 @@
 """Batched OLS: ANCOVA ignoring clustering, and cluster-robust OLS with CR2.
 
 ANCOVA (:func:`fit_ols`) regresses y on X and uses the classical SE with ``n - p`` df. It
-ignores the clustering of treated participants on purpose: DESIGN.md §4 shows what goes
-wrong.
+ignores the clustering of treated participants on purpose: docs/analyses.md shows what
+goes wrong.
 
 Cluster-robust OLS (:func:`fit_ols_cluster`) keeps the OLS estimate and replaces its variance
 by a sandwich over clusters. The clusters are the random-intercept units (treatment groups);

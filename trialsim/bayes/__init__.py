@@ -1,4 +1,4 @@
-"""Bayesian analyses of trials (DESIGN.md §4-§5).
+"""Bayesian analyses of trials (docs/analyses.md, "Bayesian models").
 
 Modules, one idea each:
 

@@ -1,4 +1,4 @@
-"""Assurance and Bayesian operating characteristics of a decision rule (DESIGN.md §5).
+"""Assurance and Bayesian operating characteristics of a decision rule (docs/analyses.md).
 
 Assurance is the probability that the trial succeeds, averaged over a *design prior* for the
 parameters of nature (O'Hagan, Stevens & Campbell 2005, Pharm Stat 4:187)::

@@ -30,7 +30,7 @@ Which prior: with SFT's 27 small groups the data say little about the ICC, and a
 pulls the posterior far up (simulated, true ICC 0.05: posterior mean 0.117 on average, REML
 0.060 but 0 in 29 % of trials). :data:`LITERATURE_PRIOR`, Beta(1.5, 20) (mean 0.07, 90 % in
 0.007-0.17), encodes the published range for group psychosocial treatments (0.02-0.12, pooled
-about 0.07, DESIGN.md §2); with it the posterior mean averaged 0.063 (RMSE 0.022 vs 0.082
+about 0.07); with it the posterior mean averaged 0.063 (RMSE 0.022 vs 0.082
 uniform, 0.063 REML). With many groups the data dominate either prior.
 """
 

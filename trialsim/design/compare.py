@@ -1,4 +1,4 @@
-"""Compare randomisation designs of one scenario side by side (DESIGN.md §5).
+"""Compare randomisation designs of one scenario side by side (``trialsim compare``).
 
 Each design is the scenario with ``design.randomisation`` replaced (and design-specific
 settings made feasible, see :func:`design_variant`). All designs are simulated with the same

@@ -1,4 +1,4 @@
-"""Simulated operating characteristics of analyses on a scenario (DESIGN.md §5).
+"""Simulated operating characteristics of analyses on a scenario (``trialsim power``).
 
 Each replicate trial is simulated twice on common random numbers: with the scenario's effect
 (power, bias, coverage) and with zero effect (type-I error). Summaries carry Monte Carlo

@@ -1,4 +1,4 @@
-"""The vectorised trial simulator: one module per component of DESIGN.md §3.
+"""The vectorised trial simulator: one module per component (docs/scenario.md).
 
 Use :func:`trialsim.simulate.trial.simulate_trials`.
 """

@@ -1,4 +1,4 @@
-"""Attendance (dose) and the dose-response shape (DESIGN.md §3 part 4).
+"""Attendance (dose) and the dose-response shape (scenario ``[attendance]``).
 
 Each treated participant's attendance probability is Beta distributed with mean
 ``expit(a + prognosis_log_odds * prognosis)`` and precision ``precision`` (so attended sessions

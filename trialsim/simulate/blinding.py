@@ -1,4 +1,4 @@
-"""Limits of blinding (DESIGN.md §3 part 7).
+"""Limits of blinding (scenario ``[blinding]``).
 
 Clinician-rated outcomes are scored after baseline by an assessor who is unblinded with
 probability ``assessor_unblinded_prob`` (independently at each visit); an unblinded assessor

@@ -1,4 +1,4 @@
-"""Monotone dropout per visit and arm (DESIGN.md §3 part 6).
+"""Monotone dropout per visit and arm (scenario ``[dropout]``).
 
 Before each follow-up visit a participant still in the study drops out with probability
 ``expit(alpha + treated_log_odds * treated + lp)``, where the linear predictor ``lp`` is

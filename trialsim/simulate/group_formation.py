@@ -1,4 +1,4 @@
-"""Group formation while people wait (DESIGN.md §3 part 1), batched over replicates.
+"""Group formation while people wait (``[sites.recruitment]``), batched over replicates.
 
 The candidates of one recruitment stream (the treated participants of a municipality, or all
 its recruits when cohorts are randomised) join the group in formation in the order they are

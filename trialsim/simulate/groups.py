@@ -1,4 +1,4 @@
-"""Groups and trainers (DESIGN.md §3 part 3): splitting members of a cell into groups.
+"""Groups and trainers (scenario ``[groups]``): splitting members of a cell into groups.
 
 Group sizes are ``min_size`` plus a Dirichlet-multinomial share of the remaining members, with
 the Dirichlet concentration chosen so the sizes have the scenario's coefficient of variation

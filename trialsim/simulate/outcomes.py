@@ -1,4 +1,4 @@
-"""Correlated outcomes on their real scales (DESIGN.md §3 part 5).
+"""Correlated outcomes on their real scales (scenario ``[outcomes.NAME]``).
 
 Every outcome k of participant i at visit t has a standardised latent score
 

@@ -1,4 +1,4 @@
-"""Randomisation units (DESIGN.md §3 part 2): who is allocated to SFT.
+"""Randomisation units (scenario ``[design]``): who is allocated to SFT.
 
 * individual / waitlist: stratified by municipality, a fixed share treated in each; with
   three or more arms each municipality's participants are split over the arms in the

@@ -1,4 +1,4 @@
-"""Recruitment, group formation and the trial timeline (DESIGN.md §3 part 1), batched.
+"""Recruitment, group formation and the trial timeline (``[sites.recruitment]``), batched.
 
 The process per municipality, in calendar months from ``sites.recruitment.start_date``:
 

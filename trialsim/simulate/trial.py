@@ -1,4 +1,4 @@
-"""Assemble a batch of replicate trials from the components (DESIGN.md §3).
+"""Assemble a batch of replicate trials from the components (docs/scenario.md).
 
 Replicates are drawn in blocks of :data:`trialsim.seeds.BLOCK_SIZE`, each component from its
 own stream (see :mod:`trialsim.seeds`), so a replicate does not depend on how the work is
