@@ -314,6 +314,14 @@ def test_solve_power_round_trip(design, name):
     if name == "power":
         assert solve_power(design, **params, power=None) == f(**params)
         return
+    if name in ("icc", "sd", "alpha", "dropout"):
+        # the round trip: solving at the power of known inputs gives the input back
+        params.setdefault(name, {"sd": 1.0, "alpha": 0.05, "dropout": 0.2}.get(name))
+        known = params[name]
+        solved = solve_power(design, **dict(params, **{name: None}), power=f(**params))
+        assert isinstance(solved, float)
+        assert solved == pytest.approx(known, rel=1e-7)
+        return
     params[name] = None
     solved = solve_power(design, **params, power=target)
     params[name] = solved
@@ -339,6 +347,19 @@ def test_solve_power_solves_with_an_explicit_stepped_wedge_matrix():
 
 # --------------------------------------------------------------------------------------------
 # errors
+
+
+def test_solve_power_icc_and_alpha_explain_targets_out_of_range():
+    base = dict(effect=0.3, n_groups=6, group_size=6, n_control=40, power=0.9)
+    with pytest.raises(ValueError, match="unreachable by changing icc: power is at most"):
+        solve_power("irgt", **base, icc=None)
+    with pytest.raises(ValueError, match="whole range of alpha"):
+        solve_power("irgt", **dict(base, effect=50.0), icc=0.05, alpha=None)
+    assert power_irgt(500.0, n_groups=6, group_size=6, n_control=40, icc=0.01) == 1.0
+    # left-out sd and alpha keep their defaults instead of becoming unknowns
+    assert solve_power("irgt", **dict(base, power=None), icc=0.05) == power_irgt(
+        0.3, n_groups=6, group_size=6, n_control=40, icc=0.05
+    )
 
 
 def test_solve_power_needs_exactly_one_unknown():

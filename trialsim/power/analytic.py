@@ -120,7 +120,14 @@ def _power_t_two_sided(ncp, df, alpha):
         crit = stats.t.isf(alpha[finite] / 2.0, d)
         # scipy.special's nctdtr is the CDF of the noncentral t; used directly because the
         # frozen-distribution wrappers return NaN for some negative noncentralities.
-        out[finite] = (1.0 - special.nctdtr(d, c, crit)) + special.nctdtr(d, c, -crit)
+        # by symmetry of T'(ncp) and -T'(-ncp), on |ncp|: the tail beyond +crit plus the
+        # wrong-sign tail below -crit; nctdtr returns NaN far in a tail, where the tail
+        # probability is 0 (wrong sign) or the power 1 (|ncp| well beyond crit)
+        a = np.abs(c)
+        main = 1.0 - special.nctdtr(d, a, crit)
+        main = np.where(np.isnan(main), (a > crit).astype(float), main)
+        wrong = special.nctdtr(d, a, -crit)
+        out[finite] = main + np.where(np.isnan(wrong), 0.0, wrong)
     return np.clip(out, 0.0, 1.0)
 
 

@@ -30,10 +30,28 @@ _FUNCTIONS: dict[str, Callable[..., float]] = {
 
 #: Arguments each design can solve for; the integer ones map to their smallest allowed value.
 SOLVABLE: dict[str, tuple[str, ...]] = {
-    "irgt": ("effect", "power", "n_groups", "group_size", "n_control"),
-    "crt": ("effect", "power", "n_clusters", "cluster_size"),
-    "stepped_wedge": ("effect", "power", "clusters_per_step", "n_per_period"),
+    "irgt": (
+        "effect", "power", "n_groups", "group_size", "n_control", "icc", "sd", "alpha", "dropout",
+    ),
+    "crt": ("effect", "power", "n_clusters", "cluster_size", "icc", "sd", "alpha", "dropout"),
+    # the stepped wedge's power is not monotone in the ICC (within-cluster comparisons gain
+    # from a large between-cluster variance), so the ICC is not solvable there
+    "stepped_wedge": ("effect", "power", "clusters_per_step", "n_per_period", "sd", "alpha",
+                      "dropout"),
 }
+
+#: Continuous unknowns other than the effect: (lower end, upper end, power rises with it).
+#: The answer is the value at which power equals the target: the largest ICC, SD or dropout
+#: share that still reaches it, or the smallest alpha that does.
+_CONTINUOUS = {
+    "icc": (0.0, 1.0 - 1e-9, False),
+    "sd": (0.0, np.inf, False),
+    "alpha": (1e-12, 1.0 - 1e-9, True),
+    "dropout": (0.0, 0.9, False),  # at least 10 % complete: the formulas need completers
+}
+
+# Arguments with a default in the power functions: unknown only when passed as None.
+_DEFAULTED = {"sd", "alpha", "dropout"}
 
 _INTEGER = {
     "n_groups",
@@ -131,7 +149,11 @@ def solve_power(design: str, /, **params):
             f"allowed: {sorted(allowed)}"
         )
     solvable = _solvable(design, params)
-    unknown = [name for name in solvable if params.get(name) is None]
+    unknown = [
+        name
+        for name in solvable
+        if (name in params if name in _DEFAULTED else True) and params.get(name) is None
+    ]
     if len(unknown) != 1:
         what = "no argument is" if not unknown else f"{len(unknown)} arguments are"
         raise ValueError(
@@ -150,7 +172,7 @@ def solve_power(design: str, /, **params):
         return func(**fixed)
 
     goal = params["power"]
-    alpha = float(params.get("alpha", 0.05))
+    alpha = 0.0 if target == "alpha" else float(params.get("alpha", 0.05))
     if not (isinstance(goal, int | float | np.floating) and alpha < goal < 1.0):
         raise ValueError(f"power must be a number in (alpha={alpha:g}, 1), got {goal!r}")
 
@@ -159,7 +181,57 @@ def solve_power(design: str, /, **params):
 
     if target == "effect":
         return _solve_effect(shortfall, float(params.get("sd", 1.0)))
+    if target in _CONTINUOUS:
+        scale = abs(float(params.get("effect") or 1.0))
+        return solve_continuous(target, shortfall, goal, scale=scale)
     return _solve_count(design, target, shortfall, goal, _lowest_count(design, target, params))
+
+
+def solve_continuous(name: str, shortfall: Callable[[float], float], goal: float, *, scale=1.0):
+    """Root of ``shortfall`` (power minus target) in the range of ``name`` (icc, sd, alpha,
+    dropout); ValueError naming the reachable power when the target is out of the range."""
+    low, high, rising = _CONTINUOUS[name]
+    if name == "sd":  # bracket (0, hi]: power -> 1 as sd -> 0 and -> alpha as sd grows
+        low, high = 1e-2 * scale, scale
+        for _ in range(200):
+            if shortfall(high) < 0:
+                break
+            high *= 2.0
+    high = _valid_end(shortfall, low, high)
+    f_low, f_high = shortfall(low), shortfall(high)
+    if rising and f_high < 0 or not rising and f_low < 0:
+        best = (f_high if rising else f_low) + goal
+        end = high if rising else low
+        raise ValueError(
+            f"target power {goal:g} is unreachable by changing {name}: power is at most "
+            f"{best:.4f} (at {name}={end:.4g})"
+        )
+    if rising and f_low >= 0 or not rising and f_high >= 0:
+        edge = low if rising else high
+        raise ValueError(
+            f"target power {goal:g} is reached over the whole range of {name} "
+            f"(power {shortfall(edge) + goal:.4f} at {name}={edge:.4g}): no single answer"
+        )
+    return float(optimize.brentq(shortfall, low, high, xtol=1e-12, rtol=1e-12))
+
+
+def _valid_end(shortfall: Callable[[float], float], low: float, high: float) -> float:
+    """The largest end of ``[low, high]`` at which the power function is defined (e.g. a
+    dropout share leaving at least two control completers), by bisection."""
+    try:
+        shortfall(high)
+        return high
+    except ValueError:
+        pass
+    ok, bad = low, high
+    for _ in range(60):
+        mid = (ok + bad) / 2
+        try:
+            shortfall(mid)
+            ok = mid
+        except ValueError:
+            bad = mid
+    return ok
 
 
 def _solve_effect(shortfall: Callable[[float], float], scale: float) -> float:
