@@ -39,6 +39,7 @@ COMMANDS = {
     "reanalyse": ("reanalyse",),
     "bayes": ("bayes",),
     "assurance": ("assurance",),
+    "app": ("app",),
 }
 
 for _module, _names in COMMANDS.items():

@@ -1,0 +1,21 @@
+"""``trialsim app``: the interactive trial planner in the browser (Shiny for Python).
+
+The app adds no statistics of its own: every figure comes from the library functions the
+command line calls (scenario overrides, analytic power and solve, simulated operating
+characteristics, the design comparison, recruitment, the default analysis and the exact
+Bayesian posterior). Modules: :mod:`.toml_write` (scenario files out), :mod:`.fields` (the
+form fields and their ``--set`` overrides), :mod:`.compute` (the library calls),
+:mod:`.ui` (the page), :mod:`.server` (one session's reactive logic).
+"""
+
+from __future__ import annotations
+
+
+def create_app(scenario: str):
+    """The Shiny app planning ``scenario`` (a TOML path); every browser tab is a session."""
+    from shiny import App
+
+    from trialsim.app.server import make_server
+    from trialsim.app.ui import make_ui
+
+    return App(make_ui(scenario), make_server(scenario))
