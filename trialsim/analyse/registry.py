@@ -217,6 +217,15 @@ ANALYSES: dict[str, Analysis] = {
             "marginal log odds ratio; CR2 SE, Bell-McCaffrey df",
             gaussian=False,
         ),
+        Analysis(
+            "lmm",
+            _from("trialsim.analyse.lmm_terms", "lmm_analysis"),
+            "mixed model with a random intercept for every grouping the structure has: "
+            "delivery groups (one variance per arm with groups when the variance is by arm), "
+            "randomised clusters that are not the groups, trainers (crossed); REML, "
+            "Satterthwaite df",
+            joint=True,
+        ),
     ]
 }
 

@@ -1,0 +1,250 @@
+"""Oracles for the general random-intercepts engine (trialsim.analyse.lmm.fit_lmm).
+
+* lmerTest on one simulated trial of each structure (groups in both arms with a common and an
+  arm-specific variance, partially nested, nested cluster + group, crossed site + group +
+  trainer, and ML): numbers frozen below from ``scripts/compare_lmm.R`` (the R call is in
+  each entry).
+* lmerTest on the Tennessee STAR school trial (tests/data/real/oracles.json).
+* The one-term engine (trialsim.analyse.reml) and the nested engine
+  (trialsim.analyse.reml_nested), each itself checked against lme4, on the same data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trialsim.analyse.lmm import fit_lmm
+
+# --------------------------------------------------------------------------- data
+
+
+def _groups(rng, rows, low=4, high=9, start=0):
+    """Consecutive runs of ``rows`` as groups of ``low``..``high - 1`` members, numbered from
+    ``start``; returns (ids per row, next free id)."""
+    ids = np.empty(rows.size, dtype=np.int64)
+    at, g = 0, start
+    while at < rows.size:
+        size = int(rng.integers(low, high))
+        ids[at : at + size] = g
+        at, g = at + size, g + 1
+    return ids, g
+
+
+def lmm_dataset(kind: str, seed: int):
+    """One trial of each structure: ``(X (N, p), y (N,), terms [(name, ids (N,))], reml)``.
+
+    both_common / both_by_arm: 2 arms, groups of 4-8 in both (group variance common, or
+    0.02 in control and 0.25 in treatment); partially_nested: 20 treated groups, 110
+    ungrouped controls, 4 site strata as fixed effects; nested (and nested_ml, fitted by ML):
+    12 randomised clusters of 25, treated clusters' rows in groups of 3-8; crossed: 6 sites as
+    a random intercept, 40 controls and 3 treated groups per site, 5 trainers each running
+    groups in several sites (trainers crossed with sites)."""
+    rng = np.random.default_rng(seed)
+    base = kind.removesuffix("_ml")
+    if base in ("both_common", "both_by_arm"):
+        arm = np.repeat([0, 1], 110)
+        g0, nxt = _groups(rng, np.arange(110))
+        g1, _ = _groups(rng, np.arange(110), start=nxt)
+        group = np.concatenate([g0, g1])
+        sd = np.sqrt(np.where(arm == 1, 0.25, 0.02 if base == "both_by_arm" else 0.25))
+        u = rng.normal(size=group.max() + 1)
+        n = arm.size
+        x = rng.normal(size=n)
+        y = 0.3 * arm + 0.5 * x + sd * u[group] + rng.normal(size=n)
+        X = np.column_stack([np.ones(n), arm, x])
+        if base == "both_common":
+            terms = [("group", group)]
+        else:
+            terms = [
+                ("group_control", np.where(arm == 0, group, -1)),
+                ("group_treatment", np.where(arm == 1, group, -1)),
+            ]
+    elif base == "partially_nested":
+        group, n_groups = _groups(rng, np.arange(130))
+        n = 130 + 110
+        group = np.concatenate([group, -np.ones(110, dtype=np.int64)])
+        arm = (group >= 0).astype(float)
+        site = rng.integers(0, 4, size=n)
+        x = rng.normal(size=n)
+        u = rng.normal(scale=0.35, size=n_groups)
+        y = (
+            0.3 * arm
+            + 0.5 * x
+            + 0.2 * site
+            + np.where(group >= 0, u[group], 0)
+            + rng.normal(size=n)
+        )
+        X = np.column_stack([np.ones(n), arm, x] + [site == s for s in (1, 2, 3)]).astype(float)
+        terms = [("group", group)]
+    elif base == "nested":
+        cluster = np.repeat(np.arange(12), 25)
+        n = cluster.size
+        arm = (cluster % 2).astype(float)
+        group = -np.ones(n, dtype=np.int64)
+        nxt = 0
+        for m in range(1, 12, 2):
+            rows = np.flatnonzero(cluster == m)
+            group[rows], nxt = _groups(rng, rows, 3, 9, nxt)
+        x = rng.normal(size=n)
+        u = rng.normal(scale=0.3, size=12)
+        v = rng.normal(scale=0.4, size=nxt)
+        y = (
+            0.3 * arm
+            + 0.5 * x
+            + u[cluster]
+            + np.where(group >= 0, v[group], 0)
+            + rng.normal(size=n)
+        )
+        X = np.column_stack([np.ones(n), arm, x])
+        terms = [("cluster", cluster), ("group", group)]
+    elif base in ("crossed", "crossed_null"):
+        site, group, trainer = [], [], []
+        nxt = 0
+        for s in range(6):
+            site.append(np.full(40, s))
+            group.append(-np.ones(40, dtype=np.int64))
+            trainer.append(-np.ones(40, dtype=np.int64))
+            for _ in range(3):
+                size = int(rng.integers(4, 9))
+                site.append(np.full(size, s))
+                group.append(np.full(size, nxt))
+                trainer.append(np.full(size, rng.integers(0, 5)))
+                nxt += 1
+        site, group, trainer = map(np.concatenate, (site, group, trainer))
+        n = site.size
+        arm = (group >= 0).astype(float)
+        x = rng.normal(size=n)
+        us, ug, ut = (
+            rng.normal(scale=sc, size=k)
+            for sc, k in ((0.3, 6), (0.4, nxt), (0.3 * (base == "crossed"), 5))
+        )
+        y = (
+            0.3 * arm
+            + 0.5 * x
+            + us[site]
+            + np.where(group >= 0, ug[group] + ut[trainer], 0)
+            + rng.normal(size=n)
+        )
+        X = np.column_stack([np.ones(n), arm, x])
+        terms = [("site", site), ("group", group), ("trainer", trainer)]
+    else:
+        raise ValueError(kind)
+    return X, y, terms, not kind.endswith("_ml")
+
+
+DATASETS = {  # name: (structure, seed)
+    "both_common": ("both_common", 11),
+    "both_by_arm": ("both_by_arm", 12),
+    "partially_nested": ("partially_nested", 13),
+    "nested": ("nested", 14),
+    "nested_ml": ("nested_ml", 14),
+    "crossed": ("crossed", 15),
+    "crossed_null": ("crossed_null", 21),  # no trainer variance: trainer at the boundary
+    "crossed_null_two": ("crossed_null", 22),  # group and trainer variances at 0
+}
+
+
+def fit_one(name: str):
+    X, y, terms, reml = lmm_dataset(*DATASETS[name])
+    Xy = np.concatenate([X, y[:, None]], axis=1)[None]
+    used = np.ones((1, len(y)), dtype=bool)
+    return fit_lmm(Xy, [(t, ids[None]) for t, ids in terms], used, reml=reml)
+
+
+# Frozen from scripts/compare_lmm.R (R version 4.2.2 (2022-11-10 r83330), lme4 1.1.31, lmerTest 3.1.3) on the CSVs that
+# scripts/compare_lmm.py writes from lmm_dataset; every fit is
+#   lmer(<call>, data = d, REML = <reml>, control = lmerControl(optimizer = "bobyqa",
+#        optCtrl = list(rhoend = 1e-12, maxfun = 1e5)))
+# with in_<term> = as.numeric(t_<term> >= 0) and t_<term> a factor (level -1 has no effect);
+# estimate, se, df: summary(fit)$coefficients["x1", ] (Satterthwaite); criterion: REMLcrit
+# (deviance for ML); variance: as.data.frame(VarCorr(fit))$vcov; sigma2: sigma(fit)^2.
+LMERTEST = {
+    "both_common": {
+        # y ~ 0 + x0 + x1 + x2 + (0 + in_group | t_group), REML = TRUE
+        "estimate": 0.308155205509432,
+        "se": 0.2057262200068,
+        "df": 34.2238010830522,
+        "sigma2_residual": 1.14141549484934,
+        "variance": {"group": 0.193788448183493},
+        "criterion": 683.26367043474,
+        "singular": False,
+    },
+    "both_by_arm": {
+        # y ~ 0 + x0 + x1 + x2 + (0 + in_group_control | t_group_control) + (0 + in_group_treatment | t_group_treatment), REML = TRUE
+        "estimate": 0.424095333325064,
+        "se": 0.191338654729982,
+        "df": 30.1365178256995,
+        "sigma2_residual": 0.955439126095242,
+        "variance": {"group_control": 0.0238612379647099, "group_treatment": 0.334702406160585},
+        "criterion": 642.786804496963,
+        "singular": False,
+    },
+    "partially_nested": {
+        # y ~ 0 + x0 + x1 + x2 + x3 + x4 + x5 + (0 + in_group | t_group), REML = TRUE
+        "estimate": 0.323293521198018,
+        "se": 0.171377728758456,
+        "df": 45.2739390837157,
+        "sigma2_residual": 1.08120799645985,
+        "variance": {"group": 0.209457340020463},
+        "criterion": 723.382517398212,
+        "singular": False,
+    },
+    "nested": {
+        # y ~ 0 + x0 + x1 + x2 + (0 + in_cluster | t_cluster) + (0 + in_group | t_group), REML = TRUE
+        "estimate": 0.232178683253575,
+        "se": 0.228044965113582,
+        "df": 6.53464644095597,
+        "sigma2_residual": 1.02616417480779,
+        "variance": {"cluster": 0.100865620099458, "group": 0.120006109506829},
+        "criterion": 889.60431651811,
+        "singular": False,
+    },
+    "nested_ml": {
+        # y ~ 0 + x0 + x1 + x2 + (0 + in_cluster | t_cluster) + (0 + in_group | t_group), REML = FALSE
+        "estimate": 0.25359798062098,
+        "se": 0.159488131379796,
+        "df": 53.6326917854019,
+        "sigma2_residual": 1.0119587986221,
+        "variance": {"cluster": 0.0, "group": 0.316755624317902},
+        "criterion": 881.752348644859,
+        "singular": True,
+    },
+    "crossed": {
+        # y ~ 0 + x0 + x1 + x2 + (0 + in_site | t_site) + (0 + in_group | t_group) + (0 + in_trainer | t_trainer), REML = TRUE
+        "estimate": 0.559880446911206,
+        "se": 0.330821190597941,
+        "df": 4.12225116101296,
+        "sigma2_residual": 0.921005918205177,
+        "variance": {
+            "site": 0.0995110976845658,
+            "group": 0.147182771549624,
+            "trainer": 0.441711929807781,
+        },
+        "criterion": 1002.85021344604,
+        "singular": False,
+    },
+    "crossed_null": {
+        # y ~ 0 + x0 + x1 + x2 + (0 + in_site | t_site) + (0 + in_group | t_group) + (0 + in_trainer | t_trainer), REML = TRUE
+        "estimate": 0.385848896244068,
+        "se": 0.131933324834117,
+        "df": 25.6498739547269,
+        "sigma2_residual": 1.05159049787123,
+        "variance": {"site": 0.0727191257522143, "group": 0.0665956729760269, "trainer": 0.0},
+        "criterion": 1045.94108648872,
+        "singular": True,
+    },
+    "crossed_null_two": {
+        # y ~ 0 + x0 + x1 + x2 + (0 + in_site | t_site) + (0 + in_group | t_group) + (0 + in_trainer | t_trainer), REML = TRUE
+        "estimate": 0.0652837969638829,
+        "se": 0.121435635193752,
+        "df": 332.816528655826,
+        "sigma2_residual": 1.03452960635026,
+        "variance": {"site": 0.0775197175019066, "group": 0.0, "trainer": 0.0},
+        "criterion": 991.971869760763,
+        "singular": True,
+    },
+}
