@@ -82,10 +82,17 @@ from trialsim.cli.common import (
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the JSON result (with the per-draw table) to this file.",
+    help="Write the result to this file (.json) and, beside it, the same numbers as CSV: "
+    "OUT.csv (assurance and the operating characteristics with their MCSE) and OUT-draws.csv "
+    "(one row per design-prior draw with its success rate).",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="Output on screen (csv: the summary table of OUT.csv).",
 )
 @set_option
 @friendly
@@ -183,9 +190,13 @@ def assurance(
         **result.as_dict(),
     }
     if out is not None:
-        write_json(out, record)
+        write_json(out.with_suffix(".json") if out.suffix.lower() == ".csv" else out, record)
+        write_csv_tables(out, result)
     if fmt == "json":
         echo_json(record)
+        return
+    if fmt == "csv":
+        click.echo(summary_frame(result).to_csv(index=False, float_format="%.10g"), nl=False)
         return
     r = result
     lines = [
@@ -214,3 +225,44 @@ def assurance(
             f"; max |MCMC - exact|: {diffs}"
         )
     click.echo("\n".join(lines))
+
+
+def summary_frame(result):
+    """Assurance and the rule's operating characteristics, one row each: ``quantity``,
+    ``estimate``, ``mcse``, ``decision``, ``draws``, ``reps_per_draw``."""
+    import pandas as pd
+
+    rows = [
+        ("assurance", result.assurance, result.assurance_mcse),
+        ("p_success_null", result.p_success_null, result.p_success_null_mcse),
+    ]
+    if result.p_success_mcid is not None:
+        rows.append(("p_success_mcid", result.p_success_mcid, result.p_success_mcid_mcse))
+    frame = pd.DataFrame(rows, columns=["quantity", "estimate", "mcse"])
+    frame["decision"] = result.decision
+    frame["draws"] = result.n_draws
+    frame["reps_per_draw"] = result.reps_per_draw
+    return frame
+
+
+def csv_paths(out: Path) -> tuple[Path, Path]:
+    """``OUT.csv`` and ``OUT-draws.csv`` beside the JSON file ``OUT.json``."""
+    stem = out.with_suffix("")
+    return stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + "-draws.csv")
+
+
+def write_csv_tables(out: Path, result) -> tuple[Path, Path]:
+    """Write the summary (:func:`summary_frame`) and the per-draw table (design-prior values
+    and success rate per draw) as CSV beside the JSON result, atomically."""
+    import pandas as pd
+
+    from trialsim.files import atomic_path
+
+    summary_path, draws_path = csv_paths(out)
+    with atomic_path(summary_path) as tmp:
+        summary_frame(result).to_csv(tmp, index=False, float_format="%.10g")
+    with atomic_path(draws_path) as tmp:
+        pd.DataFrame(result.draws).rename_axis("draw").reset_index().to_csv(
+            tmp, index=False, float_format="%.10g"
+        )
+    return summary_path, draws_path

@@ -49,7 +49,9 @@ def simulate(
     outcome, sessions_offered, sessions_attended, assessor_blinded. Missing measurements
     (dropout) are empty cells. Replicate r is identical for the same --seed however many
     replicates are drawn. Beside the table, OUT.trialsim.json records the trial structure
-    (arms, outcome types and scales, covariates) and how the data were made.
+    (arms, outcome types and scales, covariates) and how the data were made (command line,
+    package versions, scenario SHA-256, seed); a .parquet table carries the same record in its
+    metadata (key "trialsim").
 
     Example: trialsim simulate scenarios/sft-19m.toml --reps 10 --out sft.csv
     """
@@ -65,8 +67,12 @@ def simulate(
     with progress_bar(reps, "simulating") as advance:
         data = simulate_trials(s, reps, seed=seed, progress=advance)
     frame = data.to_frame()
-    write_table(frame, out)
-    sidecar = write_sidecar(out, s, scenario_path=scenario, seed=seed, reps=reps)
+    record = sidecar_record(out, s, scenario_path=scenario, seed=seed, reps=reps)
+    if out.suffix.lower() == ".parquet":
+        write_parquet_with_metadata(frame, out, record)
+    else:
+        write_table(frame, out)
+    sidecar = write_sidecar_record(out, record)
     click.echo(
         f"wrote {len(frame):,} rows ({reps} replicates x {data.n_participants} "
         f"participants x {data.n_visits} visits) to {out}; structure in {sidecar.name}"
@@ -82,16 +88,18 @@ def sidecar_path(out: Path) -> Path:
     return out.with_name(out.name + SIDECAR_SUFFIX)
 
 
-def write_sidecar(out: Path, s, *, scenario_path: Path, seed: int, reps: int) -> Path:
-    """Write the trial structure (arms, outcome types, names) and provenance of simulated
-    data beside it, atomically: ``{"structure": ..., "provenance": ...}``."""
-    import json
+#: key of the Parquet schema metadata holding the sidecar's record (structure, provenance)
+PARQUET_METADATA_KEY = b"trialsim"
 
-    from trialsim.files import atomic_path, to_json
+
+def sidecar_record(out: Path, s, *, scenario_path: Path, seed: int, reps: int) -> dict:
+    """``{"structure": ..., "provenance": ...}`` of simulated data: the trial structure (arms,
+    outcome types, names) and how the data were made (command line, package versions,
+    scenario SHA-256, seed, replicates)."""
     from trialsim.report.provenance import build_provenance
     from trialsim.structure import structure_to_dict
 
-    record = {
+    return {
         "structure": structure_to_dict(s.structure),
         "provenance": build_provenance(
             command="simulate",
@@ -103,9 +111,41 @@ def write_sidecar(out: Path, s, *, scenario_path: Path, seed: int, reps: int) ->
             outcomes=list(s.outcomes),
         ),
     }
+
+
+def write_sidecar(out: Path, s, *, scenario_path: Path, seed: int, reps: int) -> Path:
+    """Write the trial structure (arms, outcome types, names) and provenance of simulated
+    data beside it, atomically: ``{"structure": ..., "provenance": ...}``."""
+    record = sidecar_record(out, s, scenario_path=scenario_path, seed=seed, reps=reps)
+    return write_sidecar_record(out, record)
+
+
+def write_sidecar_record(out: Path, record: dict) -> Path:
+    """Write ``record`` to ``<out>.trialsim.json`` atomically."""
+    import json
+
+    from trialsim.files import atomic_path, to_json
+
     path = sidecar_path(out)
     text = to_json(record)
     json.loads(text)  # the reader parses plain JSON: fail here, not there
     with atomic_path(path) as tmp:
         tmp.write_text(text + "\n", encoding="utf-8")
     return path
+
+
+def write_parquet_with_metadata(frame, out: Path, record: dict) -> Path:
+    """Write ``frame`` as Parquet, atomically, with ``record`` (the sidecar's JSON) in the
+    file's schema metadata under the key ``trialsim``, so the provenance travels with the
+    file: ``pyarrow.parquet.read_schema(path).metadata[b"trialsim"]``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trialsim.files import atomic_path, to_json
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    metadata = {**(table.schema.metadata or {}), PARQUET_METADATA_KEY: to_json(record).encode()}
+    table = table.replace_schema_metadata(metadata)
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
+    return out
