@@ -10,11 +10,15 @@ from __future__ import annotations
 import datetime
 import hashlib
 import math
+import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
+from trialsim.errors import UserError
+
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -31,12 +35,39 @@ DESIGNS = ("individual", "cohort", "municipality", "stepped-wedge", "waitlist")
 SFT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "sft-19m.toml"
 
 
-class ScenarioError(ValueError):
+class ScenarioError(UserError):
     """A scenario that cannot be used; the message is one line a user can act on."""
 
 
+def _allows_bool(annotation: Any) -> bool:
+    """Whether a field's type admits a boolean (``link_trial: bool``); numbers do not."""
+    if annotation is bool:
+        return True
+    return any(_allows_bool(a) for a in typing.get_args(annotation))
+
+
+def _has_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    return isinstance(value, list | tuple) and any(isinstance(v, bool) for v in value)
+
+
 class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, raw: Any) -> Any:
+        """TOML ``true``/``false`` is not a number: refuse it for every non-boolean key."""
+        if not isinstance(raw, dict):
+            return raw
+        for key, value in raw.items():
+            field = cls.model_fields.get(key)
+            if field is not None and _has_bool(value) and not _allows_bool(field.annotation):
+                raise ValueError(
+                    f"{key}: a boolean ({str(value).lower()}) where a number or text is expected"
+                )
+        return raw
 
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -322,6 +353,51 @@ class AnalysisPriors(_Part):
     ) = None  # default half-normal with scale = half the outcome SD
     rope: tuple[float, float] | None = None
 
+    @field_validator("prior")
+    @classmethod
+    def _parse_prior(cls, value: str) -> str:
+        if value.startswith("normal:"):
+            numbers = _numbers(value.removeprefix("normal:"), 2, value)
+            if not numbers[1] > 0:
+                raise ValueError(f"prior {value!r}: the SD must be positive, e.g. normal:0,5")
+        return value
+
+    @field_validator("group_sd_prior")
+    @classmethod
+    def _parse_group_sd_prior(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        family, _, rest = value.partition(":")
+        numbers = _numbers(rest, 1 if family == "half-normal" else 2, value)
+        if not all(v > 0 for v in numbers):
+            raise ValueError(f"group_sd_prior {value!r}: scale (and df) must be positive")
+        return value
+
+    @model_validator(mode="after")
+    def _rope_order(self) -> AnalysisPriors:
+        if self.rope is not None and not self.rope[0] < self.rope[1]:
+            raise ValueError(f"rope {list(self.rope)}: needs [low, high] with low < high")
+        return self
+
+
+def _numbers(text: str, count: int, spec: str) -> tuple[float, ...]:
+    """``count`` finite comma-separated numbers of a prior string, else a ValueError."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{spec!r}: expected {count} finite number(s) after the colon")
+    return values
+
+
+def _design_prior(value: str) -> str:
+    """A design prior string parsed now (family, parameter count and ranges)."""
+    from trialsim.bayes.distributions import parse_design_prior
+
+    parse_design_prior(value)
+    return value
+
 
 class Scenario(_Part):
     """A complete scenario; see ``scenarios/sft-19m.toml`` for every key with units."""
@@ -342,6 +418,16 @@ class Scenario(_Part):
     # "family:params", e.g. effect = "normal:4,2", icc = "beta:2,30" (`trialsim calibrate`).
     design_priors: dict[str, DesignPrior] = {}
     covariates: dict[str, Covariate] = {}  # baseline covariates ([covariates.NAME])
+
+    @field_validator("design_priors")
+    @classmethod
+    def _parse_design_priors(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, text in value.items():
+            try:
+                _design_prior(text)
+            except ValueError as exc:
+                raise ValueError(f"design_priors.{key}: {exc}") from None
+        return value
 
     @property
     def primary(self) -> str:
@@ -429,18 +515,29 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
 def read_scenario_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Parse a scenario file; ``base = "other.toml"`` (relative to the file) makes it a variant:
     its tables are merged key by key over the base scenario's."""
+    if seen and not path.is_file():
+        raise ScenarioError(
+            f"{seen[-1]}: base = {path.name!r}: no such scenario file beside it ({path})"
+        )
     if not path.is_file():
         raise ScenarioError(f"{path}: no such scenario file (see the files in scenarios/)")
     if path.resolve() in seen:
-        raise ScenarioError(f"{path}: 'base' refers back to itself; remove the cycle")
+        chain = " -> ".join(p.name for p in (*seen, path.resolve()))
+        raise ScenarioError(f"{seen[-1]}: 'base' refers back to itself ({chain}); remove the cycle")
+    if len(seen) >= 20:
+        raise ScenarioError(f"{path}: more than 20 levels of 'base'; flatten the chain")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ScenarioError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
     base = raw.pop("base", None)
     if base is None:
         return raw
-    if not isinstance(base, str):
+    if not isinstance(base, str) or not base.strip():
         raise ScenarioError(f"base = {base!r} ({path}): give the base scenario's file name")
     return _merged(read_scenario_raw(path.parent / base, (*seen, path.resolve())), raw)
 
@@ -523,8 +620,25 @@ def _first_error(exc: ValidationError, source: str) -> str:
         return f"{key}: required key is missing ({source})"
     msg = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
+    inner = re.match(r"^([A-Za-z_][\w.]*): (.*)$", msg)
+    if inner and isinstance(got, dict) and inner.group(1).split(".")[0] in got:
+        key, msg = f"{key}.{inner.group(1)}", inner.group(2)
+    elif inner and inner.group(1).startswith(f"{key}."):
+        key, msg = inner.group(1), inner.group(2)
+    if kind == "string_pattern_mismatch":
+        msg = "not of the form " + _PATTERN_HINTS.get(loc[0] if loc else "", "expected")
+        if loc and loc[-1] in _PATTERN_HINTS:
+            msg = "not of the form " + _PATTERN_HINTS[loc[-1]]
     got_text = "" if isinstance(got, dict) else f", got {got!r}"
     return f"{key}: {msg}{got_text} ({source})"
+
+
+_PATTERN_HINTS = {
+    "design_priors": "family:params, e.g. normal:4,2 or beta:2,30",
+    "prior": "weakly-informative, sceptical, enthusiastic, flat or normal:MEAN,SD",
+    "group_sd_prior": "half-normal:SCALE or half-t:NU,SCALE",
+    "name": "letters, digits, '_', '.' and '-'",
+}
 
 
 def _inconsistencies(s: Scenario):
@@ -542,8 +656,15 @@ def _inconsistencies(s: Scenario):
             "design.visit_months",
             f"must start with 0 (baseline) and have a follow-up, got {list(d.visit_months)}",
         )
+        return
     if list(d.visit_months) != sorted(set(d.visit_months)):
         yield "design.visit_months", f"must increase, got {list(d.visit_months)}"
+        return
+    if not s.sites.participants:
+        yield "sites.participants", "needs at least one municipality, got []"
+        return
+    yield from _size_limits(s)
+    yield from _outcome_ranges(s)
     yield from _arm_inconsistencies(s)
     if s.sites.names is not None and len(s.sites.names) != m:
         yield "sites.names", f"has {len(s.sites.names)} names for {m} municipalities"
@@ -567,7 +688,7 @@ def _inconsistencies(s: Scenario):
         yield from _name_problems("outcomes", name)
         yield from _effect_problems(s, name, o)
         if o.effect_by_visit is not None and (
-            len(o.effect_by_visit) != s.n_visits or o.effect_by_visit[0] != 0
+            len(o.effect_by_visit) != s.n_visits or not o.effect_by_visit or o.effect_by_visit[0]
         ):
             yield (
                 f"outcomes.{name}.effect_by_visit",
@@ -595,6 +716,75 @@ def _inconsistencies(s: Scenario):
     yield from _covariate_inconsistencies(s)
     yield from _group_feasibility(s)
     yield from _recruitment_inconsistencies(s)
+
+
+#: the largest trial a scenario may describe (participants over all sites, sites)
+MAX_PARTICIPANTS = 1_000_000
+MAX_SITES = 10_000
+#: largest magnitude of any location, scale or bound (outcome units)
+MAX_MAGNITUDE = 1e9
+#: an effect or MCID of a continuous outcome may be at most this many SDs
+MAX_EFFECT_SDS = 50.0
+
+
+def _size_limits(s: Scenario):
+    m, n = s.sites.n_municipalities, s.n_participants
+    if m > MAX_SITES:
+        yield "sites.participants", f"has {m:,} municipalities; at most {MAX_SITES:,} are supported"
+    elif n > MAX_PARTICIPANTS:
+        yield (
+            "sites.participants",
+            f"add up to {n:,} participants; at most {MAX_PARTICIPANTS:,} are supported",
+        )
+
+
+def _outcome_ranges(s: Scenario):
+    """Physically sensible magnitudes: effects, SDs, MCIDs and steps against the scale."""
+    for name, o in s.outcomes.items():
+        key = f"outcomes.{name}"
+        if isinstance(o, BoundedOutcome):
+            width = o.upper - o.lower
+            for field in ("mean", "lower", "upper"):
+                value = getattr(o, field)
+                if abs(value) > MAX_MAGNITUDE:
+                    yield f"{key}.{field}", f"({value:g}) must lie within +-{MAX_MAGNITUDE:g}"
+                    return
+            checks = (
+                ("sd", o.sd, width, "the scale's width upper - lower"),
+                ("step", o.step, width / 2, "half the scale's width (upper - lower) / 2"),
+                ("mcid", o.mcid, width, "the scale's width upper - lower"),
+                ("expectancy_bias", abs(o.expectancy_bias), width, "the scale's width"),
+                *(("effect", abs(e), width, "the scale's width upper - lower")
+                  for e in _as_tuple(o.effect)),
+            )  # fmt: skip
+        elif isinstance(o, ContinuousOutcome):
+            limit = MAX_EFFECT_SDS * o.sd
+            checks = (
+                ("mean", abs(o.mean), MAX_MAGNITUDE, f"{MAX_MAGNITUDE:g}"),
+                ("sd", o.sd, MAX_MAGNITUDE, f"{MAX_MAGNITUDE:g}"),
+                ("mcid", o.mcid, limit, f"{MAX_EFFECT_SDS:g} SDs"),
+                ("expectancy_bias", abs(o.expectancy_bias), limit, f"{MAX_EFFECT_SDS:g} SDs"),
+                *(("effect", abs(e), limit, f"{MAX_EFFECT_SDS:g} SDs")
+                  for e in _as_tuple(o.effect)),
+            )  # fmt: skip
+        elif isinstance(o, CountOutcome):
+            checks = (
+                ("mean", o.mean, 1e6, "1e6 events"),
+                ("mcid", o.mcid, 1e6, "1e6"),
+            )
+        else:
+            checks = (("mcid", o.mcid, 1.0, "1 (a difference in proportions)"),)
+        for field, value, limit, what in checks:
+            if value is not None and value > limit:
+                yield f"{key}.{field}", f"({value:g}) must not exceed {what} ({limit:g})"
+                break
+    for name, c in s.covariates.items():
+        if c.type == "numeric" and max(abs(c.mean), c.sd) > MAX_MAGNITUDE:
+            yield f"covariates.{name}", f"mean and sd must lie within +-{MAX_MAGNITUDE:g}"
+
+
+def _as_tuple(value) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
 
 
 #: randomisation units that support three or more arms and groups in the control arm

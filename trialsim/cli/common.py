@@ -1,13 +1,26 @@
-"""What every command shares: the one-line input error, option definitions, JSON output."""
+"""What every command shares: the one-line input error, option definitions, JSON output.
+
+Errors are classified here (see :func:`friendly`): the project's :class:`UserError` (and a
+``ValueError`` raised by a ``raise`` statement of trialsim itself, until every such statement
+raises ``UserError``), an output path the user can fix, and a request larger than the machine
+are the user's: one line, exit code 2. Anything else propagates to the top-level command,
+which reports an internal error (exit 1) with the traceback in a log file.
+"""
 
 from __future__ import annotations
 
 import functools
+import linecache
+import math
+import os
 from pathlib import Path
 
 import click
 
+from trialsim.errors import UserError, one_line, os_error_message
 from trialsim.scenario import ScenarioError
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
 
 
 class InputError(click.ClickException):
@@ -19,17 +32,76 @@ class InputError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+def raised_by_trialsim(exc: BaseException) -> bool:
+    """True when ``exc`` was raised by a ``raise`` statement in trialsim's own code (a
+    deliberate message), False when it came from numpy, pandas, scipy or any other library."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = str(Path(tb.tb_frame.f_code.co_filename).resolve())
+    if not filename.startswith(_PACKAGE_DIR + os.sep):
+        return False
+    line = linecache.getline(tb.tb_frame.f_code.co_filename, tb.tb_lineno).strip()
+    return line.startswith("raise ")
+
+
+def user_message(exc: BaseException) -> str | None:
+    """The one-line message of an error the user can fix, or None for an internal error."""
+    if isinstance(exc, UserError | ScenarioError):
+        return " ".join(str(exc).split())
+    if isinstance(exc, OSError):
+        return os_error_message(exc)
+    if isinstance(exc, MemoryError):
+        return (
+            "out of memory; use fewer --reps (power and sweep stream in chunks) or a smaller "
+            "trial, or set --max-memory to be refused up front"
+        )
+    if isinstance(exc, RecursionError):
+        return None
+    if isinstance(exc, ValueError) and raised_by_trialsim(exc):
+        return " ".join(str(exc).split())
+    return None
+
+
 def friendly(func):
-    """Turn library input errors into one-line CLI errors (exit 2), never a traceback."""
+    """Turn the user's errors into one-line CLI errors (exit 2), never a traceback; check a
+    request's memory before running it (commands with --reps). Other errors propagate as
+    internal errors (exit 1, see :mod:`trialsim.cli`)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        max_memory = kwargs.pop("max_memory", None)
         try:
+            _guard_resources(func.__name__, kwargs, max_memory)
             return func(*args, **kwargs)
-        except (ScenarioError, ValueError) as exc:
-            raise InputError(str(exc)) from None
+        except click.exceptions.ClickException:
+            raise
+        except Exception as exc:
+            message = user_message(exc)
+            if message is None:
+                raise
+            raise InputError(message) from None
 
     return wrapper
+
+
+def _guard_resources(command: str, kwargs: dict, max_memory: str | None) -> None:
+    """Refuse a request larger than the machine before running it (needs a scenario and
+    --reps among the command's arguments)."""
+    from trialsim import resources
+
+    if max_memory is None:
+        max_memory = os.environ.get("TRIALSIM_MAX_MEMORY") or None
+    limit = resources.parse_size(max_memory) if max_memory is not None else None
+    reps, scenario = kwargs.get("reps"), kwargs.get("scenario")
+    if reps is None or scenario is None or command not in resources.FACTOR:
+        return
+    from trialsim.scenario import load_scenario
+
+    s = load_scenario(scenario, kwargs.get("overrides", ()))
+    resources.check_request(command, s, reps, limit=limit)
 
 
 # ---- options shared by several commands (defined once) ---------------------------------------
@@ -42,13 +114,53 @@ set_option = click.option(
     metavar="KEY=VALUE",
     help="Override a scenario value, e.g. --set groups.icc_group=0.1 (repeatable).",
 )
+
+#: seeds are 0 .. 2**63 - 1 (numpy's SeedSequence takes non-negative integers)
+MAX_SEED = 2**63 - 1
+
 seed_option = click.option(
-    "--seed", default=20161, show_default=True, help="Root seed: same seed, same results."
+    "--seed",
+    default=20161,
+    show_default=True,
+    type=click.IntRange(0, MAX_SEED),
+    help=f"Root seed, 0 to {MAX_SEED}: same seed, same results.",
+)
+
+
+class FiniteFloat(click.ParamType):
+    """A finite float in an (optionally open) interval: NaN and inf are refused."""
+
+    name = "float"
+
+    def __init__(self, low=None, high=None, *, open_low=False, open_high=False):
+        self.low, self.high, self.open_low, self.open_high = low, high, open_low, open_high
+
+    def convert(self, value, param, ctx):
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(x):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        lo_bad = self.low is not None and (x <= self.low if self.open_low else x < self.low)
+        hi_bad = self.high is not None and (x >= self.high if self.open_high else x > self.high)
+        if lo_bad or hi_bad:
+            lo = "(" if self.open_low else "["
+            hi = ")" if self.open_high else "]"
+            self.fail(f"{value} is not in {lo}{self.low}, {self.high}{hi}", param, ctx)
+        return x
+
+
+max_memory_option = click.option(
+    "--max-memory",
+    default=None,
+    metavar="SIZE",
+    help="Refuse requests estimated above SIZE (e.g. 4G; default: the memory available).",
 )
 
 
 def reps_option(default: int):
-    return click.option(
+    reps = click.option(
         "--reps",
         default=default,
         show_default=True,
@@ -56,12 +168,17 @@ def reps_option(default: int):
         help="Replicate trials.",
     )
 
+    def both(func):
+        return reps(max_memory_option(func))
+
+    return both
+
 
 alpha_option = click.option(
     "--alpha",
     default=0.05,
     show_default=True,
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    type=FiniteFloat(0, 1, open_low=True, open_high=True),
     help="Two-sided significance level.",
 )
 outcome_option = click.option("--outcome", default=None, help="Outcome (default: the primary).")
@@ -72,7 +189,7 @@ def target_power_option(help: str | None = None):
         "--target-power",
         default=0.8,
         show_default=True,
-        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        type=FiniteFloat(0, 1, open_low=True, open_high=True),
         help=help,
     )
 
@@ -204,7 +321,10 @@ def data_options(func):
                 visit_months=kwargs.pop("visit_months"),
             )
         except ValueError as exc:
-            raise InputError(str(exc)) from None
+            message = user_message(exc)
+            if message is None:
+                raise
+            raise InputError(message) from None
         return func(*args, declared=declared, **kwargs)
 
     for option in reversed((map_option, wide_option, *_DATA_OPTIONS)):
@@ -220,6 +340,8 @@ def parse_rope(text: str | None) -> tuple[float, float] | None:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
         raise InputError(f"--rope {text!r}: expected L,U (outcome units), e.g. -2,2") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise InputError(f"--rope {text!r}: needs finite L < U (outcome units), e.g. -2,2")
     return (low, high)
 
 
