@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from trialsim.io.mapping import HINTS, suggest_column
+from trialsim.io.mapping import HINTS, PERSON_ROLES, suggest_column
 from trialsim.io.readers import ROW
 
 MAX_PER_CHECK = 10
@@ -252,17 +252,7 @@ def _check_person_constant(frame, c, covariates, labels):
         return
     keys = [k for k in ("rep", "participant") if k in frame]
     before = set(c.bad_columns)  # a changing value is reported; other checks still run
-    for col in (
-        "arm",
-        "site",
-        "cluster",
-        "group",
-        "trainer",
-        "period",
-        "sessions_offered",
-        "sessions_attended",
-        *covariates,
-    ):
+    for col in (*PERSON_ROLES, *covariates):
         if col not in frame or col in c.bad_columns:
             continue
         n_values = frame.groupby(keys, sort=False)[col].transform("nunique")

@@ -31,6 +31,7 @@ from trialsim.io.declare import Declarations
 from trialsim.io.mapping import (
     ARM_ALIASES,
     CLUSTER_ALIASES,
+    PERSON_ROLES,
     RESERVED,
     ROLES,
     SITE_ALIASES,
@@ -701,21 +702,7 @@ def complete_visits(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     full = people.merge(visits, how="cross")
     out = full.merge(frame, on=["rep", "participant", "visit"], how="left")
-    person_cols = [
-        col
-        for col in out.columns
-        if col
-        in (
-            "arm",
-            "site",
-            "cluster",
-            "group",
-            "trainer",
-            "period",
-            "sessions_offered",
-            "sessions_attended",
-        )
-    ]
+    person_cols = [col for col in out.columns if col in PERSON_ROLES]
     if person_cols:
         out[person_cols] = out.groupby(["rep", "participant"], sort=False)[person_cols].transform(
             "first"
