@@ -18,7 +18,7 @@ import platform
 import signal
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -178,9 +178,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 @contextmanager
-def table_writer(path: str | Path) -> Iterator[Callable]:
+def table_writer(path: str | Path, *, metadata: dict[bytes, bytes] | None = None) -> Iterator:
     """Write a table in chunks, atomically: ``write(frame)`` appends rows (CSV: the header
-    once; Parquet: one row group per chunk, the first chunk's schema). Memory is one chunk.
+    once; Parquet: one row group per chunk with the first chunk's schema, plus ``metadata``
+    in the schema's metadata). Memory is one chunk; the bytes of a CSV equal those of the
+    whole table written at once.
 
     >>> with table_writer("sim.parquet") as write:  # doctest: +SKIP
     ...     for frame in chunks:
@@ -189,7 +191,7 @@ def table_writer(path: str | Path) -> Iterator[Callable]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
-        raise OutputError(f"{path}: output must end in .csv or .parquet")
+        raise UserError(f"{path}: output must end in .csv or .parquet")
     with atomic_path(path) as tmp:
         if suffix == ".csv":
             with open(tmp, "w", encoding="utf-8", newline="") as handle:
@@ -209,11 +211,13 @@ def table_writer(path: str | Path) -> Iterator[Callable]:
             def write_parquet(frame) -> None:
                 if "writer" not in state:
                     table = pa.Table.from_pandas(frame, preserve_index=False)
-                    state["writer"] = pq.ParquetWriter(tmp, table.schema)
-                else:
-                    table = pa.Table.from_pandas(
-                        frame, schema=state["writer"].schema, preserve_index=False
+                    schema = table.schema.with_metadata(
+                        {**(table.schema.metadata or {}), **(metadata or {})}
                     )
+                    state["writer"] = pq.ParquetWriter(tmp, schema)
+                table = pa.Table.from_pandas(
+                    frame, schema=state["writer"].schema, preserve_index=False
+                )
                 state["writer"].write_table(table)
 
             try:
@@ -221,6 +225,19 @@ def table_writer(path: str | Path) -> Iterator[Callable]:
             finally:
                 if "writer" in state:
                     state["writer"].close()
+
+
+def write_table_chunks(
+    path: str | Path, frames: Iterable, *, metadata: dict[bytes, bytes] | None = None
+) -> int:
+    """Write every frame of ``frames`` (an iterator: one in memory at a time) to one CSV or
+    Parquet table, atomically; the number of rows written."""
+    rows = 0
+    with table_writer(path, metadata=metadata) as write:
+        for frame in frames:
+            write(frame)
+            rows += len(frame)
+    return rows
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from trialsim.errors import UserError
-
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,6 +25,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from trialsim.errors import UserError
 
 DESIGNS = ("individual", "cohort", "municipality", "stepped-wedge", "waitlist")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from trialsim.errors import UserError, one_line, os_error_message
+from trialsim.errors import UserError, os_error_message
 from trialsim.scenario import ScenarioError
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)

@@ -55,8 +55,10 @@ def simulate(
 
     Example: trialsim simulate scenarios/sft-19m.toml --reps 10 --out sft.csv
     """
-    from trialsim.data import write_table
+    from trialsim.files import to_json, write_table_chunks
+    from trialsim.parallel import thread_count
     from trialsim.report.progress import progress_bar
+    from trialsim.seeds import BLOCK_SIZE
     from trialsim.simulate import simulate_trials
 
     if out.suffix.lower() not in (".csv", ".parquet"):
@@ -64,18 +66,26 @@ def simulate(
     s = load_scenario(scenario, overrides)
     if outcomes:
         s = s.with_outcomes([name.strip() for name in outcomes.split(",")])
-    with progress_bar(reps, "simulating") as advance:
-        data = simulate_trials(s, reps, seed=seed, progress=advance)
-    frame = data.to_frame()
     record = sidecar_record(out, s, scenario_path=scenario, seed=seed, reps=reps)
+    metadata = None
     if out.suffix.lower() == ".parquet":
-        write_parquet_with_metadata(frame, out, record)
-    else:
-        write_table(frame, out)
+        metadata = {PARQUET_METADATA_KEY: to_json(record).encode()}
+    # replicates stream to the table chunk by chunk: memory does not grow with --reps
+    chunk, shape = BLOCK_SIZE * thread_count(None), {}
+
+    def frames(advance):
+        for start in range(0, reps, chunk):
+            part = range(start, min(start + chunk, reps))
+            data = simulate_trials(s, part, seed=seed, progress=advance)
+            shape.update(n=data.n_participants, v=data.n_visits)
+            yield data.to_frame()
+
+    with progress_bar(reps, "simulating") as advance:
+        rows = write_table_chunks(out, frames(advance), metadata=metadata)
     sidecar = write_sidecar_record(out, record)
     click.echo(
-        f"wrote {len(frame):,} rows ({reps} replicates x {data.n_participants} "
-        f"participants x {data.n_visits} visits) to {out}; structure in {sidecar.name}"
+        f"wrote {rows:,} rows ({reps} replicates x {shape['n']} "
+        f"participants x {shape['v']} visits) to {out}; structure in {sidecar.name}"
     )
 
 
