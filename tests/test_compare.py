@@ -279,3 +279,15 @@ def test_budget_errors_and_cli(tmp_path):
     assert "optimum:" in result.output and (out / "budget.png").is_file()
     bad = CliRunner().invoke(main, [*args[:3], "100", *args[4:]])
     assert bad.exit_code == 2 and "does not buy" in bad.output
+
+
+def test_groups_and_participants_needed_describe_one_design():
+    """The issue's "49 groups, 458 participants": both now come from one solve that keeps the
+    allocation ratio (SFT 1:1: 37 groups of 6.3 = 233 treated + 233 controls)."""
+    from trialsim.design.compare import analytic_planning
+    from trialsim.scenario import load_scenario
+
+    s = load_scenario(SFT, [])
+    row = analytic_planning(s, "psp", 0.8, 0.05)
+    assert row["groups_needed"] == 37
+    assert row["participants_needed"] == 2 * math.ceil(37 * 340 / 2 / 27 - 1e-9)

@@ -63,9 +63,19 @@ from trialsim.scenario import load_scenario
     "unknown",
     default=None,
     metavar="PARAM",
-    help="Solve the analytic formula for one unknown: effect (minimum detectable effect); "
-    "n_groups, group_size, n_control (individual/waitlist); n_clusters, cluster_size "
-    "(cohort/municipality); clusters_per_step, n_per_period (stepped wedge).",
+    help="Solve the analytic formula for one unknown: effect (minimum detectable effect), "
+    "icc, sd (largest residual ICC/SD after baseline adjustment), alpha, dropout; "
+    "n_groups, group_size, n_control, n_participants (individual/waitlist/cohort); "
+    "n_clusters, cluster_size (municipality); clusters_per_step, n_per_period (stepped "
+    "wedge). Prints what was held fixed and the totals per arm.",
+)
+@click.option(
+    "--hold",
+    type=click.Choice(["allocation", "n_control"]),
+    default="allocation",
+    show_default=True,
+    help="When solving for n_groups or group_size: keep the allocation ratio (the controls "
+    "grow with the treated arm) or keep the scenario's controls fixed.",
 )
 @target_power_option("Power the --solve unknown must reach.")
 @click.option(
@@ -87,6 +97,7 @@ def power(
     seed,
     alpha,
     unknown,
+    hold,
     target_power,
     plot,
     fmt,
@@ -111,6 +122,8 @@ def power(
       trialsim power scenarios/sft-19m.toml --reps 2000
 
       trialsim power scenarios/sft-19m.toml --method analytic --solve n_groups
+
+      trialsim power scenarios/sft-19m.toml --method analytic --solve icc
 
       trialsim power scenarios/sft-19m.toml --outcome psp --outcome mhrm --decision all
     """
@@ -137,18 +150,33 @@ def power(
         "versions": _versions(),
         "analyses": [],  # simulated analyses and analytic formulas, one entry each
     }
+    from trialsim.power.headlines import observed_power_note
+
+    note = observed_power_note(s)
+    if note:
+        result["headlines"] = [{"kind": "observed_power", "text": note}]
     if unknown:
         from trialsim.power.from_scenario import analytic_solve
 
-        result["solve"] = analytic_solve(s, unknown, target_power, outcomes[0])
+        result["solve"] = analytic_solve(
+            s, unknown, target_power, outcomes[0], hold=hold, arm=_first_contrast(s), alpha=alpha
+        )
     if method in ("analytic", "both"):
-        result["analytic"] = _analytic(s, outcomes, strict=method == "analytic")
+        result["analytic"] = _analytic(s, outcomes, strict=method == "analytic", alpha=alpha)
+        if s.n_arms > 2 and not several:
+            result["analytic_contrasts"] = _analytic_contrasts(s, outcomes[0], alpha)
         by_outcome = result["analytic"] if several else {outcomes[0]: result["analytic"]}
         result["analyses"] += [
             {"name": f"analytic-{a['formula']}", "method": "analytic", "outcome": o, **a}
             for o, a in by_outcome.items()
             if "error" not in a
         ]
+    if s.n_arms > 2:
+        result["contrast_note"] = (
+            f"{s.n_arms} arms: the simulated power, the headline analytic power and --solve "
+            f"compare {s.arm_labels[1]} with {s.arm_labels[0]} (the first contrast); the "
+            "analytic lines above give every contrast"
+        )
     if method in ("simulation", "both"):
         if several:
             _simulate_several(result, s, outcomes, analyses, decision or "all", reps, seed, alpha)
@@ -160,6 +188,8 @@ def power(
         from trialsim.report.tables import power_table
 
         click.echo(power_table(result))
+        for line in planning_lines(result):
+            click.echo(line)
         for entry in result.get("choices", []):
             prefix = f"{entry['outcome']}: " if several else ""
             click.echo(prefix + entry["line"])
@@ -213,14 +243,60 @@ def _choose(result, s, outcome: str, analyses) -> list[str]:
     return names
 
 
-def _analytic(s, outcomes: list[str], *, strict: bool):
+def _first_contrast(s) -> str | None:
+    """With three or more arms the analytic formulas compare one arm with the reference: the
+    first non-reference arm unless the contrasts are listed one by one."""
+    return s.arm_labels[1] if s.n_arms > 2 else None
+
+
+def _analytic_contrasts(s, outcome: str, alpha: float) -> list[dict]:
+    from trialsim.power.from_scenario import analytic_power
+
+    out = []
+    for arm in s.arm_labels[1:]:
+        try:
+            a = analytic_power(s, outcome, arm=arm, alpha=alpha)
+            out.append({"arm": arm, "reference": s.arm_labels[0], **a})
+        except ValueError as exc:
+            out.append({"arm": arm, "reference": s.arm_labels[0], "error": str(exc)})
+    return out
+
+
+def planning_lines(result: dict) -> list[str]:
+    """Lines printed under the power table: what the analytic SD/ICC are, which contrast
+    each power belongs to, what a solve held fixed, and warnings."""
+    from trialsim.power.headlines import headline_lines
+
+    lines = []
+    analytic = result.get("analytic")
+    if isinstance(analytic, dict) and "residual_note" in analytic:
+        lines.append(f"note: {analytic['residual_note']}")
+    for c in result.get("analytic_contrasts", []):
+        if "error" in c:
+            lines.append(f"analytic, {c['arm']} vs {c['reference']}: {c['error']}")
+        else:
+            lines.append(
+                f"analytic ({c['formula']}), {c['arm']} vs {c['reference']}: power "
+                f"{c['power']:.3f} for an ITT effect of {c['effect']:.3g}"
+            )
+    if result.get("contrast_note"):
+        lines.append(f"note: {result['contrast_note']}")
+    sol = result.get("solve")
+    if sol:
+        lines.append(f"held: {sol['held']} (power {sol['power']:.3f})")
+        lines += [f"warning: {w}" for w in sol["warnings"]]
+    lines += headline_lines(result)
+    return lines
+
+
+def _analytic(s, outcomes: list[str], *, strict: bool, alpha: float = 0.05):
     """Analytic power of each outcome; an error is raised (``strict``) or reported."""
     from trialsim.power.from_scenario import analytic_power
 
     by_outcome = {}
     for outcome in outcomes:
         try:
-            by_outcome[outcome] = analytic_power(s, outcome)
+            by_outcome[outcome] = analytic_power(s, outcome, arm=_first_contrast(s), alpha=alpha)
         except ValueError as exc:
             if strict and len(outcomes) == 1:
                 raise
@@ -238,10 +314,50 @@ def _simulate_one(result, s, outcome, analyses, reps, seed, alpha, plot) -> None
             s, names, reps=reps, seed=seed, outcome=outcome, alpha=alpha, progress=advance
         )
     result["analyses"] += [_simulated_entry(result, oc) for oc in ocs]
+    _flag_biased(result, s, outcome, ocs, reps, seed, alpha)
     if plot:
         from trialsim.report.plots import running_power_plot
 
         running_power_plot(p_values, alpha, plot, title=f"{s.name}: {outcome}")
+
+
+def _flag_biased(result, s, outcome, ocs, reps, seed, alpha) -> None:
+    """Analyses whose type-I error exceeds alpha by > 3 MCSE: name the scenario's bias
+    sources and simulate the power at the true effect with them switched off (same seed)."""
+    from trialsim.power.headlines import bias_sources, flagged, unbiased_scenario
+    from trialsim.power.simulation import simulate_operating_characteristics
+
+    biased = [oc for oc in ocs if flagged(oc.type1, oc.type1_mcse, alpha)]
+    if not biased:
+        return
+    sources = bias_sources(s, outcome)
+    fair = {}
+    if sources:
+        fair_ocs, _ = simulate_operating_characteristics(
+            unbiased_scenario(s),
+            [oc.analysis for oc in biased],
+            reps=reps,
+            seed=seed,
+            outcome=outcome,
+            alpha=alpha,
+        )
+        fair = {oc.analysis: oc for oc in fair_ocs}
+    for oc in biased:
+        h = {
+            "kind": "biased",
+            "analysis": oc.analysis,
+            "outcome": outcome,
+            "alpha": alpha,
+            "type1": oc.type1,
+            "type1_mcse": oc.type1_mcse,
+            "bias": oc.bias,
+            "power": oc.power,
+            "sources": sources,
+        }
+        if oc.analysis in fair:
+            h["power_true_effect"] = fair[oc.analysis].power
+            h["power_true_effect_mcse"] = fair[oc.analysis].power_mcse
+        result.setdefault("headlines", []).append(h)
 
 
 def _simulate_several(result, s, outcomes, analyses, rule, reps, seed, alpha) -> None:

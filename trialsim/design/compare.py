@@ -173,19 +173,30 @@ def analytic_planning(s: Scenario, outcome: str, target_power: float, alpha: flo
     try:
         if unknown is None:
             raise ValueError(f"no count to solve for in the {formula} formula")
-        out["groups_needed"] = int(analytic_solve(s, unknown, target_power, outcome)["value"])
+        solved = analytic_solve(s, unknown, target_power, outcome, alpha=alpha)
+        out["groups_needed"] = int(solved["value"])
+        # participants from the same solve (controls scaled with the treated arm), so the
+        # row's groups and participants describe one design
+        out["participants_needed"] = solved_participants(solved)
+        out["held"] = solved["held"]
+        notes += solved["warnings"]
     except ValueError as exc:
         out["groups_needed"] = None
-        notes.append(f"groups needed: {exc}")
-    try:
-        out["participants_needed"] = participants_needed(
-            formula, params, s.n_participants, target_power, alpha
-        )
-    except ValueError as exc:
         out["participants_needed"] = None
-        notes.append(f"participants needed: {exc}")
+        notes.append(f"groups and participants needed: {exc}")
     out["analytic_note"] = "; ".join(notes) or None
     return out
+
+
+def solved_participants(solved: dict) -> int:
+    """Participants randomised at a solved count: whole clusters (rounded up) times their
+    size for the cluster designs, the arms' totals rounded up otherwise."""
+    arms = solved["arms"]
+    if solved["formula"] == "crt":
+        size = arms["treated"]["participants"] / arms["treated"]["clusters"]
+        clusters = sum(math.ceil(a["clusters"] - 1e-9) for a in arms.values())
+        return int(math.ceil(clusters * size - 1e-9))
+    return int(sum(math.ceil(a["participants"] - 1e-9) for a in arms.values()))
 
 
 def participants_needed(

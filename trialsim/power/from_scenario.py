@@ -59,10 +59,12 @@ scale rounding ignored.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from trialsim.power.analytic import power_crt, power_irgt, power_stepped_wedge
-from trialsim.power.solve import SOLVABLE, solve_power
+from trialsim.power.solve import SOLVABLE, solve_count, solve_power
 from trialsim.scenario import (
     GAUSSIAN_OUTCOMES,
     BoundedOutcome,
@@ -221,53 +223,265 @@ def _stepped_wedge(s: Scenario, common, var_individual, var_group, var_municipal
     return dict(params, treatment_matrix=x.astype(int))
 
 
-def analytic_power(s: Scenario, outcome: str | None = None, arm: str | None = None) -> dict:
+def analytic_power(
+    s: Scenario, outcome: str | None = None, arm: str | None = None, alpha: float = 0.05
+) -> dict:
     """Analytic power for the scenario's primary or named outcome, for any design.
 
     Returns a dict with ``"formula"`` (``"irgt"``, ``"crt"`` or ``"stepped_wedge"``),
     ``"power"`` (float) and the formula's inputs from :func:`analytic_parameters` (``effect``
-    the ITT effect in outcome units, ``sd``, ``icc``, ``dropout`` and the design's counts).
+    the ITT effect in outcome units; ``sd`` and ``icc`` the residual SD and ICC after
+    adjustment for the baseline, see ``"residual_note"``; ``dropout`` and the design's counts).
     Raises ValueError for outcomes that are not continuous, and with three or more arms when
     ``arm`` (the arm compared with the reference) is not given.
     """
     formula, params = analytic_parameters(s, outcome, arm)
+    params["alpha"] = alpha
     power = _FUNCTIONS[formula](**params)
-    return {"formula": formula, "power": float(power), **params}
+    return {
+        "formula": formula,
+        "power": float(power),
+        **params,
+        "residual_note": residual_note(s, outcome or s.primary, params),
+    }
 
 
-def analytic_solve(s: Scenario, unknown: str, target_power: float, outcome: str | None = None):
+def residual_note(s: Scenario, outcome: str, params: dict) -> str:
+    """Says that the printed SD and ICC are after baseline adjustment, next to the
+    scenario's own values."""
+    o = s.outcomes[outcome]
+    rho = s.correlation.baseline_followup
+    return (
+        f"SD {params['sd']:.3g} and ICC {params['icc']:.3g} are the residual SD/ICC after "
+        f"baseline adjustment (ANCOVA, baseline correlation {rho:g}) of the scenario's "
+        f"outcome SD {o.sd:g}, group ICC {s.groups.icc_group:g}, trainer ICC "
+        f"{s.groups.icc_trainer:g} and municipality ICC {s.groups.icc_municipality:g}"
+    )
+
+
+#: What ``hold`` may keep fixed while a count is solved for.
+HOLDS = ("allocation", "n_control")
+
+
+def analytic_solve(
+    s: Scenario,
+    unknown: str,
+    target_power: float,
+    outcome: str | None = None,
+    *,
+    hold: str = "allocation",
+    arm: str | None = None,
+    alpha: float = 0.05,
+) -> dict:
     """Solve the scenario's formula for ``unknown`` at ``target_power`` (others as set).
 
-    ``unknown`` is ``"effect"`` (minimum detectable ITT effect, outcome units) or one of the
-    formula's counts: ``n_groups``, ``group_size``, ``n_control`` (irgt); ``n_clusters``
-    (clusters in the treated arm; the control arm keeps the scenario's ratio) and
-    ``cluster_size`` (crt); ``clusters_per_step`` and ``n_per_period`` (stepped_wedge, when
-    every step holds the same number of municipalities).
+    ``unknown`` is ``"effect"`` (minimum detectable ITT effect, outcome units), ``"icc"``
+    (largest residual group ICC reaching the target), ``"sd"`` (largest residual SD),
+    ``"alpha"`` (smallest significance level), ``"dropout"`` (largest share lost to
+    follow-up), or a count: ``n_groups``, ``group_size``, ``n_control``, ``n_participants``
+    (irgt); ``n_clusters`` and ``cluster_size`` (crt); ``clusters_per_step`` and
+    ``n_per_period`` (stepped_wedge, when every step holds the same number of municipalities).
 
-    Returns a dict with ``"formula"``, ``"solve"`` (the unknown), ``"value"`` (the solved
-    value: a float effect or the smallest whole count reaching the target),
-    ``"target_power"`` and ``"meaning"`` (what the value counts, in words).
+    ``hold="allocation"`` (default): solving for groups, group size or participants keeps the
+    allocation ratio -- the controls grow with the treated arm (and with groups in the control
+    arm, its groups too); ``n_clusters`` always keeps the ratio of control to treated clusters.
+    ``hold="n_control"`` keeps the scenario's controls fixed while groups or group size grow.
+
+    Returns a dict with ``"formula"``, ``"solve"``, ``"value"``, ``"target_power"``,
+    ``"power"`` (reached at the value), ``"meaning"``, ``"held"`` (one line: what was held
+    fixed and the resulting totals per arm), ``"arms"`` (participants and groups or clusters
+    per arm at the answer) and ``"warnings"`` (the answer exceeds what the scenario has, or sits
+    at an edge of the allowed range).
     """
-    formula, params = analytic_parameters(s, outcome)
+    if hold not in HOLDS:
+        raise ValueError(f"--hold {hold}: choose one of {', '.join(HOLDS)}")
+    formula, params = analytic_parameters(s, outcome, arm)
+    params["alpha"] = alpha
     solvable = [k for k in SOLVABLE[formula] if k != "power"]
+    if formula == "irgt":
+        solvable.append("n_participants")
     if formula == "stepped_wedge" and "treatment_matrix" in params:
         solvable = [k for k in solvable if k != "clusters_per_step"]
     if unknown not in solvable:
         raise ValueError(f"--solve {unknown}: the {formula} formula solves for one of {solvable}")
-    params = dict(params, power=target_power, **{unknown: None})
-    value = solve_power(formula, **params)
-    meaning = _SOLVED_MEANING[unknown]
-    if unknown == "n_clusters":
-        ratio = params.get("cluster_ratio") or 1.0
-        total = value * (1 + ratio)
-        meaning += f"; with controls at {ratio:.3g} per treated cluster, about {total:.0f} in all"
+    if hold == "n_control" and not (formula == "irgt" and unknown in ("n_groups", "group_size")):
+        raise ValueError(
+            "--hold n_control applies when solving an individually randomised design for "
+            "n_groups or group_size"
+        )
+    func = _FUNCTIONS[formula]
+    scale = _scaling(formula, params, unknown, hold)
+    warnings: list[str] = []
+    if scale is None:
+        value = solve_power(formula, **dict(params, power=target_power, **{unknown: None}))
+        solved = dict(params, **{unknown: value})
+    else:
+        lowest = 2 if unknown in ("n_groups", "n_participants") else 1
+        if unknown == "n_participants":
+            lowest = max(4, math.ceil(2 * params["group_size"] / scale["treated_share"]))
+        value = solve_count(
+            lambda x: float(func(**scale["params"](x))), unknown, target_power, lowest=lowest
+        )
+        if value == lowest:
+            warnings.append(
+                f"{unknown} = {value} is the smallest allowed value: the target is met at the "
+                "lower edge of the range, so fewer may do"
+            )
+        solved = scale["params"](value)
+    power = float(func(**solved))
+    arms = _arm_totals(formula, solved)
+    warnings += _range_warnings(s, formula, unknown, value, solved, arms)
     return {
         "formula": formula,
         "solve": unknown,
         "value": value,
         "target_power": target_power,
-        "meaning": meaning,
+        "power": power,
+        "meaning": _SOLVED_MEANING[unknown],
+        "hold": hold,
+        "held": _held_line(formula, unknown, hold, solved, arms),
+        "arms": arms,
+        "warnings": warnings,
     }
+
+
+def _scaling(formula: str, params: dict, unknown: str, hold: str) -> dict | None:
+    """For irgt counts solved with the allocation held: the power inputs as a function of
+    the unknown (controls scaled with the treated arm). None: solve_power's own solve."""
+    if formula != "irgt" or unknown not in ("n_groups", "group_size", "n_participants"):
+        return None
+    if hold == "n_control" and unknown != "n_participants":
+        return None
+    g0, m0, n_c0 = params["n_groups"], params["group_size"], params["n_control"]
+    ratio = n_c0 / (g0 * m0)  # controls per treated participant
+    control_groups = params.get("n_control_groups")
+
+    def with_controls(g: float, m: float) -> dict:
+        out = dict(params, n_groups=g, group_size=m, n_control=ratio * g * m)
+        if control_groups is not None:
+            out["n_control_groups"] = max(2.0, control_groups * g * m / (g0 * m0))
+        return out
+
+    share = 1.0 / (1.0 + ratio)
+    by_unknown = {
+        "n_groups": lambda x: with_controls(x, m0),
+        "group_size": lambda x: with_controls(g0, x),
+        # participants in all: groups of the scenario's size, as many as the treated share fills
+        "n_participants": lambda x: with_controls(x * share / m0, m0),
+    }
+    return {"params": by_unknown[unknown], "treated_share": share}
+
+
+def _arm_totals(formula: str, p: dict) -> dict:
+    """Participants (and groups or clusters) per arm at the solved design."""
+    if formula == "irgt":
+        treated = p["n_groups"] * p["group_size"]
+        out = {
+            "treated": {"participants": treated, "groups": p["n_groups"]},
+            "control": {"participants": p["n_control"]},
+        }
+        if p.get("n_control_groups") is not None:
+            out["control"]["groups"] = p["n_control_groups"]
+        return out
+    if formula == "crt":
+        k1 = p["n_clusters"]
+        k0 = k1 * p.get("cluster_ratio", 1.0)
+        m = p["cluster_size"]
+        return {
+            "treated": {"clusters": k1, "participants": k1 * m},
+            "control": {"clusters": k0, "participants": k0 * m},
+        }
+    if "treatment_matrix" in p:
+        n_clusters = len(p["treatment_matrix"])
+        n_periods = len(p["treatment_matrix"][0])
+    else:
+        n_clusters = p["clusters_per_step"] * p["n_steps"]
+        n_periods = p["n_steps"] + 1
+    return {
+        "all": {
+            "clusters": n_clusters,
+            "participants": n_clusters * n_periods * p["n_per_period"],
+        }
+    }
+
+
+def _held_line(formula: str, unknown: str, hold: str, p: dict, arms: dict) -> str:
+    """One line: what was held fixed and the totals per arm at the answer."""
+
+    def n(x) -> str:
+        return f"{math.ceil(x - 1e-9):d}"
+
+    if formula == "irgt":
+        t, c = arms["treated"], arms["control"]
+        controls = f"{n(c['participants'])} controls"
+        if "groups" in c:
+            controls += f" in {c['groups']:.3g} groups"
+        totals = (
+            f"{t['groups']:.4g} groups of {p['group_size']:.3g} = {n(t['participants'])} "
+            f"treated + {controls} = {n(t['participants'] + c['participants'])} in all"
+        )
+        if unknown in ("n_groups", "group_size", "n_participants") and hold == "allocation":
+            ratio = c["participants"] / t["participants"]
+            held = f"allocation ratio (controls {ratio:.3g} per treated participant) held"
+            if unknown != "group_size":
+                held += ", group size held"
+        elif unknown in ("n_groups", "group_size"):
+            held = "controls held fixed (--hold n_control)"
+        elif unknown == "n_control":
+            held = "treatment groups and their size held"
+        else:
+            held = "every count held"
+        return f"{held}: {totals}"
+    if formula == "crt":
+        t, c = arms["treated"], arms["control"]
+        k1, k0 = math.ceil(t["clusters"] - 1e-9), math.ceil(c["clusters"] - 1e-9)
+        m = p["cluster_size"]
+        return (
+            f"ratio of control to treated clusters ({p.get('cluster_ratio', 1.0):.3g}) and "
+            f"cluster size held: {k1} treated + {k0} control clusters (rounded up) = "
+            f"{k1 + k0}; {n(k1 * m)} + {n(k0 * m)} = {n((k1 + k0) * m)} participants"
+        )
+    a = arms["all"]
+    return (
+        f"steps and periods held: {a['clusters']:.4g} clusters, "
+        f"{n(a['participants'])} participants over all periods"
+    )
+
+
+def _range_warnings(s: Scenario, formula, unknown, value, p: dict, arms: dict) -> list[str]:
+    """The answer beyond what the scenario has, or at an edge of its allowed range."""
+    out = []
+    n_munis = len(s.sites.participants)
+    g = s.groups
+    if formula in ("crt", "stepped_wedge"):
+        need = sum(math.ceil(a["clusters"] - 1e-9) for a in arms.values())
+        if need > n_munis:
+            out.append(
+                f"the answer needs {need:.4g} clusters but the scenario has {n_munis} "
+                "municipalities: recruit more municipalities or choose another design"
+            )
+    if unknown == "group_size" and formula == "irgt":
+        if value > g.max_size:
+            out.append(
+                f"groups of {value} exceed the scenario's largest group (groups.max_size = "
+                f"{g.max_size}): add groups instead"
+            )
+        elif value < g.min_size:
+            out.append(
+                f"groups of {value} are below the smallest group that runs (groups.min_size = "
+                f"{g.min_size})"
+            )
+    if formula == "irgt" and unknown in ("n_groups", "n_participants"):
+        groups = p["n_groups"]
+        if groups > n_munis * 20:
+            out.append(f"{groups:.4g} groups is more than 20 per municipality ({n_munis})")
+    if unknown == "icc" and value < 1e-3:
+        out.append("the target needs an ICC of almost 0: it sits at the lower edge")
+    if unknown == "dropout" and value < 0.01:
+        out.append("the target needs almost complete follow-up (dropout < 1 %)")
+    if unknown == "alpha" and value > 0.2:
+        out.append(f"alpha {value:.3g} is far above conventional levels")
+    return out
 
 
 _SOLVED_MEANING = {
@@ -275,8 +489,13 @@ _SOLVED_MEANING = {
     "n_groups": "treatment groups",
     "group_size": "participants per treatment group",
     "n_control": "control participants",
+    "n_participants": "participants randomised in all",
     "n_clusters": "clusters in the treated arm",
     "cluster_size": "participants per cluster",
     "clusters_per_step": "clusters crossing over at each step",
     "n_per_period": "participants measured per cluster and period",
+    "icc": "largest residual group ICC (after baseline adjustment) reaching the target",
+    "sd": "largest residual SD (after baseline adjustment, outcome units) reaching the target",
+    "alpha": "smallest two-sided significance level reaching the target",
+    "dropout": "largest share lost to follow-up reaching the target",
 }

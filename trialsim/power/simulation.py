@@ -121,14 +121,16 @@ def true_effect(
     # controls share a municipality (and its trained staff) with the treated arm unless the
     # municipality itself was randomised (as the simulator applies contamination)
     control_dose = 0.0 if s.structure.cluster_is_site else s.design.contamination
+    # with three or more arms: the first contrast (the simulated analyses' default contrast)
+    first = s.arm_effects(outcome)[0]
     if isinstance(o, BoundedOutcome):
-        full = o.effect * share
+        full = first * share
         if estimand == "full_dose":
             return float(full)
         return float(full * (mean_dose_factor(s) - control_dose))
     if mean_scale:
         return _mean_difference(s, outcome, estimand, share, control_dose)
-    log_effect = np.log(o.rate_ratio if isinstance(o, CountOutcome) else o.odds_ratio)
+    log_effect = np.log(first)
     if estimand == "full_dose":
         return float(share * log_effect)
     if s.attendance.prognosis_log_odds != 0 and s.attendance.dose_response != "none":
@@ -167,13 +169,13 @@ def _mean_difference(s: Scenario, outcome: str, estimand: str, share: float, c: 
         # latent shift per SD of attendance prognosis
         a = float(np.sqrt(1.0 - s.groups.icc_municipality) * r * sign)
     if isinstance(o, CountOutcome):
-        rr = o.rate_ratio
+        rr = s.arm_effects(outcome)[0]  # the first contrast with 3+ arms
         shift = np.exp(o.sd_log * a * prognosis - 0.5 * (o.sd_log * a) ** 2)
         treated = o.mean * np.mean(rr ** (share * dose) * shift)
         return float(treated - o.mean * rr ** (share * c))
     s_group, s_trainer = cluster_scales(s.groups)
     v = 1.0 + s_group**2 + s_trainer**2  # the treated are in delivery groups
-    base, log_or = special.logit(o.prevalence), np.log(o.odds_ratio)
+    base, log_or = special.logit(o.prevalence), np.log(s.arm_effects(outcome)[0])
     p = special.expit(base + log_or * share * dose)
     cut = np.sqrt(v) * special.ndtri(1.0 - p) - a * prognosis
     with np.errstate(divide="ignore"):  # v = a^2: the outcome is the prognosis itself

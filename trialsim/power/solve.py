@@ -20,7 +20,7 @@ from scipy import optimize
 
 from trialsim.power.analytic import power_crt, power_irgt, power_stepped_wedge
 
-__all__ = ["SOLVABLE", "solve_power"]
+__all__ = ["SOLVABLE", "solve_count", "solve_power"]
 
 _FUNCTIONS: dict[str, Callable[..., float]] = {
     "irgt": power_irgt,
@@ -31,13 +31,28 @@ _FUNCTIONS: dict[str, Callable[..., float]] = {
 #: Arguments each design can solve for; the integer ones map to their smallest allowed value.
 SOLVABLE: dict[str, tuple[str, ...]] = {
     "irgt": (
-        "effect", "power", "n_groups", "group_size", "n_control", "icc", "sd", "alpha", "dropout",
+        "effect",
+        "power",
+        "n_groups",
+        "group_size",
+        "n_control",
+        "icc",
+        "sd",
+        "alpha",
+        "dropout",
     ),
     "crt": ("effect", "power", "n_clusters", "cluster_size", "icc", "sd", "alpha", "dropout"),
     # the stepped wedge's power is not monotone in the ICC (within-cluster comparisons gain
     # from a large between-cluster variance), so the ICC is not solvable there
-    "stepped_wedge": ("effect", "power", "clusters_per_step", "n_per_period", "sd", "alpha",
-                      "dropout"),
+    "stepped_wedge": (
+        "effect",
+        "power",
+        "clusters_per_step",
+        "n_per_period",
+        "sd",
+        "alpha",
+        "dropout",
+    ),
 }
 
 #: Continuous unknowns other than the effect: (lower end, upper end, power rises with it).
@@ -232,6 +247,14 @@ def _valid_end(shortfall: Callable[[float], float], low: float, high: float) -> 
         except ValueError:
             bad = mid
     return ok
+
+
+def solve_count(
+    power_of: Callable[[float], float], name: str, goal: float, *, lowest: int = 1, design=""
+) -> int:
+    """Smallest whole ``x >= lowest`` with ``power_of(x) >= goal`` for any power function of
+    one count that rises with it (e.g. groups with the controls scaled alongside)."""
+    return _solve_count(design, name, lambda x: power_of(x) - goal, goal, lowest)
 
 
 def _solve_effect(shortfall: Callable[[float], float], scale: float) -> float:
