@@ -48,8 +48,9 @@ def analytic(s, outcome: str, target_power: float) -> dict:
 
 
 def power_curve(s, outcome: str, target_power: float, *, points: int = 40) -> dict | None:
-    """Analytic power against the formula's count (groups, clusters, clusters per step) with
-    the others as the scenario sets them; None without a formula or a count to vary."""
+    """Analytic power against the formula's count (treatment groups, clusters, clusters per
+    step), the allocation held (see :func:`_at_count`), everything else as the scenario sets
+    it; None without a formula or a count to vary."""
     from trialsim.power import analytic as formulas
     from trialsim.power.from_scenario import analytic_parameters
 
@@ -68,11 +69,14 @@ def power_curve(s, outcome: str, target_power: float, *, points: int = 40) -> di
     now = int(params[unknown])
     top = max(2 * now, now + 10)
     lowest = 2 if formula != "stepped_wedge" else 1
-    xs = sorted({round(lowest + (top - lowest) * i / (points - 1)) for i in range(points)})
+    if top - lowest <= 3 * points:  # every count
+        xs = list(range(lowest, top + 1))
+    else:
+        xs = sorted({round(lowest + (top - lowest) * i / (points - 1)) for i in range(points)})
     powers = []
     for x in xs:
         try:
-            powers.append(float(fn(**{**params, unknown: x})))
+            powers.append(float(fn(**_at_count(params, unknown, x))))
         except ValueError:
             powers.append(float("nan"))
     return {
@@ -83,6 +87,19 @@ def power_curve(s, outcome: str, target_power: float, *, points: int = 40) -> di
         "now": now,
         "target_power": target_power,
     }
+
+
+def _at_count(params: dict, unknown: str, x: int) -> dict:
+    """The formula's inputs at ``x`` groups (clusters) with the allocation held, as
+    ``trialsim power --solve`` holds it by default: the controls (and any control groups)
+    grow with the treated groups; a cluster design keeps its ratio of control clusters."""
+    out = dict(params, **{unknown: x})
+    if unknown == "n_groups":
+        factor = x / params["n_groups"]
+        out["n_control"] = params["n_control"] * factor
+        if params.get("n_control_groups") is not None:
+            out["n_control_groups"] = max(2.0, params["n_control_groups"] * factor)
+    return out
 
 
 def default_choice(s, outcome: str):

@@ -145,9 +145,19 @@ def overrides(base: dict[str, Any], shown: dict[str, Any], outcome: str):
     return out, errors
 
 
+#: keys the form does not show whose errors come from a field that it does (a list of
+#: participants per site must match the sites' names and referral rates)
+_CAUSED_BY = {
+    "sites.names": "participants",
+    "sites.recruitment.referrals_per_month": "participants",
+}
+
+
 def field_of_message(message: str, outcome: str) -> str | None:
     """The field a one-line scenario error names (it starts with the dotted key)."""
     head = message.split(":", 1)[0].split(" ", 1)[0].strip()
+    if head in _CAUSED_BY:
+        return _CAUSED_BY[head]
     for f in FIELDS:
         if f.dotted(outcome) == head:
             return f.id

@@ -113,6 +113,7 @@ def make_ui(scenario: str):
             ),
         ),
         col_widths=[6, 6, 6, 6],
+        fill=False,
     )
     designs = ui.card(
         ui.card_header("Randomisation designs on common random numbers (trialsim compare)"),
@@ -151,7 +152,7 @@ def make_ui(scenario: str):
         ui.output_plot("posterior", height="300px"),
     )
     return ui.page_navbar(
-        ui.nav_panel("Planner", ui.layout_sidebar(sidebar, planner)),
+        ui.nav_panel("Planner", ui.layout_sidebar(sidebar, planner, fillable=False)),
         ui.nav_panel("Designs", designs),
         ui.nav_panel("Recruitment", recruitment),
         ui.nav_panel("Evaluate a trial", evaluator),
