@@ -32,11 +32,12 @@ def main(folder: str) -> None:
         if name in oracle:
             ref = oracle[name]
             e = fit.estimates
+            variance = ref["variance"].items()
             print(
                 f"{name:18s} est {e.estimate[0] - ref['estimate']:+.1e} "
                 f"se {e.se[0] / ref['se'] - 1:+.1e} df {e.df[0] / ref['df'] - 1:+.1e} "
                 f"crit {-2 * fit.loglik[0] - ref['criterion']:+.1e} "
-                f"var {[float(np.round(fit.variance[t][0] - v, 9)) for t, v in ref['variance'].items()]}"
+                f"var {[float(np.round(fit.variance[t][0] - v, 9)) for t, v in variance]}"
                 f" singular {ref['singular']} boundary {bool(e.boundary[0])}"
             )
 

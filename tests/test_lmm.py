@@ -12,12 +12,28 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from trialsim.analyse.lmm import fit_lmm
+from trialsim.analyse.lmm_terms import structure_terms
+from trialsim.analyse.prepare import ancova_arrays
+from trialsim.analyse.registry import get_analysis
+from trialsim.analyse.reml import fit_reml_masked
+from trialsim.analyse.reml_nested import fit_reml_nested
+from trialsim.io import read_trial_data
+from trialsim.io.declare import Declarations
+from trialsim.scenario import load_scenario
+from trialsim.simulate import simulate_trials
+
+from .conftest import ROOT
+from .test_reml import partially_nested
+from .test_reml_nested import masked_design, nested_trial
+
+REAL = Path(__file__).parent / "data" / "real"
 
 # --------------------------------------------------------------------------- data
 
@@ -155,7 +171,7 @@ def fit_one(name: str):
     return fit_lmm(Xy, [(t, ids[None]) for t, ids in terms], used, reml=reml)
 
 
-# Frozen from scripts/compare_lmm.R (R version 4.2.2 (2022-11-10 r83330), lme4 1.1.31, lmerTest 3.1.3) on the CSVs that
+# Frozen from scripts/compare_lmm.R (R 4.2.2, lme4 1.1.31, lmerTest 3.1.3) on the CSVs that
 # scripts/compare_lmm.py writes from lmm_dataset; every fit is
 #   lmer(<call>, data = d, REML = <reml>, control = lmerControl(optimizer = "bobyqa",
 #        optCtrl = list(rhoend = 1e-12, maxfun = 1e5)))
@@ -174,7 +190,8 @@ LMERTEST = {
         "singular": False,
     },
     "both_by_arm": {
-        # y ~ 0 + x0 + x1 + x2 + (0 + in_group_control | t_group_control) + (0 + in_group_treatment | t_group_treatment), REML = TRUE
+        # y ~ 0 + x0 + x1 + x2 + (0 + in_group_control | t_group_control)
+        #     + (0 + in_group_treatment | t_group_treatment), REML = TRUE
         "estimate": 0.424095333325064,
         "se": 0.191338654729982,
         "df": 30.1365178256995,
@@ -194,7 +211,8 @@ LMERTEST = {
         "singular": False,
     },
     "nested": {
-        # y ~ 0 + x0 + x1 + x2 + (0 + in_cluster | t_cluster) + (0 + in_group | t_group), REML = TRUE
+        # y ~ 0 + x0 + x1 + x2 + (0 + in_cluster | t_cluster)
+        #     + (0 + in_group | t_group), REML = TRUE
         "estimate": 0.232178683253575,
         "se": 0.228044965113582,
         "df": 6.53464644095597,
@@ -204,7 +222,8 @@ LMERTEST = {
         "singular": False,
     },
     "nested_ml": {
-        # y ~ 0 + x0 + x1 + x2 + (0 + in_cluster | t_cluster) + (0 + in_group | t_group), REML = FALSE
+        # y ~ 0 + x0 + x1 + x2 + (0 + in_cluster | t_cluster)
+        #     + (0 + in_group | t_group), REML = FALSE
         "estimate": 0.25359798062098,
         "se": 0.159488131379796,
         "df": 53.6326917854019,
@@ -214,7 +233,8 @@ LMERTEST = {
         "singular": True,
     },
     "crossed": {
-        # y ~ 0 + x0 + x1 + x2 + (0 + in_site | t_site) + (0 + in_group | t_group) + (0 + in_trainer | t_trainer), REML = TRUE
+        # y ~ 0 + x0 + x1 + x2 + (0 + in_site | t_site) + (0 + in_group | t_group)
+        #     + (0 + in_trainer | t_trainer), REML = TRUE
         "estimate": 0.559880446911206,
         "se": 0.330821190597941,
         "df": 4.12225116101296,
@@ -228,7 +248,8 @@ LMERTEST = {
         "singular": False,
     },
     "crossed_null": {
-        # y ~ 0 + x0 + x1 + x2 + (0 + in_site | t_site) + (0 + in_group | t_group) + (0 + in_trainer | t_trainer), REML = TRUE
+        # y ~ 0 + x0 + x1 + x2 + (0 + in_site | t_site) + (0 + in_group | t_group)
+        #     + (0 + in_trainer | t_trainer), REML = TRUE
         "estimate": 0.385848896244068,
         "se": 0.131933324834117,
         "df": 25.6498739547269,
@@ -238,7 +259,8 @@ LMERTEST = {
         "singular": True,
     },
     "crossed_null_two": {
-        # y ~ 0 + x0 + x1 + x2 + (0 + in_site | t_site) + (0 + in_group | t_group) + (0 + in_trainer | t_trainer), REML = TRUE
+        # y ~ 0 + x0 + x1 + x2 + (0 + in_site | t_site) + (0 + in_group | t_group)
+        #     + (0 + in_trainer | t_trainer), REML = TRUE
         "estimate": 0.0652837969638829,
         "se": 0.121435635193752,
         "df": 332.816528655826,
@@ -248,3 +270,152 @@ LMERTEST = {
         "singular": True,
     },
 }
+
+
+# --------------------------------------------------------------------------- lmerTest
+
+
+@pytest.mark.parametrize("name", list(LMERTEST))
+def test_equals_lmertest(name):
+    """Estimate, SE, Satterthwaite df, variances and the REML criterion (ML deviance) equal
+    lmerTest's on each structure, including fits with one or two variances at zero."""
+    ref = LMERTEST[name]
+    fit = fit_one(name)
+    e = fit.estimates
+    assert e.estimate[0] == pytest.approx(ref["estimate"], rel=1e-6)
+    assert e.se[0] == pytest.approx(ref["se"], rel=1e-6)
+    assert e.df[0] == pytest.approx(ref["df"], rel=1e-5)
+    assert fit.sigma2_residual[0] == pytest.approx(ref["sigma2_residual"], rel=1e-6)
+    for term, value in ref["variance"].items():
+        assert fit.variance[term][0] == pytest.approx(value, rel=1e-5, abs=1e-7)
+        assert (fit.variance[term][0] == 0.0) == (value == 0.0)
+    assert -2.0 * fit.loglik[0] == pytest.approx(ref["criterion"], abs=1e-8)
+    assert bool(e.boundary[0]) == ref["singular"]
+    assert e.converged[0] and not e.failed[0]
+
+
+@pytest.fixture(scope="module")
+def star():
+    data = read_trial_data(REAL / "star.csv", declared=Declarations(reference="reg"))
+    return json.loads((REAL / "oracles.json").read_text())["star"], data
+
+
+@pytest.mark.parametrize(("arm", "term"), [("small", "armsmall"), ("reg+A", "armreg+A")])
+def test_school_trial_equals_lmertest(star, arm, term):
+    """Tennessee STAR (mlmRev::star): ``lmer(math ~ arm + factor(school) + (1 | class))``,
+    three arms in one fit; the general engine and the ``lmm`` analysis (one term: the fast
+    path) both equal lmerTest (refit with bobyqa, rhoend 1e-12)."""
+    oracles, data = star
+    ref = oracles["three_arm"]["refit_tight"]
+    d = data.for_contrast(arm)
+    a = ancova_arrays(d, "math")
+    fit = fit_lmm(a.Xy, [("class", a.cluster)], a.mask)
+    via_registry = get_analysis("lmm").estimate(d, "math")
+    for e in (fit.estimates, via_registry):
+        assert e.estimate[0] == pytest.approx(ref["terms"][term]["estimate"], rel=1e-6)
+        assert e.se[0] == pytest.approx(ref["terms"][term]["se"], rel=1e-6)
+        assert e.df[0] == pytest.approx(ref["terms"][term]["df"], rel=1e-5)
+        assert e.variance["class"][0] == pytest.approx(ref["var_group"], rel=1e-5)
+    assert -2.0 * fit.loglik[0] == pytest.approx(ref["reml_criterion"], abs=1e-6)
+
+
+# --------------------------------------------------------------------------- other engines
+
+
+def _agree(general, special, loglik):
+    a, b = general.estimates, special.estimates
+    np.testing.assert_array_equal(a.boundary, b.boundary)
+    assert a.converged.all() and b.converged.all()
+    np.testing.assert_allclose(a.estimate, b.estimate, atol=1e-7 * np.nanmax(b.se))
+    np.testing.assert_allclose(a.se, b.se, rtol=3e-8)
+    np.testing.assert_allclose(a.df, b.df, rtol=3e-7)
+    np.testing.assert_allclose(general.loglik, loglik, rtol=0, atol=1e-9)
+
+
+def test_one_term_equals_the_one_term_engine():
+    """Partially nested SFT shape with missing rows, 60 replicates: the same fits as
+    trialsim.analyse.reml (which stops at a ratio step of 1e-7: the differences measured are
+    <= 1e-8 relative in estimate and SE, 1e-7 in df, 2e-13 in the REML criterion)."""
+    y, X, cluster = partially_nested(np.random.default_rng(3), 60, missing=0.1)
+    Xy, used = masked_design(y, X)
+    one = fit_reml_masked(Xy, cluster, used)
+    _agree(fit_lmm(Xy, [("cluster", cluster)], used), one, one.reml_loglik)
+
+
+def test_two_nested_terms_equal_the_nested_engine():
+    """Clusters with groups inside (40 replicates, some at a boundary): the same fits as
+    trialsim.analyse.reml_nested."""
+    y, X, cluster, group = nested_trial(np.random.default_rng(4), 40, missing=0.05)
+    Xy, used = masked_design(y, X)
+    nested = fit_reml_nested(Xy, cluster, group, used)
+    fit = fit_lmm(Xy, [("cluster", cluster), ("group", group)], used)
+    assert fit.estimates.boundary.any()
+    _agree(fit, nested, nested.reml_loglik)
+    np.testing.assert_allclose(fit.variance["group"], nested.sigma2_group, rtol=1e-6, atol=1e-9)
+
+
+# --------------------------------------------------------------------------- batching, flags
+
+
+def test_batched_equals_one_at_a_time_threads_and_failed_replicates():
+    """A batch of crossed fits equals fitting each replicate alone, on any thread count; a
+    replicate with a rank-deficient X is failed (NaN), never raises, and leaves the others
+    unchanged; a term no level of which has two rows is held at zero (not a boundary)."""
+    X, y, terms, _ = lmm_dataset("crossed", 15)
+    rng = np.random.default_rng(5)
+    ys = y + rng.normal(scale=0.5, size=(6, len(y)))
+    Xy = np.concatenate([np.broadcast_to(X, (6, *X.shape)), ys[..., None]], axis=-1)
+    Xy[2, :, 2] = 0.0  # replicate 2: the x column is all zero
+    used = np.ones(ys.shape, dtype=bool)
+    ids = [(t, np.broadcast_to(i, ys.shape)) for t, i in terms]
+    singles = np.where(np.arange(len(y)) < 20, np.arange(len(y)), -1)  # 20 rows, alone
+    singles = np.broadcast_to(singles, ys.shape)
+    batch = fit_lmm(Xy, [*ids, ("single", singles)], used, threads=2)
+    assert batch.estimates.failed.tolist() == [False, False, True, False, False, False]
+    assert np.isnan(batch.estimates.estimate[2]) and np.isnan(batch.variance["site"][2])
+    assert batch.held[~batch.estimates.failed, 3].all()
+    plain = fit_lmm(Xy, ids, used, threads=1)
+    for r in (0, 1, 3, 4, 5):
+        alone = fit_lmm(Xy[r : r + 1], [(t, i[r : r + 1]) for t, i in ids], used[r : r + 1])
+        for f in ("estimate", "se", "df"):
+            assert getattr(alone.estimates, f)[0] == pytest.approx(
+                getattr(plain.estimates, f)[r], rel=1e-12
+            )
+            assert getattr(batch.estimates, f)[r] == pytest.approx(
+                getattr(plain.estimates, f)[r], rel=1e-9
+            )
+
+
+def test_bad_terms_are_refused():
+    Xy = np.zeros((1, 4, 3))
+    used = np.ones((1, 4), dtype=bool)
+    with pytest.raises(ValueError, match="term names must differ"):
+        fit_lmm(Xy, [("g", np.zeros(4)), ("g", np.zeros(4))], used)
+    with pytest.raises(ValueError, match="at least one"):
+        fit_lmm(Xy, [], used)
+
+
+# --------------------------------------------------------------------------- lmm analysis
+
+
+@pytest.fixture(scope="module")
+def attention():
+    return simulate_trials(load_scenario(ROOT / "scenarios" / "attention-control.toml"), 8, seed=2)
+
+
+def test_lmm_analysis_terms_follow_the_structure(attention):
+    """Groups in both arms with variance by arm: one term per arm plus trainers (crossed);
+    the analysis equals fit_lmm on those terms. With a common group variance: one group term
+    and trainers."""
+    data = attention
+    outcome = data.structure.primary_outcome
+    a = ancova_arrays(data, outcome)
+    terms = structure_terms(data, a)
+    arms = data.structure.arms
+    assert [t for t, _ in terms] == [f"group[{arms[0]}]", f"group[{arms[1]}]", "trainer"]
+    est = get_analysis("lmm").estimate(data, outcome)
+    direct = fit_lmm(a.Xy, terms, a.mask).estimates
+    np.testing.assert_array_equal(est.estimate, direct.estimate)
+    assert set(est.variance) == {"residual", *(t for t, _ in terms)}
+    common = replace(data, structure=replace(data.structure, group_variance="common"))
+    assert [t for t, _ in structure_terms(common, a)] == ["group", "trainer"]

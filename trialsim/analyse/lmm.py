@@ -61,6 +61,7 @@ Thompson (1971) Biometrika 58:545; Kuznetsova et al. (2017) J Stat Softw 82(13).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -205,6 +206,24 @@ class _Eval:
     Bx: np.ndarray | None = None  # (R, Q, p) Z'V^-1 X
 
 
+@numba.njit(nogil=True, cache=True)
+def _forward_solve(L, B):
+    """``L^-1 B`` for a batch of lower-triangular ``L`` (R, Q, Q) and ``B`` (R, Q, m)."""
+    n_rep, Q, m = B.shape
+    X = np.empty_like(B)
+    for r in range(n_rep):
+        for i in range(Q):
+            for j in range(m):
+                acc = B[r, i, j]
+                for k in range(i):
+                    acc -= L[r, i, k] * X[r, k, j]
+                X[r, i, j] = acc / L[r, i, i]
+    return X
+
+
+_SMALL = 1e-4  # ratios below this use the direct (not the s-scaled) formulas
+
+
 def _evaluate(lam, WW, G, ZW, E, nu, reml, derivs) -> _Eval:
     """The profiled criterion at ``lam`` (R, K) and, if ``derivs``, its derivatives."""
     n_rep, Q, _ = G.shape
@@ -214,10 +233,9 @@ def _evaluate(lam, WW, G, ZW, E, nu, reml, derivs) -> _Eval:
     M[:, np.arange(Q), np.arange(Q)] += 1.0
     L = np.linalg.cholesky(M)  # M >= I: never fails
     log_m = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
-    Mi = np.linalg.inv(M)
     sZW = s[:, :, None] * ZW
-    T = np.matmul(Mi, sZW)
-    A = WW - np.matmul(sZW.transpose(0, 2, 1), T)
+    R_ = _forward_solve(L, sZW)
+    A = WW - np.matmul(R_.transpose(0, 2, 1), R_)
     A = 0.5 * (A + A.transpose(0, 2, 1))
     Ai = np.linalg.inv(A)
     Qy = 1.0 / Ai[:, -1, -1]
@@ -227,9 +245,24 @@ def _evaluate(lam, WW, G, ZW, E, nu, reml, derivs) -> _Eval:
     out = _Eval(d=d, log_m=log_m, log_xx=log_xx, Ai=Ai, Q=Qy)
     if not derivs:
         return out
-    Gs = G * s[:, None, :]
-    B = ZW - np.matmul(Gs, T)  # Z'V^-1 W
-    ZVZ = G - np.matmul(np.matmul(Gs, Mi), Gs.transpose(0, 2, 1))
+    # Z'V^-1 W = Z'W - G s M^-1 s Z'W and Z'V^-1 Z = G - G s M^-1 s G; where s > 0 these are
+    # M^-1 sZ'W / s and (I - M^-1) / (s s') (as (I + F)^-1 = I - F (I + F)^-1, F = sGs);
+    # levels of terms with a small ratio in some replicate use the direct formula.
+    Mi = np.linalg.inv(M)
+    T = np.matmul(Mi, sZW)
+    big = s * s >= _SMALL
+    t = np.where(big, s, 1.0)
+    B = T / t[:, :, None]
+    ZVZ = -Mi / (t[:, :, None] * t[:, None, :])
+    ZVZ[:, np.arange(Q), np.arange(Q)] += 1.0 / (t * t)
+    direct = np.flatnonzero((~big).any(axis=0))
+    if direct.size:
+        Gs = G[:, direct, :] * s[:, None, :]  # rows of G s at the direct levels
+        B[:, direct] = ZW[:, direct] - np.matmul(Gs, T)
+        sG = s[:, :, None] * G
+        cols = G[:, direct, :] - np.matmul(np.matmul(Gs, Mi), sG)
+        ZVZ[:, direct, :] = cols
+        ZVZ[:, :, direct] = cols.transpose(0, 2, 1)
     a = Ai[:, :, -1]
     beta = -a[:, :p] * Qy[:, None]
     C = Ai[:, :p, :p] - a[:, :p, None] * a[:, None, :p] * Qy[:, None, None]
@@ -340,6 +373,16 @@ def _optimise(WW, G, ZW, E, held, nu, reml):
 
 
 # --------------------------------------------------------------------------- fit
+
+
+def _one_blas_thread():
+    """A context holding BLAS to one thread per caller (the matrices are small: its threads
+    cost more than they save), when threadpoolctl is installed."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 def _fit_block(W, used, ids, coef, reml, names):
@@ -467,7 +510,8 @@ def fit_lmm(
             raise ValueError("Xy has non-finite values; zero the rows outside 'used'")
         return _fit_block(W, used[b], ids[b], coef, reml, names)
 
-    parts = list(map_in_threads(run, blocks, threads))
+    with _one_blas_thread():  # blocks run on our threads; BLAS threads would oversubscribe
+        parts = list(map_in_threads(run, blocks, threads))
     out, estimates = joined_estimates(parts, analysis, level)
     return LmmFit(
         estimates=estimates,
