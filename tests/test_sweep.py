@@ -279,3 +279,26 @@ def test_cli_sweep_bad_input_is_one_line(tmp_path, args, message):
     assert message in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "results.csv").exists()
+
+
+# ---- sample sizes ----------------------------------------------------------------------------
+
+
+def test_vary_sample_size_scale_and_refusal_of_a_split_list():
+    assert parse_vary("sites.participants=scale:0.5:2:4").key == "participants_scale"
+    assert parse_vary("sites.participants=scale:0.5:2:4").values == (0.5, 1.0, 1.5, 2.0)
+    with pytest.raises(ValueError, match="scale:0.5:2:4"):
+        parse_vary("sites.participants=30,40")
+    with pytest.raises(ValueError, match="applies to sites.participants"):
+        parse_vary("groups.mean_size=scale:1:2:2")
+
+
+def test_cells_differing_only_in_sample_size_share_their_seed():
+    raw = tomllib.loads(SFT.read_text())
+    settings = {"seed": 3, "reps": 10, "analyses": [], "outcome": None, "alpha": 0.05}
+    a = cell_task(raw, {"n_groups": 20, "groups.icc_group": 0.05}, settings, 32, SFT)
+    b = cell_task(raw, {"n_groups": 40, "groups.icc_group": 0.05}, settings, 32, SFT)
+    c = cell_task(raw, {"n_groups": 20, "groups.icc_group": 0.1}, settings, 32, SFT)
+    assert a["seed"] == b["seed"] != c["seed"]
+    assert sum(b["raw"]["sites"]["participants"]) > 1.9 * sum(a["raw"]["sites"]["participants"])
+    assert b["raw"]["groups"]["icc_group"] == 0.05

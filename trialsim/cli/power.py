@@ -77,7 +77,16 @@ from trialsim.scenario import load_scenario
     help="When solving for n_groups or group_size: keep the allocation ratio (the controls "
     "grow with the treated arm) or keep the scenario's controls fixed.",
 )
-@target_power_option("Power the --solve unknown must reach.")
+@click.option(
+    "--curve",
+    default=None,
+    metavar="SIZE=VALUES",
+    help="Power curve over the sample size, analytic and simulated on the same seed at every "
+    "point, and the size reaching --target-power read off the simulated curve with its "
+    "Monte Carlo uncertainty. SIZE: n_participants, participants_scale, n_groups or "
+    "group_size; VALUES a list (20,30,40) or a range start:stop:n.",
+)
+@target_power_option("Power the --solve unknown or the --curve must reach.")
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -98,6 +107,7 @@ def power(
     alpha,
     unknown,
     hold,
+    curve,
     target_power,
     plot,
     fmt,
@@ -128,6 +138,11 @@ def power(
       trialsim power scenarios/sft-19m.toml --outcome psp --outcome mhrm --decision all
     """
     s = load_scenario(scenario, overrides)
+    if curve:
+        _curve(
+            scenario, overrides, s, curve, analyses, outcomes, reps, seed, alpha, target_power, fmt
+        )
+        return
     outcomes = list(dict.fromkeys(outcomes or [s.primary]))
     unknown_outcomes = [o for o in outcomes if o not in s.outcomes]
     if unknown_outcomes:
@@ -195,6 +210,57 @@ def power(
             click.echo(prefix + entry["line"])
             if "note" in entry:
                 click.echo(f"note: {entry['note']}")
+
+
+def _curve(path, overrides, s, text, analyses, outcomes, reps, seed, alpha, target, fmt):
+    """``--curve SIZE=VALUES``: the power curve over a sample size."""
+    from trialsim.design.grid import parse_vary
+    from trialsim.power.curve import SIZE_KEYS, format_curve, power_curve
+    from trialsim.power.headlines import bias_sources, flagged
+    from trialsim.report.progress import progress_bar
+    from trialsim.scenario import apply_overrides, read_scenario_raw
+
+    try:
+        axis = parse_vary(text)
+    except ValueError as exc:
+        raise InputError(str(exc).replace("--vary", "--curve")) from None
+    if axis.key not in SIZE_KEYS:
+        raise InputError(f"--curve {axis.key}: choose one of {', '.join(SIZE_KEYS)}")
+    if not axis.numeric or len(axis.values) < 2:
+        raise InputError(f"--curve {text}: give at least two numbers, e.g. {axis.key}=20:60:5")
+    if len(analyses) > 1 or len(outcomes) > 1:
+        raise InputError("--curve takes at most one --analysis and one --outcome")
+    raw = apply_overrides(read_scenario_raw(Path(path)), list(overrides), source=str(path))
+    with progress_bar(reps * len(axis.values), "simulating") as advance:
+        c = power_curve(
+            raw,
+            axis.key,
+            axis.values,
+            reps=reps,
+            seed=seed,
+            target=target,
+            alpha=alpha,
+            outcome=outcomes[0] if outcomes else None,
+            analysis=analyses[0] if analyses else None,
+            source=str(path),
+            progress=advance,
+        )
+    biased = [p for p in c.points if flagged(p.type1, p.type1_mcse, alpha)]
+    out = c.as_dict()
+    if biased:
+        out["warning"] = (
+            f"type-I error exceeds alpha by more than 3 Monte Carlo SEs at {len(biased)} of "
+            f"{len(c.points)} sizes: the scenario biases {c.analysis}, so the simulated curve is "
+            "a rejection rate above the power at the true effect. Bias sources: "
+            + ("; ".join(bias_sources(s, c.outcome)) or "none that trialsim knows of")
+        )
+    if fmt == "json":
+        echo_json({"scenario": s.name, "alpha": alpha, "curve": out})
+        return
+    for line in format_curve(c):
+        click.echo(line)
+    if "warning" in out:
+        click.echo(f"warning: {out['warning']}")
 
 
 def _check_several_outcomes(analyses, unknown, plot) -> None:

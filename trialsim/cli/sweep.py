@@ -40,7 +40,9 @@ def _axes(ctx, param, values):
     callback=_axes,
     metavar="KEY=VALUES",
     help="A scenario key and its values: a list 0.01,0.05,0.1 or a range start:stop:n "
-    "(repeatable; the grid is the product).",
+    "(repeatable; the grid is the product). Sample sizes: n_participants, n_groups, "
+    "group_size, or sites.participants=scale:0.5:2:4 (factors); cells differing only in "
+    "sample size share their seed (common random numbers along the curve).",
 )
 @reps_option(500)
 @click.option(

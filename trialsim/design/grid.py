@@ -39,6 +39,13 @@ def parse_vary(text: str) -> Axis:
     (0.0, 0.05, 0.1)
     >>> parse_vary("design.randomisation=individual,cohort").values
     ('individual', 'cohort')
+
+    Sample sizes (see :mod:`trialsim.power.curve`): ``n_participants``, ``n_groups``,
+    ``group_size`` and ``sites.participants=scale:0.5:2:4`` (every municipality's
+    participants times each factor; the axis is named ``participants_scale``).
+
+    >>> parse_vary("sites.participants=scale:0.5:2:4")
+    Axis(key='participants_scale', values=(0.5, 1.0, 1.5, 2.0))
     """
     key, sep, values = text.partition("=")
     key, values = key.strip(), values.strip()
@@ -46,6 +53,21 @@ def parse_vary(text: str) -> Axis:
         raise ValueError(
             f"--vary {text!r}: expected KEY=VALUES, e.g. groups.icc_group=0.01,0.05,0.1 or "
             "groups.icc_group=0.01:0.1:5"
+        )
+    if values.startswith("scale:"):
+        # sites.participants=scale:0.5:2:5 -- every municipality's participants times a factor
+        if key != "sites.participants":
+            raise ValueError(
+                f"--vary {text!r}: scale: applies to sites.participants (e.g. "
+                "sites.participants=scale:0.5:2:4); other sizes: n_participants, n_groups, "
+                "group_size"
+            )
+        return parse_vary("participants_scale=" + values.removeprefix("scale:"))
+    if key == "sites.participants":
+        raise ValueError(
+            f"--vary {text!r}: vary the number of participants with "
+            "sites.participants=scale:0.5:2:4 (factors), n_participants=200,340,500, "
+            "n_groups=20:50:4 or group_size=4,6,8"
         )
     if values.count(":") == 2 and "," not in values:
         start, stop, n = (parse_value(p.strip()) for p in values.split(":"))

@@ -36,7 +36,7 @@ from trialsim.design.executors import run_tasks
 from trialsim.design.grid import Axis, cell_hash, cell_key, cell_seed, expand_grid, overrides_for
 from trialsim.files import write_json
 from trialsim.report.provenance import build_provenance, write_provenance
-from trialsim.scenario import apply_overrides, scenario_from_dict
+from trialsim.scenario import ScenarioError, apply_overrides, scenario_from_dict
 from trialsim.seeds import BLOCK_SIZE
 
 SETTINGS_FILE = "sweep.json"
@@ -271,14 +271,25 @@ def _load_base(path: Path, overrides: Sequence[str]):
 
 def cell_task(base_raw: dict, params: dict, settings: dict, chunk_size: int, path: Path) -> dict:
     """Everything a worker needs for one cell; the cell's scenario is validated here."""
+    from trialsim.power.curve import SIZE_KEYS, size_overrides
+
     source = f"{path} with --vary " + ", ".join(f"{k}={v}" for k, v in params.items())
-    raw = apply_overrides(base_raw, overrides_for(params), source=source)
+    plain = {k: v for k, v in params.items() if k not in SIZE_KEYS}
+    raw = apply_overrides(base_raw, overrides_for(plain), source=source)
+    for key in [k for k in params if k in SIZE_KEYS]:  # sample sizes, on the varied scenario
+        try:
+            sizes = size_overrides(raw, key, params[key])
+        except ValueError as exc:
+            raise ScenarioError(f"{source}: {exc}") from None
+        raw = apply_overrides(raw, overrides_for(sizes), source=source)
     scenario_from_dict(raw, source=source)  # bad cells fail before any work starts
     return {
         "key": cell_key(params),
         "hash": cell_hash(params),
         "params": params,
-        "seed": cell_seed(settings["seed"], params),
+        # cells differing only in sample size share their seed: common random numbers along
+        # a power curve over N
+        "seed": cell_seed(settings["seed"], plain),
         "raw": raw,
         "source": source,
         "reps": settings["reps"],
