@@ -11,6 +11,9 @@ Figures, in µs per replicate trial (best of three runs):
   and two fits per replicate);
 * the nested cluster model (``mixed-cluster``: municipality and treatment-group intercepts) on
   simulated municipality-randomised trials;
+* the general engine (``lmm`` / ``fit_lmm``) on the same SFT-sized trials with 2 terms (groups
+  and trainers, the ``lmm`` analysis of the SFT scenario; municipality and groups, nested)
+  and 3 terms (municipality, groups, trainers);
 * a loop of statsmodels ``MixedLM`` (REML, default optimiser) on the first datasets of the same
   run, the ratio of the two, and the largest effect-estimate difference on the fits where
   both reach the same REML optimum (see :func:`statsmodels_loop`).
@@ -30,6 +33,7 @@ import warnings
 
 import numpy as np
 
+from trialsim.analyse.lmm import fit_lmm
 from trialsim.analyse.prepare import ancova_arrays
 from trialsim.analyse.registry import get_analysis
 from trialsim.analyse.reml import fit_reml
@@ -173,6 +177,21 @@ def main() -> None:
     wall, cpu, _ = best_of(lambda: mixed_cluster.run(muni_data, "psp"))
     nested_us = line("mixed-cluster (nested), municipality:", wall, cpu, reps // 8)
 
+    # the general engine (fit_lmm) on the same SFT-sized trials: 2 and 3 random-intercept terms
+    n_lmm = max(reps // 32, 16)
+    lmm = get_analysis("lmm")
+    sft_lmm = data.take(np.arange(n_lmm))
+    wall, cpu, _ = best_of(lambda: lmm.run(sft_lmm, "psp"))
+    lmm2_us = line("lmm 2 terms (group, trainer):", wall, cpu, n_lmm)
+    muni_lmm = muni_data.take(np.arange(min(n_lmm, reps // 8)))
+    m = ancova_arrays(muni_lmm, "psp")
+    m_trainer = np.broadcast_to(muni_lmm.trainer, m.group.shape)
+    terms = [("municipality", m.cluster), ("group", m.group)]
+    wall, cpu, _ = best_of(lambda: fit_lmm(m.Xy, terms, m.mask))
+    line("lmm 2 terms nested, municipality:", wall, cpu, len(m.Xy))
+    wall, cpu, _ = best_of(lambda: fit_lmm(m.Xy, [*terms, ("trainer", m_trainer)], m.mask))
+    lmm3_us = line("lmm 3 terms (+ trainer), municipality:", wall, cpu, len(m.Xy))
+
     sm_run = statsmodels_loop(a, fit, args.statsmodels_fits)
     t_sm, max_diff = sm_run["us"], sm_run["max_diff"]
     ratio = t_sm / us
@@ -194,6 +213,8 @@ def main() -> None:
                 "simulate_us_per_replicate": round(sim_us, 2),
                 "reml_us_per_replicate": round(reml_us, 2),
                 "nested_us_per_replicate": round(nested_us, 2),
+                "lmm_2_terms_us_per_replicate": round(lmm2_us, 2),
+                "lmm_3_terms_us_per_replicate": round(lmm3_us, 2),
                 "cpu_us_per_replicate": round(cpu_us, 2),
                 "load_average": round(os.getloadavg()[0], 1),
             }
