@@ -116,7 +116,7 @@ def fit_terms(
             "general mixed-model engine (trialsim.analyse.lmm), which this installation "
             "lacks; keep one term, or two nested ones"
         )
-    fit = general(Xy, {n: g for n, g in ids}, used, coef=coef, analysis=analysis, level=level)
+    fit = general(Xy, ids, used, coef=coef, analysis=analysis, level=level)
     return Fitted(fit.estimates, fit.beta, fit.cov_beta, "lmm")
 
 

@@ -10,7 +10,7 @@ see :func:`trialsim.power.simulation.true_effect`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -31,10 +31,21 @@ class Analysis:
     # fits every arm in one model (a contrast's estimate then borrows the other arms'
     # residual variance and covariate slopes); False: compares two arms at a time
     joint: bool = False
+    # the joint Gaussian fit behind the estimates, for Dunnett's adjustment: (data, outcome)
+    # -> (Fitted, arm columns); None when the analysis is not one linear (mixed) model
+    joint_fit: Callable[[TrialData, str], tuple] | None = None
+    # the model in lme4 notation: (structure, outcome) -> text; None: not a formula model
+    formula: Callable[[TrialStructure, str], str] | None = None
 
     def estimate(self, data: TrialData, outcome: str) -> Estimates:
         """The estimate of ``data.contrast`` against the reference arm."""
         return self.run(data if self.joint else data.two_arms(), outcome)
+
+    def model(self, structure: TrialStructure, outcome: str) -> str | None:
+        """The model in lme4 notation, printed with every result (None when there is none)."""
+        if self.formula is not None:
+            return self.formula(structure, outcome)
+        return default_formula(self.name, structure, outcome)
 
 
 def _mixed(data: TrialData, outcome: str) -> Estimates:
@@ -164,6 +175,14 @@ ANALYSES: dict[str, Analysis] = {
             "mar",
             _from("trialsim.analyse.missing", "mar_all_visits"),
             "likelihood-based MAR analysis using all visits (monotone factorisation)",
+        ),
+        Analysis(
+            "repeated",
+            _from("trialsim.analyse.repeated", "repeated_measures"),
+            "repeated measures: every post-baseline visit, visit effects, a random intercept "
+            "per participant (and per group / cluster); effect at the last visit "
+            "(--estimand average|constant for the others); REML, Satterthwaite df",
+            joint=True,
         ),
         Analysis(
             "per-protocol",
@@ -303,3 +322,226 @@ def get_analysis(name: str) -> Analysis:
         return ANALYSES[name]
     except KeyError:
         raise ValueError(f"unknown analysis {name!r}; choose from {', '.join(ANALYSES)}") from None
+
+
+# ---- the model in lme4 notation, joint fits (Dunnett), formula and repeated analyses ---------
+
+
+def _fixed_text(st: TrialStructure, outcome: str) -> str:
+    terms = ["arm"] + (["baseline"] if st.has_baseline else []) + list(st.covariates)
+    if st.stratified and st.site is not None and not st.cluster_is_site:
+        terms.append(st.site)
+    if st.n_periods > 1:
+        terms.append("period")
+    return f"{outcome} ~ {' + '.join(terms)}"
+
+
+def _group_text(st: TrialStructure) -> str:
+    return "(0 + treated | group)" if st.partially_nested else "(1 | group)"
+
+
+def default_formula(name: str, st: TrialStructure, outcome: str) -> str | None:
+    """The lme4 (or lm/glm) formula of a built-in analysis on this structure; None for the
+    analyses that are not one regression model (IV, per-protocol, cluster-level, MAR)."""
+    fixed = _fixed_text(st, outcome)
+    groups = st.has_groups and not st.groups_are_clusters
+    if name in ("ancova", "complete-case"):
+        return fixed
+    if name == "cr2":
+        return f"{fixed}  [CR2 cluster-robust SEs]"
+    if name == "mixed":
+        unit = _group_text(st) if st.has_groups else "(1 | cluster)"
+        return f"{fixed} + {unit}"
+    if name == "mixed-singleton":
+        return f"{fixed} + (1 | group, or participant outside groups)"
+    if name == "mixed-cluster":
+        return f"{fixed} + (1 | {st.cluster or 'cluster'})" + (
+            f" + {_group_text(st)}" if groups else ""
+        )
+    if name == "lmm":
+        terms = (
+            [f"(1 | {st.cluster})"] if st.cluster_randomised and not st.groups_are_clusters else []
+        )
+        terms += [_group_text(st)] if st.has_groups else []
+        terms += ["(1 | trainer)"] if st.trainers and st.has_groups else []
+        return " + ".join([fixed, *terms])
+    if name in ("poisson", "logistic"):
+        family = "poisson" if name == "poisson" else "binomial"
+        return f"glm({fixed}, family = {family})  [cluster-robust SEs]"
+    if name in ("gee-poisson", "gee-logistic"):
+        family = "poisson" if name == "gee-poisson" else "binomial"
+        return f"geeglm({fixed}, family = {family}, id = group, corstr = 'exchangeable')"
+    if name == "repeated":
+        from trialsim.analyse.repeated import repeated_spec
+
+        return repeated_spec(st, outcome, "last").lme4()
+    return None
+
+
+def _arm_columns(columns: tuple[str, ...], data: TrialData) -> list[int]:
+    """Column of each non-reference arm in an ``ancova_arrays`` design (-1: absent)."""
+    st = data.structure
+    out = []
+    for k in range(1, st.n_arms):
+        name = "treatment" if k == data.contrast else f"arm[{st.arms[k]}]"
+        out.append(columns.index(name) if name in columns else -1)
+    return out
+
+
+def _joint_ancova(data: TrialData, outcome: str):
+    from trialsim.analyse.fitting import fit_terms
+
+    a = ancova_arrays(data, outcome)
+    return fit_terms(a.Xy, a.mask, (), analysis="ancova"), _arm_columns(a.columns, data)
+
+
+def _joint_mixed(data: TrialData, outcome: str):
+    from trialsim.analyse.fitting import Fitted
+    from trialsim.analyse.reml import fit_reml_masked
+
+    a = ancova_arrays(data, outcome)
+    fit = fit_reml_masked(a.Xy, a.group, a.mask, analysis="mixed")
+    return Fitted(fit.estimates, fit.beta, fit.cov_beta, "reml"), _arm_columns(a.columns, data)
+
+
+def _joint_mixed_cluster(data: TrialData, outcome: str):
+    from trialsim.analyse.fitting import Fitted
+    from trialsim.analyse.reml_nested import check_nesting, fit_reml_nested
+    from trialsim.analyse.reml_nested import split_groups_by_cluster as split
+
+    a = ancova_arrays(data, outcome)
+    group = a.group
+    try:
+        check_nesting(a.cluster, group)
+    except ValueError:
+        group = split(a.cluster, group)
+    fit = fit_reml_nested(a.Xy, a.cluster, group, a.mask, analysis="mixed-cluster")
+    return Fitted(fit.estimates, fit.beta, fit.cov_beta, "reml"), _arm_columns(a.columns, data)
+
+
+def _spec_joint_fit(make_spec):
+    def joint_fit(data: TrialData, outcome: str):
+        from trialsim.analyse.fitting import fit_terms
+        from trialsim.analyse.formula import model_arrays
+
+        a = model_arrays(data, make_spec(data.structure, outcome))
+        fit = fit_terms(a.Xy, a.used, a.terms, coef=a.coef)
+        return fit, [a.arm_columns[k] for k in range(1, data.structure.n_arms)]
+
+    return joint_fit
+
+
+def _spec_run(make_spec, analysis: str):
+    def run(data: TrialData, outcome: str) -> Estimates:
+        from trialsim.analyse.fitting import fit_terms
+        from trialsim.analyse.formula import model_arrays
+
+        a = model_arrays(data, make_spec(data.structure, outcome))
+        return fit_terms(a.Xy, a.used, a.terms, coef=a.coef, analysis=analysis).estimates
+
+    return run
+
+
+def repeated_analysis(estimand: str = "last") -> Analysis:
+    """The ``repeated`` analysis with the treatment effect at the last visit, averaged over
+    visits or constant over visits (see :mod:`trialsim.analyse.repeated`)."""
+    from trialsim.analyse.repeated import ESTIMANDS, repeated_spec
+
+    if estimand not in ESTIMANDS:
+        raise ValueError(f"--estimand {estimand!r}: choose one of {', '.join(ESTIMANDS)}")
+
+    def make_spec(st, outcome):
+        return repeated_spec(st, outcome, estimand)
+
+    return Analysis(
+        "repeated",
+        _spec_run(make_spec, f"repeated({estimand})"),
+        ANALYSES["repeated"].description,
+        estimand="itt" if estimand == "last" else None,
+        joint=True,
+        joint_fit=_spec_joint_fit(make_spec),
+        formula=lambda st, outcome: make_spec(st, outcome).lme4(),
+    )
+
+
+def formula_analysis(spec) -> Analysis:
+    """An analysis fitting the model of a :class:`~trialsim.analyse.formula.ModelSpec`
+    (from ``--formula``) with the engine its random terms need."""
+
+    def make_spec(st, outcome):
+        return spec
+
+    return Analysis(
+        "formula",
+        _spec_run(make_spec, "formula"),
+        f"the model {spec.lme4()}",
+        estimand=None if spec.repeated else "itt",
+        joint=True,
+        joint_fit=_spec_joint_fit(make_spec),
+        formula=lambda st, outcome: spec.lme4(),
+    )
+
+
+for _name, _fit in (
+    ("ancova", _joint_ancova),
+    ("mixed", _joint_mixed),
+    ("mixed-cluster", _joint_mixed_cluster),
+    ("repeated", repeated_analysis("last").joint_fit),
+):
+    ANALYSES[_name] = replace(ANALYSES[_name], joint_fit=_fit)
+
+
+def adjust_contrasts(
+    analysis: Analysis, data: TrialData, outcome: str, frame: pd.DataFrame, level: float = 0.95
+) -> tuple[pd.DataFrame, list[str]]:
+    """Add multiplicity-adjusted p-values to ``frame`` (from :func:`estimate_contrasts`, two or
+    more contrasts): ``p_holm`` always; ``p_dunnett``, ``ci_low_dunnett``, ``ci_high_dunnett``
+    when the analysis is one joint Gaussian model (its contrasts' correlation from that fit).
+    Returns the frame and lines naming the adjustments."""
+    from trialsim.analyse.multiplicity import correlation, dunnett, holm
+
+    contrasts = list(dict.fromkeys(frame["contrast"]))
+    k = len(contrasts)
+    if k < 2:
+        return frame, []
+    wide = {c: frame[frame["contrast"] == c].reset_index(drop=True) for c in contrasts}
+    p = np.column_stack([wide[c]["p_value"].to_numpy() for c in contrasts])
+    out = []
+    adjusted = holm(p)
+    lines = [f"multiplicity: Holm over the {k} contrasts with {data.structure.reference} (p_holm)"]
+    dun = None
+    if analysis.joint_fit is not None and analysis.gaussian:
+        arms = [c.split(" - ")[0] for c in contrasts]
+        fit, columns = analysis.joint_fit(data.for_contrast(arms[0]), outcome)
+        every = list(data.structure.contrasts)
+        cols = [columns[every.index(a)] for a in arms]
+        if all(c >= 0 for c in cols):
+            cov = fit.cov_beta[:, cols][:, :, cols]
+            est = np.column_stack([wide[c]["estimate"].to_numpy() for c in contrasts])
+            se = np.column_stack([wide[c]["se"].to_numpy() for c in contrasts])
+            df_all = np.column_stack([wide[c]["df"].to_numpy() for c in contrasts])
+            df = df_all.min(axis=1)
+            dun = dunnett(est, se, correlation(cov), df, level=level)
+            how = (
+                "residual df"
+                if fit.engine == "ols"
+                else "df the smallest Satterthwaite df of the contrasts (an approximation)"
+            )
+            lines.append(
+                f"multiplicity: Dunnett single-step, multivariate t with the contrasts' "
+                f"correlation from the joint fit, {how} (p_dunnett, simultaneous "
+                f"{level:.0%} CI)"
+            )
+    if dun is None:
+        lines.append(
+            "multiplicity: Dunnett not available (not one joint Gaussian model); Holm only"
+        )
+    for j, c in enumerate(contrasts):
+        part = wide[c].copy()
+        part["p_holm"] = adjusted[:, j]
+        if dun is not None:
+            part["p_dunnett"] = dun[0][:, j]
+            part["ci_low_dunnett"] = dun[1][:, j]
+            part["ci_high_dunnett"] = dun[2][:, j]
+        out.append(part)
+    return pd.concat(out, ignore_index=True), lines

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from trialsim.cli.common import data_options, echo_json, format_option, friendly, load_trial
+from trialsim.cli.common import (
+    InputError,
+    data_options,
+    echo_json,
+    format_option,
+    friendly,
+    load_trial,
+)
 
 
 @click.command()
@@ -31,10 +38,25 @@ from trialsim.cli.common import data_options, echo_json, format_option, friendly
     metavar="ARM",
     help="Compare only this arm with the reference (default: every arm in turn).",
 )
+@click.option(
+    "--formula",
+    default=None,
+    metavar="TEXT",
+    help="Fit this model instead, in lme4 notation with the file's column names or the "
+    'structure\'s roles, e.g. "math ~ arm + C(school) + sx + (1 | class)" (random '
+    "intercepts only; month/visit terms make it a repeated-measures model).",
+)
+@click.option(
+    "--estimand",
+    type=click.Choice(["last", "average", "constant"]),
+    default=None,
+    help="Repeated measures (--analysis repeated): the treatment effect at the last visit "
+    "(default), averaged over the visits, or constant over the visits.",
+)
 @data_options
 @format_option
 @friendly
-def analyse(data_file, outcome, analysis_name, contrast, declared, fmt):
+def analyse(data_file, outcome, analysis_name, contrast, formula, estimand, declared, fmt):
     """Run one analysis on a trial-data file (real or simulated).
 
     DATA is CSV (also Danish ';' with decimal commas), Parquet, .xlsx, .dta or .sav, long or
@@ -53,23 +75,46 @@ def analyse(data_file, outcome, analysis_name, contrast, declared, fmt):
       trialsim analyse tests/data/real/btheb.csv --outcome bdi --covariate drug \\
         --covariate length --covariate bdi.pre --better lower
     """
-    from trialsim.analyse.registry import default_analysis, estimate_contrasts, get_analysis
+    from trialsim.analyse.registry import (
+        adjust_contrasts,
+        default_analysis,
+        estimate_contrasts,
+        formula_analysis,
+        get_analysis,
+        repeated_analysis,
+    )
 
-    data, outcome = load_trial(data_file, declared, outcome)
+    if formula is not None and analysis_name is not None:
+        raise InputError("--formula and --analysis: give one (the formula is the model)")
+    if estimand is not None and (analysis_name or "") != "repeated":
+        raise InputError("--estimand applies to --analysis repeated only")
+    if formula is not None:
+        data, outcome, model = load_with_formula(data_file, declared, outcome, formula)
+    else:
+        data, outcome = load_trial(data_file, declared, outcome)
     st = data.structure
     default = default_analysis(st, outcome)
-    if analysis_name is None:
+    if formula is not None:
+        analysis = formula_analysis(model)
+        line = f"analysis: formula (chosen; the default is {default.name})"
+    elif analysis_name is None:
         analysis, line = get_analysis(default.name), default.line()
     else:
         analysis = get_analysis(analysis_name)
+        if analysis.name == "repeated":
+            analysis = repeated_analysis(estimand or "last")
         line = f"analysis: {analysis.name} (chosen; the default is {default.name})"
     if contrast is not None:
         data = data.for_contrast(contrast)
         frame = estimate_contrasts(analysis, data, outcome, arms=(contrast,))
     else:
         frame = estimate_contrasts(analysis, data, outcome)
+    frame, adjustments = adjust_contrasts(analysis, data, outcome, frame)
     spec = st.outcome(outcome)
+    lme4 = analysis.model(st, outcome)
     header = [f"{data_file}: {'; '.join(st.describe()[:4])}", f"outcome {spec.describe()}", line]
+    header += [f"model: {lme4}"] if lme4 else []
+    header += adjustments
     if fmt == "csv":
         click.echo("\n".join(header), err=True)
         click.echo(frame.to_csv(index=False), nl=False)
@@ -80,6 +125,8 @@ def analyse(data_file, outcome, analysis_name, contrast, declared, fmt):
                 "outcome": outcome,
                 "outcome_spec": spec.describe(),
                 "analysis": analysis.name,
+                "model": lme4,
+                "multiplicity": adjustments,
                 "default_analysis": {"name": default.name, "reason": default.reason},
                 "structure": st.describe(),
                 "results": frame.to_dict(orient="records"),
@@ -96,6 +143,37 @@ def analyse(data_file, outcome, analysis_name, contrast, declared, fmt):
         )
     if failed:
         click.echo(f"note: {failed} of {len(frame)} fits failed (counted, not dropped)", err=True)
+
+
+def load_with_formula(data_file, declared, outcome, formula):
+    """Read the file for ``--formula``: names the formula uses that are neither roles nor
+    declared covariates are read as covariates (when the file has them); the outcome is the
+    formula's left-hand side. Returns ``(data, outcome, ModelSpec)``."""
+    from dataclasses import replace
+
+    from trialsim.analyse.formula import formula_names, parse_formula
+    from trialsim.io.load import check_trial_file
+
+    lhs = formula.split("~", 1)[0].strip() if "~" in formula else None
+    if outcome is None:
+        outcome = lhs or None
+    table = check_trial_file(data_file, declared=declared)
+    ignored = {c.split(" (")[0].casefold(): c.split(" (")[0] for c in table.ignored}
+    declared_names = {name.casefold() for name, _ in declared.covariates}
+    extra = [
+        ignored[n.casefold()]
+        for n in formula_names(formula)
+        if n.casefold() in ignored and n.casefold() not in declared_names
+    ]
+    if extra:
+        declared = replace(
+            declared, covariates=declared.covariates + tuple((n, None) for n in extra)
+        )
+    data, outcome = load_trial(data_file, declared, outcome)
+    if lhs is not None and lhs.casefold() != outcome.casefold():
+        raise InputError(f"--formula: its outcome {lhs!r} differs from --outcome {outcome}")
+    names = dict(table.names)
+    return data, outcome, parse_formula(formula, data.structure, names)
 
 
 def _why(frame) -> str:
