@@ -57,6 +57,7 @@ class Term:
 class RandomTerm:
     label: str  # as written, e.g. "class"
     role: str  # group, cluster, site, trainer, participant
+    printed: str = ""  # lme4 text when not (1 | label), e.g. "(0 + treated | group)"
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class ModelSpec:
             visit = next((t.label for t in self.fixed if t.kind in ("visit", "time")), "visit")
             fixed = [f"arm * {visit}" if t.kind == "arm" else t.label for t in self.fixed]
             fixed = [f for f in fixed if f != visit]
-        rand = [f"(1 | {r.label})" for r in self.random]
+        rand = [r.printed or f"(1 | {r.label})" for r in self.random]
         text = f"{self.outcome} ~ {' + '.join(fixed + rand)}"
         if self.arm_by_visit == "last":
             text += "  [arm effect at the last visit]"

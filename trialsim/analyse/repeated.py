@@ -54,7 +54,8 @@ def repeated_spec(structure: TrialStructure, outcome: str, estimand: str = "last
         fixed.append(Term("period", "period"))
     random = [RandomTerm("participant", "participant")]
     if structure.has_groups and not structure.groups_are_clusters:
-        random.append(RandomTerm("group", "group"))
+        printed = "(0 + treated | group)" if structure.partially_nested else ""
+        random.append(RandomTerm("group", "group", printed))
     if structure.cluster_randomised:
         random.append(RandomTerm(structure.cluster, "cluster"))
     return ModelSpec(outcome, tuple(fixed), tuple(random), arm_by_visit=estimand)
