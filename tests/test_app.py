@@ -129,6 +129,7 @@ def test_power_curve_and_solve_agree_with_the_analytic_power():
     s = load_scenario(SFT)
     a = compute.analytic(s, s.primary, 0.8)
     curve = compute.power_curve(s, s.primary, 0.8)
+    assert compute.power_curve(s, s.primary, 0.8, answer=a) == curve  # reused inputs
     assert a["power"] == analytic_power(s)["power"]
     assert a["solve"] == analytic_solve(s, "n_groups", 0.8, s.primary)
     x, p = np.array(curve["x"]), np.array(curve["power"])

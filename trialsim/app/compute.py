@@ -3,6 +3,7 @@ the app's own). Every function takes a validated :class:`~trialsim.scenario.Scen
 
 from __future__ import annotations
 
+import inspect
 import shlex
 import threading
 from collections.abc import Callable
@@ -47,25 +48,33 @@ def analytic(s, outcome: str, target_power: float) -> dict:
     return out
 
 
-def power_curve(s, outcome: str, target_power: float, *, points: int = 40) -> dict | None:
+def power_curve(
+    s, outcome: str, target_power: float, *, points: int = 40, answer: dict | None = None
+) -> dict | None:
     """Analytic power against the formula's count (treatment groups, clusters, clusters per
     step), the allocation held (see :func:`_at_count`), everything else as the scenario sets
     it; None without a formula or a count to vary."""
     from trialsim.power import analytic as formulas
     from trialsim.power.from_scenario import analytic_parameters
 
-    try:
-        formula, params = analytic_parameters(s, outcome)
-    except ValueError:
-        return None
-    unknown = CURVE_UNKNOWN[formula]
-    if unknown not in params:
-        return None
-    fn = {
+    functions = {
         "irgt": formulas.power_irgt,
         "crt": formulas.power_crt,
         "stepped_wedge": formulas.power_stepped_wedge,
-    }[formula]
+    }
+    if answer is not None and "formula" in answer:  # the inputs analytic() already derived
+        formula = answer["formula"]
+        accepted = inspect.signature(functions[formula]).parameters
+        params = {k: v for k, v in answer.items() if k in accepted}
+    else:
+        try:
+            formula, params = analytic_parameters(s, outcome)
+        except ValueError:
+            return None
+    unknown = CURVE_UNKNOWN[formula]
+    if unknown not in params:
+        return None
+    fn = functions[formula]
     now = int(params[unknown])
     top = max(2 * now, now + 10)
     lowest = 2 if formula != "stepped_wedge" else 1

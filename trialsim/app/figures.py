@@ -51,7 +51,9 @@ def posterior_figure(post, *, mcid: float | None, better: str, title: str = ""):
 
     plt = _pyplot()
     w, m, s = post.weights[0], post.means[0], post.sds[0]
-    lo, hi = float((m - 4 * s).min()), float((m + 4 * s).max())
+    low, high = post.interval(0.999)
+    lo, hi = float(low[0]), float(high[0])
+    lo, hi = lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo)
     if mcid is not None:
         signed = mcid if better == "higher" else -mcid
         lo, hi = min(lo, signed - abs(signed) * 0.2), max(hi, signed + abs(signed) * 0.2)

@@ -238,7 +238,7 @@ def make_server(scenario: str):
             s, a = form()["scenario"], analytic_answer()
             if s is None or a is None or "error" in a:
                 return None
-            return compute.power_curve(s, s.primary, float(input.target_power()))
+            return compute.power_curve(s, s.primary, float(input.target_power()), answer=a)
 
         def curve_figure():
             from trialsim.app.figures import power_curve_figure
@@ -305,7 +305,7 @@ def make_server(scenario: str):
             jobs["sim"] = job
             sim_task.invoke(form()["scenario"], job)
 
-        @reactive.effect
+        @reactive.effect(priority=100)  # before the analytic outputs: start the thread first
         def _auto_simulate():
             sim_key()  # depend on every input of the answer
             if input.auto():

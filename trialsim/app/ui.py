@@ -76,7 +76,7 @@ def make_ui(scenario: str):
                 ui.input_numeric("target_power", "Target power", value=0.8, step=0.05),
                 ui.input_checkbox("auto", "Simulate on every change", value=True),
             ),
-            open=["Design", "Nature"],
+            open=["Design", "Nature", "Simulation"],
             multiple=True,
         ),
         width=360,
