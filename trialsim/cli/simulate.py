@@ -53,7 +53,10 @@ def simulate(
     package versions, scenario SHA-256, seed); a .parquet table carries the same record in its
     metadata (key "trialsim").
 
-    Example: trialsim simulate scenarios/sft-19m.toml --reps 10 --out sft.csv
+    \b
+    Examples:
+      trialsim simulate scenarios/sft-19m.toml --reps 10 --out sft.csv
+      trialsim simulate scenarios/sft-19m.toml --reps 10 --outcomes psp,mhrm --out sft.parquet
     """
     from trialsim.files import to_json, write_table_chunks
     from trialsim.parallel import thread_count
