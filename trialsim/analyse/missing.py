@@ -2,8 +2,11 @@
 
 * :func:`complete_case` - ANCOVA on participants measured at the final visit.
 * :func:`mar_all_visits` - maximum likelihood under missing at random (MAR), using every
-  visit: with monotone dropout and a multivariate normal regression model the likelihood
-  factorises into a sequence of regressions (Little & Rubin 2002, §7.2-7.4; Anderson 1957).
+  visit, with an unstructured covariance over the visits and attendance as an auxiliary
+  variable (the ``repeated`` analysis, :mod:`trialsim.analyse.repeated`, is the
+  random-intercept model over every visit without them): with monotone dropout and a
+  multivariate normal regression model the likelihood factorises into a sequence of
+  regressions (Little & Rubin 2002, §7.2-7.4; Anderson 1957).
 * :func:`delta_adjusted` / :func:`tipping_point` - delta-adjusted MNAR sensitivity analysis:
   the missing final outcomes of the treated arm are assumed ``delta`` worse than MAR predicts,
   and the tipping point is the ``delta`` at which the lower confidence limit reaches 0
@@ -71,6 +74,8 @@ def _fit_mar(
 ) -> _MarFit:
     W, base, t = _covariates(data, outcome)
     r, n, p = W.shape
+    if not np.asarray(data.sessions_offered).any():
+        attendance_degree = 0  # attendance not recorded: MAR given the other terms only
     final = visit % data.n_visits
     if final == 0:
         raise ValueError("mar_all_visits analyses a follow-up visit, not the baseline (visit 0)")
@@ -170,7 +175,8 @@ def mar_all_visits(
     MAR dropout the estimate is then biased (about -0.3 PSP points at
     ``prognosis_log_odds=0.5``, -1.5 at 1.5, with ``attendance_log_odds=3``), though much less
     than complete case. With ``attendance_degree=0`` it is MAR given baseline, arm,
-    municipality and earlier visits only. Participants with
+    municipality and earlier visits only (also when the data record no attendance: no
+    sessions offered). Participants with
     non-monotone (intermittent) missingness contribute only up to their first missing visit.
 
     SE by the delta method with the factors' parameters independent and each factor's
@@ -181,7 +187,7 @@ def mar_all_visits(
     the complete-case ANCOVA. Clustering by group is ignored.
     """
     fit = _fit_mar(data, outcome, visit, attendance_degree, small_sample)
-    name = _mar_name(attendance_degree)
+    name = _mar_name(attendance_degree if np.asarray(data.sessions_offered).any() else 0)
     return Estimates.from_t(
         name,
         fit.estimate,
