@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import re
+import sys
 from importlib import metadata
 
 import numpy as np
@@ -94,7 +95,7 @@ def test_report_markdown_and_html(tmp_path):
         assert sha in text
         assert f"numpy {metadata.version('numpy')}" in text
         assert "--reps 10" in text
-        assert "0.81 ± 0.012" in text  # a figure shown with its Monte Carlo SE
+        assert "0.810\u00a0±\u00a00.012" in text  # with its Monte Carlo SE, never wrapped
         assert "abc.json" not in text
     assert "![figure.png](figure.png)" in md
     embedded = re.search(r'src="data:image/png;base64,([^"]+)"', html).group(1)
@@ -107,3 +108,216 @@ def test_report_on_empty_or_missing_folder_is_one_line(tmp_path):
         result = CliRunner().invoke(main, ["report", str(folder)])
         assert result.exit_code == 2 and result.output.startswith("error: ")
         assert "Traceback" not in result.output
+
+
+def test_numbers_for_people():
+    from trialsim.report.numbers import count, money, number, percent, pm
+
+    nb = "\u00a0"
+    assert money(2e6, "DKK") == f"DKK{nb}2,000,000"
+    assert count(12345.0) == "12,345" and number(-4.2, 2) == "\u22124.2"
+    assert number(7.0) == "7" and number(0.008182) == "0.00818"
+    assert percent(0.6234, 0.0107) == f"62{nb}%{nb}±{nb}1{nb}%"
+    assert percent(0.9995, digits=1) == f">{nb}99.9{nb}%" and percent(0.0) == f"0{nb}%"
+    assert pm(0.863, 0.011) == f"0.863{nb}±{nb}0.011"
+
+
+def test_wide_tables_are_split_to_fit_a4_and_repeat_the_key_column():
+    from trialsim.report.report import MAX_LINE_CHARS, fit_width
+
+    header = ("design", *(f"quantity {i}" for i in range(24)))
+    rows = [("individual", *("0.123 ± 0.004" for _ in range(24)))] * 3
+    parts = fit_width(header, rows)
+    assert len(parts) > 1
+    seen = []
+    for h, r in parts:
+        assert h[0] == "design" and all(row[0] == "individual" for row in r)
+        width = sum(max(len(str(x)) for x in col) + 3 for col in zip(*r, strict=True))
+        assert width <= MAX_LINE_CHARS
+        seen += h[1:]
+    assert tuple(seen) == header[1:]  # every column once, in order
+    small = [r[:4] for r in rows]
+    assert fit_width(header[:4], small) == [(header[:4], tuple(small))]
+
+
+def _sft_results(tmp_path):
+    """Outputs as the commands write them (small numbers made up, shapes real)."""
+    root = tmp_path / "sft"
+    (root / "budget").mkdir(parents=True)
+    write_json(
+        root / "power.json",
+        {
+            "scenario": "sft-19m",
+            "outcome": "psp",
+            "alpha": 0.05,
+            "seed": 1,
+            "reps": 2000,
+            "versions": {"python": "3.11.7", "numpy": "2.4.6"},
+            "analyses": [
+                {
+                    "analysis": "mixed",
+                    "method": "simulation",
+                    "outcome": "psp",
+                    "reps": 2000,
+                    "truth": 4.2007,
+                    "power": 0.6234,
+                    "power_mcse": 0.0108,
+                    "type1": 0.049,
+                    "type1_mcse": 0.0048,
+                    "bias": 0.01,
+                    "bias_mcse": 0.04,
+                    "coverage": 0.95,
+                    "coverage_mcse": 0.005,
+                    "failures": 0,
+                }
+            ],
+            "analytic": {"formula": "irgt", "power": 0.6724, "effect": 4.2, "n_groups": 27},
+        },
+    )
+    write_json(
+        root / "recruitment.json",
+        {
+            "scenario": "sft-19m",
+            "design": "individual",
+            "reps": 1000,
+            "months_to_full_enrolment": {"median": 21.29, "p10": 18.18, "p90": 26.05},
+            "recruited": {"median": 340.0, "p10": 340.0, "p90": 340.0},
+            "groups_started": {"median": 27.0, "p10": 26.0, "p90": 29.0},
+            "groups_cancelled": {"median": 3.0, "p10": 1.0, "p90": 5.0},
+            "staff_hours": {"median": 5149.5, "p10": 4951.5, "p90": 5347.0},
+            "calendar": {
+                "full_enrolment_date": {
+                    "median": "2016-06-10",
+                    "p10": "2016-03-07",
+                    "p90": "2016-11-02",
+                }
+            },
+            "provenance": {"seed": 1, "python": "3.11.7", "packages": {"numpy": "2.4.6"}},
+        },
+    )
+    write_json(
+        root / "compare.json",
+        {
+            "target_power": 0.8,
+            "rows": [
+                {
+                    "design": "individual",
+                    "analysis": "mixed",
+                    "power": 0.62,
+                    "power_mcse": 0.011,
+                    "groups_needed": 49,
+                    "groups_unit": "treatment groups",
+                }
+            ],
+        },
+    )
+    write_json(
+        root / "budget" / "budget.json",
+        {
+            "budget": 2000000.0,
+            "best": {
+                "group_size": 9,
+                "n_groups": 24,
+                "participants": 432,
+                "trainers": 12,
+                "cost": 1980000.0,
+                "power": 0.748,
+            },
+            "by_group_size": [
+                {
+                    "group_size": 9,
+                    "n_groups": 24,
+                    "participants": 432,
+                    "trainers": 12,
+                    "cost": 1980000.0,
+                    "power": 0.748,
+                }
+            ],
+        },
+    )
+    for sub in ("", "budget"):
+        write_provenance(
+            root / sub,
+            build_provenance(
+                command="x",
+                scenario_path=SFT,
+                scenario=load_scenario(SFT),
+                seed=42,
+                argv=["trialsim", "x", sub or "top"],
+            ),
+        )
+    return root
+
+
+def test_report_sections_open_with_an_answer_and_provenance_comes_once(tmp_path):
+    root = _sft_results(tmp_path)
+    result = CliRunner().invoke(main, ["report", str(root), "--currency", "DKK"])
+    assert result.exit_code == 0, result.output
+    md = (root / "report.md").read_text().replace("\u00a0", " ")
+    html = (root / "report.html").read_text()
+    assert (
+        "> With 27 groups the trial has 62 % ± 1 % power to detect an effect of 4.2 PSP points "
+        "(mixed analysis, 2,000 simulated trials; analytic formula 67 %); 49 treatment groups "
+        "give 80 % (analytic)." in md
+    )
+    assert "> Enrolling 340 participants takes a median 21.3 months" in md
+    assert "> For DKK 2,000,000 the best use is 24 groups of 9 (432 participants" in md
+    assert "| 9 | 24 | 432 | 12 | DKK 1,980,000 | 75 % |" in md
+    # one provenance section, at the end, naming both command lines
+    assert md.count("## Provenance") == 1 and html.count("<h2>Provenance</h2>") == 1
+    assert md.index("## Provenance") > md.index("## Budget")
+    assert "trialsim x top" in md and "trialsim x budget" in md
+    assert md.count(f"numpy {metadata.version('numpy')}") == 1
+    assert '<p class="answer">' in html
+
+
+def test_type1_above_nominal_is_said_in_the_answer(tmp_path):
+    root = _sft_results(tmp_path)
+    record = json.loads((root / "power.json").read_text())
+    record["analyses"][0].update(type1=0.092, type1_mcse=0.0064)
+    write_json(root / "power.json", record)
+    CliRunner().invoke(main, ["report", str(root)])
+    md = (root / "report.md").read_text().replace("\u00a0", " ")
+    assert "type-I error is 9.2 % ± 0.6 %, above the nominal 5 %" in md
+    assert "2,000,000 (Amounts in the budget's currency.)" not in md  # no currency: none shown
+    assert "the best use is 24 groups of 9" in md and "DKK" not in md
+
+
+def test_cold_kernel_cache_is_detected_from_the_index_files(tmp_path, capsys):
+    from trialsim.report import progress
+
+    pkg = tmp_path / "pkg"
+    (pkg / "sub" / "__pycache__").mkdir(parents=True)
+    (pkg / "sub" / "kern.py").write_text("@njit(cache=True)\ndef f(x):\n    return x\n")
+    (pkg / "plain.py").write_text("x = 1\n")
+    assert progress.kernel_modules(pkg) == [pkg / "sub" / "kern.py"]
+    assert progress.cold_kernel_modules(pkg) == [pkg / "sub" / "kern.py"]
+    progress._NOTICE_SHOWN.clear()
+    assert progress.compile_notice(root=pkg) is True
+    assert progress.compile_notice(root=pkg) is False  # once per process
+    assert capsys.readouterr().err == progress.COMPILE_NOTICE + "\n"
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    (pkg / "sub" / "__pycache__" / f"kern.f-1.{tag}.nbi").write_bytes(b"")
+    assert progress.cold_kernel_modules(pkg) == []
+    progress._NOTICE_SHOWN.clear()
+
+
+def test_the_listed_kernel_modules_are_the_ones_in_the_package():
+    from trialsim.report import progress
+
+    found = [p.relative_to(progress.PACKAGE_ROOT).as_posix() for p in progress.kernel_modules()]
+    assert tuple(found) == progress.KERNEL_MODULES
+
+
+def test_status_and_track_without_a_terminal(capsys):
+    from trialsim.report.progress import progress_bar, sampling_message, status, track
+
+    with status(sampling_message(chains=2, draws=1000, tune=500)):
+        pass
+    assert capsys.readouterr().err == (
+        "sampling the posterior (NUTS): building and compiling the model, then 2 chains x "
+        "1,000 draws after 500 tuning steps\n"
+    )
+    with progress_bar(3, "simulating", kernels=False) as advance:
+        advance(3)
+        assert list(track(range(4), "MCMC check")) == [0, 1, 2, 3]

@@ -154,17 +154,21 @@ def bayes(
         group_prior=group_prior,
         residual=residual,
     )
-    result = fit_trial(
-        data,
-        outcome,
-        settings,
-        method=method,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        seed=seed,
-        target_accept=target_accept,
-    )
+    from trialsim.report.progress import sampling_message, status
+
+    message = sampling_message(chains=chains, draws=draws, tune=tune)
+    with status(message if method == "mcmc" else "computing the exact posterior"):
+        result = fit_trial(
+            data,
+            outcome,
+            settings,
+            method=method,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            seed=seed,
+            target_accept=target_accept,
+        )
     record = {
         "data": str(data_file),
         "structure": st.describe(),
@@ -178,7 +182,7 @@ def bayes(
     out = out or Path("results") / data_file.stem / "bayes"
     write_json(out / "summary.json", record)
     if result.idata is not None:
-        _write_mcmc_outputs(result, out)
+        _write_mcmc_outputs(result, out, st.outcome(outcome))
     if fmt == "json":
         echo_json(record)
     else:
@@ -189,15 +193,24 @@ def bayes(
         click.echo(f"warning: {line}", err=True)
 
 
-def _write_mcmc_outputs(result, out: Path) -> None:
+def _write_mcmc_outputs(result, out: Path, spec=None) -> None:
     from trialsim.bayes import plots
     from trialsim.bayes.output import write_netcdf
+    from trialsim.report.style import effect_label
 
     write_netcdf(result.idata, out / "posterior.nc")
     draws = result.idata.posterior["effect"].values
     mcid = result.settings.signed_mcid
-    plots.plot_posterior_mcid(draws, mcid, out / "posterior_mcid.png", rope=result.settings.rope)
-    plots.plot_prior_posterior(draws, result.prior, out / "prior_posterior.png")
+    label = effect_label(spec.name if spec else None, spec)
+    plots.plot_posterior_mcid(
+        draws,
+        mcid,
+        out / "posterior_mcid.png",
+        rope=result.settings.rope,
+        better=result.settings.better,
+        xlabel=label,
+    )
+    plots.plot_prior_posterior(draws, result.prior, out / "prior_posterior.png", xlabel=label)
     names = [v for v in ("effect", "tau", "sigma") if v in result.idata.posterior]
     plots.plot_trace(result.idata, names, out / "trace.png")
 

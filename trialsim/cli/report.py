@@ -11,21 +11,29 @@ from trialsim.cli.common import friendly
 
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--currency",
+    default=None,
+    metavar="CODE",
+    help="Currency of the budget's amounts, e.g. DKK (shown as 'DKK 2,000,000').",
+)
 @friendly
-def report(directory):
+def report(directory, currency):
     """Write DIRECTORY/report.md and DIRECTORY/report.html from the outputs found there.
 
-    Works on any results folder (power, compare, budget, sweep outputs, or a folder holding
-    several of them): JSON and CSV files become tables, PNG figures are linked (Markdown) or
-    embedded (HTML, one standalone file), and every provenance.json becomes a provenance
-    section: command line, seed, scenario file and SHA-256, package versions.
+    Works on any results folder (power, recruitment, compare, budget, sweep, bayes and
+    assurance outputs, or a folder holding several of them). Each known output becomes a
+    section that opens with a one-sentence answer, then its figure, then a compact table
+    (± is one Monte Carlo SE); other JSON, CSV and PNG files are shown as they are. One
+    provenance section closes the report: command lines, seeds, input hashes (SHA-256) and
+    package versions. The HTML file is standalone (figures embedded) and fits an A4 page.
 
     Example:
 
     \b
-      trialsim report results/sft-19m
+      trialsim report results/sft-19m --currency DKK
     """
     from trialsim.report.report import write_report
 
-    md, html = write_report(directory)
+    md, html = write_report(directory, currency=currency)
     click.echo(f"wrote {md} and {html}")

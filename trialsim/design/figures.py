@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trialsim.files import save_figure
+from trialsim.report.style import BLUE, RED, REFERENCE, SKY, key_label, pyplot, save_figure
 
 Z = 1.96
 MAX_LINES = 8  # more lines than this on one plot stop being readable
@@ -21,12 +21,7 @@ MAX_PANELS = 6
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def compare_figure(rows: list[dict], path: str | Path, *, title: str = "") -> Path:
@@ -74,9 +69,9 @@ def compare_figure(rows: list[dict], path: str | Path, *, title: str = "") -> Pa
         else:
             x = np.array([r[key] for r in rows], dtype=float)
             e = Z * np.array([r[err] for r in rows], dtype=float)
-        ax.errorbar(x, y, xerr=e, fmt="o", color="#1f4e79", ecolor="#7fa7cf", capsize=4)
+        ax.errorbar(x, y, xerr=e, fmt="o", color=BLUE, ecolor=SKY, capsize=4)
         if ref is not None:
-            ax.axvline(ref, color="#b22222", lw=1, ls="--")
+            ax.axvline(ref, color=REFERENCE, lw=1, ls="--")
         ax.set_xlabel(label)
         if lim[0] is not None or lim[1] is not None:
             ax.set_xlim(left=lim[0], right=lim[1])
@@ -91,7 +86,7 @@ def budget_figure(curve: pd.DataFrame, best: dict, path: str | Path, *, title: s
     """Power of the best affordable design for each group size, the optimum marked."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(curve["group_size"], curve["power"], "o-", color="#1f4e79")
+    ax.plot(curve["group_size"], curve["power"], "o-", color=BLUE, label="analytic power")
     for r in curve.itertuples():
         ax.annotate(
             f"{r.n_groups}",
@@ -101,8 +96,8 @@ def budget_figure(curve: pd.DataFrame, best: dict, path: str | Path, *, title: s
             ha="center",
             fontsize=8,
         )
-    ax.plot([best["group_size"]], [best["power"]], "*", ms=16, color="#b22222", label="optimum")
-    ax.axhline(0.8, color="grey", lw=1, ls="--")
+    ax.plot([best["group_size"]], [best["power"]], "*", ms=16, color=RED, label="optimum")
+    ax.axhline(0.8, color=REFERENCE, lw=1, ls="--", label="80 % target")
     ax.set_xlabel("participants per group (numbers: groups affordable)")
     ax.set_ylabel("analytic power")
     ax.set_ylim(0, 1)
@@ -133,6 +128,8 @@ def _slug(text: str) -> str:
 
 
 def _power_curve(table: pd.DataFrame, x: str, others: list[str], out: Path) -> Path:
+    """Power against one swept key: a line per combination of the other keys and analysis,
+    a ±1.96 MCSE band around each, the analytic formula dotted, the 80 % target dashed."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     by = [*others, "analysis"]
@@ -141,32 +138,43 @@ def _power_curve(table: pd.DataFrame, x: str, others: list[str], out: Path) -> P
     for label, part in groups[:MAX_LINES]:
         part = part.sort_values(x)
         label = label if isinstance(label, tuple) else (label,)
-        name = ", ".join(f"{k}={v}" for k, v in zip(by, label, strict=True) if k != "analysis")
+        name = ", ".join(
+            f"{key_label(k)} {v:g}" if isinstance(v, int | float) else f"{key_label(k)} {v}"
+            for k, v in zip(by, label, strict=True)
+            if k != "analysis"
+        )
         name = f"{name} [{label[-1]}]" if name else str(label[-1])
-        bars = ax.errorbar(
-            part[x], part["power"], yerr=Z * part["power_mcse"], marker="o", capsize=3, label=name
+        (line,) = ax.plot(part[x], part["power"], marker="o", ms=4, label=name)
+        band = Z * part["power_mcse"]
+        ax.fill_between(
+            part[x],
+            part["power"] - band,
+            part["power"] + band,
+            color=line.get_color(),
+            alpha=0.18,
+            linewidth=0,
         )
         if "analytic_power" in part and part["analytic_power"].notna().any():
-            color = bars.lines[0].get_color()
-            ax.plot(part[x], part["analytic_power"], ls=":", color=color, lw=1.5)
+            ax.plot(part[x], part["analytic_power"], ls=":", color=line.get_color(), lw=1.5)
             analytic_shown = True
-    ax.axhline(0.8, color="grey", lw=1, ls="--")
+    ax.axhline(0.8, color=REFERENCE, lw=1, ls="--", label="80 % target")
     if analytic_shown:
         ax.plot([], [], ls=":", color="black", label="analytic formula")
+    ax.fill_between([], [], [], color="grey", alpha=0.25, label="±1.96 Monte Carlo SE")
     ax.set_ylim(0, 1)
-    ax.set_xlabel(x)
-    ax.set_ylabel("power (±1.96 MCSE)")
-    title = f"power against {x}"
+    ax.set_xlabel(key_label(x))
+    ax.set_ylabel("power")
+    title = f"power against {key_label(x)}"
     if len(groups) > MAX_LINES:
         title += f" (first {MAX_LINES} of {len(groups)} lines)"
     ax.set_title(title)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
+    ax.legend(fontsize=7, loc="lower left")
     return save_figure(fig, out / f"power-curve-{_slug(x)}.png")
 
 
 def _heatmaps(table: pd.DataFrame, row: str, col: str, rest: list[str], out: Path) -> list[Path]:
+    """Per analysis: power (left) and type-I error (right) over two swept keys, each cell
+    written as estimate ± one Monte Carlo SE."""
     plt = _plt()
     paths = []
     rest_values = [list(dict.fromkeys(table[k])) for k in rest]
@@ -176,29 +184,56 @@ def _heatmaps(table: pd.DataFrame, row: str, col: str, rest: list[str], out: Pat
             part = table[table["analysis"] == analysis]
             for k, v in zip(rest, combo, strict=True):
                 part = part[part[k] == v]
-            grid = part.pivot_table(index=row, columns=col, values="power", sort=False)
-            fig, ax = plt.subplots(figsize=(1.1 * grid.shape[1] + 3, 0.6 * grid.shape[0] + 2))
-            image = ax.imshow(grid.to_numpy(float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
-            for (i, j), v in np.ndenumerate(grid.to_numpy(float)):
-                if not math.isnan(v):
+            panels = [("power", "power", (0, 1), "viridis")]
+            if "type1" in part and part["type1"].notna().any():
+                alpha = float(part["alpha"].iloc[0]) if "alpha" in part else 0.05
+                panels.append(("type1", "type-I error", (0, max(3 * alpha, 0.15)), "magma"))
+            first = part.pivot_table(index=row, columns=col, values="power", sort=False)
+            w = 1.0 * first.shape[1] + 2.2
+            fig, axes = plt.subplots(
+                1,
+                len(panels),
+                figsize=(w * len(panels), 0.6 * first.shape[0] + 2.2),
+                squeeze=False,
+            )
+            for ax, (value, label, (vmin, vmax), cmap) in zip(axes[0], panels, strict=True):
+                grid = part.pivot_table(index=row, columns=col, values=value, sort=False)
+                se = part.pivot_table(index=row, columns=col, values=f"{value}_mcse", sort=False)
+                values = grid.to_numpy(float)
+                image = ax.imshow(values, vmin=vmin, vmax=vmax, cmap=cmap, aspect="auto")
+                ax.grid(False)
+                for (i, j), v in np.ndenumerate(values):
+                    if math.isnan(v):
+                        continue
+                    s = se.to_numpy(float)[i, j] if se.shape == grid.shape else float("nan")
+                    text = f"{v:.2f}" + ("" if math.isnan(s) else f"\n±{s:.2f}")
+                    dark = (v - vmin) / (vmax - vmin) < 0.6
                     ax.text(
                         j,
                         i,
-                        f"{v:.2f}",
+                        text,
                         ha="center",
                         va="center",
-                        color="white" if v < 0.6 else "black",
-                        fontsize=8,
+                        fontsize=7,
+                        color="white" if dark else "black",
                     )
-            ax.set_xticks(range(grid.shape[1]), [str(c) for c in grid.columns], rotation=45)
-            ax.set_yticks(range(grid.shape[0]), [str(r) for r in grid.index])
-            ax.set_xlabel(col)
-            ax.set_ylabel(row)
-            fig.colorbar(image, ax=ax, label="power")
+                ax.set_xticks(
+                    range(grid.shape[1]),
+                    [f"{c:g}" if isinstance(c, float) else str(c) for c in grid.columns],
+                )
+                ax.set_yticks(
+                    range(grid.shape[0]),
+                    [f"{r:g}" if isinstance(r, float) else str(r) for r in grid.index],
+                )
+                ax.set_xlabel(key_label(col))
+                ax.set_ylabel(key_label(row))
+                ax.set_title(f"{label} (± one MCSE)")
+                fig.colorbar(image, ax=ax, label=label, shrink=0.85)
             suffix = "".join(
                 f"-{_slug(k)}={_slug(str(v))}" for k, v in zip(rest, combo, strict=True)
             )
-            ax.set_title(f"power, {analysis}" + (f" ({suffix.strip('-')})" if suffix else ""))
+            where = ", ".join(f"{key_label(k)} {v}" for k, v in zip(rest, combo, strict=True))
+            fig.suptitle(f"{analysis} analysis" + (f" ({where})" if where else ""))
             fig.tight_layout()
             paths.append(save_figure(fig, out / f"heatmap-{_slug(analysis)}{suffix}.png"))
     return paths

@@ -29,6 +29,8 @@ def render_markdown(blocks, root: str | Path) -> str:
     for b in blocks:
         if b.kind == "heading":
             parts.append("#" * b.level + " " + b.text)
+        elif b.kind == "answer":
+            parts.append(f"> {b.text}")
         elif b.kind == "text":
             parts.append(b.text)
         elif b.kind == "code":

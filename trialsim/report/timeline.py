@@ -6,17 +6,20 @@ from pathlib import Path
 
 import numpy as np
 
-from trialsim.files import check_figure_path, save_figure
+from trialsim.files import check_figure_path
+from trialsim.report.style import BLUE, GREEN, ORANGE, RED, pyplot, save_figure
 from trialsim.simulate.recruitment import ACTIVITIES, RecruitmentResult
 
-_ARMS = (("control", "tab:blue"), ("treatment", "tab:orange"))
+_ARMS = (("control", BLUE), ("treatment", ORANGE))
 
 
 def _band(ax, months, counts, color, label, *, style="-"):
-    """Median line with a 10th-90th percentile band over replicates (counts (R, T))."""
+    """Median line with a 10th-90th percentile band over replicates (counts (R, T)); returns
+    a legend handle showing both (line over its band colour)."""
     lo, mid, hi = np.quantile(counts, [0.1, 0.5, 0.9], axis=0)
-    ax.fill_between(months, lo, hi, color=color, alpha=0.2, linewidth=0, step="post")
-    ax.step(months, mid, where="post", color=color, linestyle=style, label=label)
+    band = ax.fill_between(months, lo, hi, color=color, alpha=0.2, linewidth=0, step="post")
+    (line,) = ax.step(months, mid, where="post", color=color, linestyle=style, label=label)
+    return (band, line), label
 
 
 def timeline_plot(result: RecruitmentResult, path, *, title: str = "") -> Path:
@@ -25,11 +28,10 @@ def timeline_plot(result: RecruitmentResult, path, *, title: str = "") -> Path:
     One panel for the whole trial and one per municipality; lines are medians over replicates,
     bands the 10th-90th percentiles. Written atomically (PNG, SVG or PDF by suffix).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.legend_handler import HandlerTuple
     from matplotlib.ticker import MaxNLocator
+
+    plt = pyplot()
 
     path = check_figure_path(path)
     months = result.months
@@ -46,41 +48,71 @@ def timeline_plot(result: RecruitmentResult, path, *, title: str = "") -> Path:
     n_cols = 3 if n_panels > 4 else n_panels
     n_rows = -(-n_panels // n_cols)
     fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(4.2 * n_cols, 2.9 * n_rows), sharex=True, squeeze=False
+        n_rows,
+        n_cols,
+        figsize=(2.6 * n_cols, 2.1 * n_rows + (0.3 if n_panels < n_rows * n_cols else 0.9)),
+        sharex=True,
+        squeeze=False,
     )
+    handles = []
     for i, ax in enumerate(axes.flat):
         if i >= n_panels:
-            ax.set_visible(False)
+            ax.axis("off")
             continue
         sel = slice(None) if i == 0 else slice(i - 1, i)
-        for a, (arm, color) in enumerate(_ARMS):
-            _band(ax, months, enrolled[:, sel, a].sum(axis=1), color, f"enrolled, {arm}")
+        drawn = [
+            _band(ax, months, enrolled[:, sel, a].sum(axis=1), color, f"people enrolled, {arm}")
+            for a, (arm, color) in enumerate(_ARMS)
+        ]
         ax2 = ax.twinx()
-        _band(ax2, months, starts[:, sel].sum(axis=1), "tab:green", "groups started", style="--")
-        _band(ax2, months, cancels[:, sel].sum(axis=1), "tab:red", "groups cancelled", style=":")
+        drawn.append(
+            _band(ax2, months, starts[:, sel].sum(axis=1), GREEN, "groups started", style="--")
+        )
+        drawn.append(
+            _band(ax2, months, cancels[:, sel].sum(axis=1), RED, "groups cancelled", style=":")
+        )
+        if i == 0:
+            handles = drawn
         ax2.set_ylim(bottom=0)
         ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax2.grid(False)
+        ax2.spines["right"].set_visible(True)
         ax.set_ylim(bottom=0)
-        ax.set_title(names[i], fontsize=10)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelbottom=True)  # every panel keeps its month labels
+        ax.set_title(names[i], fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax2.tick_params(labelsize=7)
         if i % n_cols == 0:
-            ax.set_ylabel("people enrolled")
+            ax.set_ylabel("people enrolled", fontsize=8)
         if i % n_cols == n_cols - 1 or i == n_panels - 1:
-            ax2.set_ylabel("groups")
-        if i == 0:
-            h1, l1 = ax.get_legend_handles_labels()
-            h2, l2 = ax2.get_legend_handles_labels()
-            ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left")
-    for ax in axes[-1]:
-        ax.set_xlabel(f"months from {result.start_date.isoformat()}")
+            ax2.set_ylabel("groups", fontsize=8)
+    for i, ax in enumerate(axes.flat):
+        if i < n_panels and (i // n_cols == n_rows - 1 or i + n_cols >= n_panels):
+            ax.set_xlabel(f"months from {result.start_date.isoformat()}", fontsize=8)
     fig.suptitle(
         title
         or (
-            f"{result.scenario} ({result.design} randomisation): recruitment over "
-            f"{result.n_reps} replicates (median, 10th-90th percentile)"
+            f"{result.scenario}, {result.design} randomisation: {result.n_reps:,} simulated "
+            "recruitments"
         ),
-        fontsize=11,
+        fontsize=10,
     )
-    fig.tight_layout()
+    legend = {
+        "handles": [h for h, _ in handles],
+        "labels": [label for _, label in handles],
+        "handler_map": {tuple: HandlerTuple(ndivide=1)},
+        "title": "line: median; band: 10th-90th percentile",
+        "title_fontsize": 7,
+        "fontsize": 7,
+    }
+    if n_panels < axes.size:  # the legend fills the first unused panel
+        axes.flat[n_panels].legend(loc="center", **legend)
+        fig.tight_layout(h_pad=0.6, w_pad=0.4)
+    else:
+        fig.legend(loc="lower center", ncol=2, **legend)
+        fig.tight_layout(rect=(0, 0.9 / (2.1 * n_rows + 0.9), 1, 1), h_pad=0.6, w_pad=0.4)
     return save_figure(fig, path)
 
 
