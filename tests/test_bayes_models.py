@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -328,3 +329,77 @@ def test_fast_compiler_draws_equal_nutpie_compiler_draws(sft_inputs):
         for c in (compile_fast(model).compiled, nutpie.compile_pymc_model(model))
     )
     np.testing.assert_allclose(a, b, rtol=1e-8)
+
+
+def _anorexia():
+    from trialsim.io import read_trial_data
+    from trialsim.io.declare import Declarations
+
+    real = Path(__file__).parent / "data" / "real"
+    return read_trial_data(real / "anorexia.csv", declared=Declarations(reference="Cont"))
+
+
+def test_multi_arm_model_input_puts_the_other_arms_beside_the_effect():
+    """Three arms: the design holds both arms (the contrast's arm is the effect, the other
+    arm's coefficient is in beta_other at arm_index); covariates (the baseline here) enter as
+    columns of the same design."""
+    from trialsim.analyse.prepare import ancova_arrays
+    from trialsim.bayes.models import model_input
+
+    data = _anorexia().for_contrast("CBT")
+    inp = model_input(ancova_arrays(data, "weight"), 0)
+    assert inp.columns == ("intercept", "treatment", "arm[FT]", "baseline")
+    assert inp.arm_index == (1,) and inp.arm_order == (1, 2)
+
+
+def test_exact_posterior_per_contrast_of_three_arms_with_flat_prior_is_the_ols_t():
+    """With a flat effect prior and no groups, each contrast's exact posterior is the
+    Student t of the ANCOVA (R's lm, tests/data/real/oracles.json): mean = estimate,
+    sd = SE sqrt(df / (df - 2)) with df = 68."""
+    from trialsim.bayes.analysis import fit_contrasts
+
+    out = fit_contrasts(
+        _anorexia(), "weight", BayesSettings(prior="flat", better="higher"), method="exact"
+    )
+    assert list(out.results) == ["CBT - Cont", "FT - Cont"] and out.p_best is None
+    real = Path(__file__).parent / "data" / "real"
+    terms = json.loads((real / "oracles.json").read_text())["anorexia"]["ancova"]["terms"]
+    ols = {
+        f"{arm} - Cont": (terms[f"treat{arm}"]["estimate"], terms[f"treat{arm}"]["se"])
+        for arm in ("CBT", "FT")
+    }  # R: lm(weight_post ~ treat + weight_pre)
+    for name, (estimate, se) in ols.items():
+        row = out.results[name].summary["parameters"][0]
+        assert row["mean"] == pytest.approx(estimate, rel=1e-6)
+        assert row["sd"] == pytest.approx(se * np.sqrt(68 / 66), rel=1e-3)
+
+
+@pytest.mark.slow
+def test_joint_mcmc_of_three_arms_agrees_with_the_exact_posterior_and_p_best():
+    """NUTS on the joint three-arm model (flat prior) against the exact posterior: each
+    contrast's mean within 4 Monte Carlo SEs, and P(each arm is best) against draws of the
+    exact joint posterior (multivariate t, 68 df, of the ANCOVA)."""
+    from scipy import stats
+
+    from trialsim.analyse.ols import ols_batch
+    from trialsim.analyse.prepare import ancova_arrays
+    from trialsim.bayes.analysis import fit_contrasts
+
+    data = _anorexia()
+    settings = BayesSettings(prior="flat", better="higher")
+    mcmc = fit_contrasts(data, "weight", settings, draws=2000, tune=1000, chains=2, seed=3)
+    exact = fit_contrasts(data, "weight", settings, method="exact")
+    for name in ("CBT - Cont", "FT - Cont"):
+        m = mcmc.results[name].summary["parameters"][0]
+        e = exact.results[name].summary["parameters"][0]
+        assert abs(m["mean"] - e["mean"]) < 4 * e["sd"] / np.sqrt(1000)  # ESS >= 1000
+    a = ancova_arrays(data.for_contrast("CBT"), "weight")
+    fit = ols_batch(a.y, a.X, a.mask)
+    s2 = fit.rss[0] / 68
+    joint = stats.multivariate_t(fit.beta[0, 1:3], s2 * fit.bread[0, 1:3, 1:3], df=68)
+    d = joint.rvs(200_000, random_state=1)
+    best = np.argmax(np.column_stack([np.zeros(len(d)), d]), axis=1)
+    expected = [np.mean(best == i) for i in range(3)]
+    got = [mcmc.p_best[k] for k in ("Cont", "CBT", "FT")]
+    for g, e in zip(got, expected, strict=True):
+        assert abs(g - e) < 4 * np.sqrt(e * (1 - e) / 1000) + 1e-3

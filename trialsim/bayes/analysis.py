@@ -277,3 +277,101 @@ def exact_summary(post, settings: BayesSettings, level: float = 0.95) -> dict:
     if settings.rope is not None:
         out["p_in_rope"] = float(post.cdf(settings.rope[1])[0] - post.cdf(settings.rope[0])[0])
     return out
+
+
+@dataclass
+class ContrastsResult:
+    """Every arm against the reference: one :class:`BayesResult` per contrast (``results``,
+    in the structure's order), and with MCMC the joint posterior's P(each arm is the best)
+    (the reference included; "best" in the declared direction of benefit)."""
+
+    results: dict[str, BayesResult]
+    p_best: dict[str, float] | None
+    note: str
+
+    def as_dict(self) -> dict:
+        return {
+            "contrasts": {name: r.as_dict() for name, r in self.results.items()},
+            "p_best": self.p_best,
+            "note": self.note,
+        }
+
+
+def fit_contrasts(
+    data: TrialData, outcome: str, settings: BayesSettings, *, method: str = "mcmc", **options
+) -> ContrastsResult:
+    """Each non-reference arm against the reference.
+
+    MCMC: one joint fit (every arm in the design, each arm's effect with the named prior)
+    gives every contrast's posterior and P(best arm). Exact: one quadrature posterior per
+    contrast (that contrast's effect with the named prior, the other arms' coefficients flat:
+    the same posterior as MCMC with a flat prior; with an informative prior it differs from
+    the joint fit by the other arms' priors); P(best) then needs MCMC.
+    """
+    st = data.structure
+    contrasts = st.contrasts
+    ref = st.reference
+    if method == "exact" or st.n_arms == 2:
+        results = {
+            f"{arm} - {ref}": fit_trial(
+                data.for_contrast(arm), outcome, settings, method=method, **options
+            )
+            for arm in contrasts
+        }
+        note = (
+            "exact posterior per contrast (other arms' coefficients flat); P(best) needs "
+            "--method mcmc"
+            if method == "exact" and st.n_arms > 2
+            else ""
+        )
+        p_best = _p_best_two(results, settings) if st.n_arms == 2 and method == "mcmc" else None
+        return ContrastsResult(results, p_best, note)
+    first = data.for_contrast(contrasts[0])
+    joint = fit_trial(first, outcome, settings, method="mcmc", **options)
+    draws = np.asarray(joint.idata.posterior["arm_effects"].values)  # (chain, draw, k - 1)
+    draws = draws.reshape(-1, draws.shape[-1])
+    a = ancova_arrays(first, outcome)
+    labels = [contrasts[0]] + [c[4:-1] for c in a.columns if c.startswith("arm[")]
+    results = {}
+    sign = 1.0 if settings.better == "higher" else -1.0
+    for j, arm in enumerate(labels):
+        summary = _draws_summary(draws[:, j], settings)
+        summary["diagnostics"] = joint.summary.get("diagnostics")
+        results[f"{arm} - {ref}"] = BayesResult(
+            outcome, settings, joint.prior, joint.group_prior, summary, None, joint.sampler
+        )
+    with_ref = np.column_stack([np.zeros(len(draws)), draws]) * sign
+    best = np.argmax(with_ref, axis=1)
+    names = [ref, *labels]
+    p_best = {name: float(np.mean(best == i)) for i, name in enumerate(names)}
+    order = [f"{arm} - {ref}" for arm in contrasts if f"{arm} - {ref}" in results]
+    note = "joint MCMC fit: every arm's effect with the named prior"
+    return ContrastsResult({k: results[k] for k in order}, p_best, note)
+
+
+def _draws_summary(draws: np.ndarray, settings: BayesSettings, level: float = 0.95) -> dict:
+    from trialsim.bayes.summary import posterior_probabilities
+
+    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    return {
+        "parameters": [
+            {
+                "parameter": "effect",
+                "mean": float(draws.mean()),
+                "sd": float(draws.std(ddof=1)),
+                "ci_low": float(lo),
+                "ci_high": float(hi),
+            }
+        ],
+        "interval": f"{level:.0%} equal-tailed",
+        **posterior_probabilities(
+            draws, mcid=settings.mcid, rope=settings.rope, better=settings.better
+        ),
+    }
+
+
+def _p_best_two(results: dict, settings: BayesSettings) -> dict | None:
+    ((name, result),) = results.items()
+    arm, ref = name.split(" - ")
+    p = result.summary.get("p_benefit")
+    return None if p is None else {ref: 1.0 - p, arm: p}

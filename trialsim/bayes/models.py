@@ -8,6 +8,8 @@ municipality strata, period effects) plus a random intercept:
   (controls are not clustered); Baldwin et al. (2011) Psychol Methods 16:149;
 - ``cluster`` / ``stepped-wedge``: a random effect of the randomised cluster (municipality
   or cohort) for everybody; stepped wedge adds period effects (Hussey & Hughes 2007);
+- with more than two arms the design holds every arm (the contrast's arm is ``effect``); each
+  other arm's effect gets the same prior, and ``arm_effects`` holds them all (outcome units);
 - ``dose``: the partially nested model plus a slope in the attended fraction of sessions within
   the treated arm (associational: attendance is chosen after randomisation).
 
@@ -63,6 +65,10 @@ class ModelInput:
     n_clusters: int
     y_centre: float
     y_scale: float
+    # multi-arm trials: positions in ``beta_other`` of the other non-reference arms'
+    # coefficients (they get the effect's prior too) and the arms of ``arm_effects``
+    arm_index: tuple[int, ...] = ()
+    arm_order: tuple[int, ...] = ()  # column of each non-reference arm (structure order)
 
     @property
     def shape_key(self) -> tuple[int, int, int]:
@@ -107,7 +113,15 @@ def model_input(a: ModelArrays, rep: int, kind: str = "partially-nested") -> Mod
     present, index = np.unique(unit[unit >= 0], return_inverse=True)
     cluster = np.full(unit.shape, -1)
     cluster[unit >= 0] = index
+    # the other non-reference arms (joint design): their columns, and every arm's column in
+    # the order of the structure's arms (the contrast's arm is column coef)
+    coef = a.treat_column
+    other_cols = [j for j in range(X.shape[1]) if j != coef]
+    arm_cols = [j for j, c in enumerate(columns) if c.startswith("arm[")]
+    arm_index = tuple(other_cols.index(j) for j in arm_cols)
     return ModelInput(
+        arm_index=arm_index,
+        arm_order=(coef, *arm_cols),
         kind=kind,
         y=np.where(keep, a.y[rep], 0.0),
         X=X,
@@ -237,6 +251,16 @@ def build_model(
             nu = pm.Gamma("nu", alpha=2.0, beta=0.1)
             dist = pm.StudentT.dist(nu=nu, mu=mu, sigma=sigma_z)
             pm.Potential("loglik", (d["weight"] * pm.logp(dist, d["y"])).sum())
+        if data.arm_index:
+            # multi-arm: every arm's effect gets the effect's prior; arm_effects (outcome units)
+            # in the order of data.arm_order (the contrast's arm first)
+            import pytensor.tensor as pt
+
+            others = beta_other[list(data.arm_index)]
+            if not prior.flat:
+                normal = pm.Normal.dist(mu=d["prior_mean"], sigma=d["prior_sd"])
+                pm.Potential("arm_prior", pm.logp(normal, others).sum())
+            pm.Deterministic("arm_effects", pt.concatenate([effect_z[None], others]) * s)
         pm.Deterministic("effect", effect_z * s)
         pm.Deterministic("sigma", sigma_z * s)
         pm.Deterministic("tau", tau_z * s)

@@ -224,7 +224,15 @@ def nutpie_available() -> bool:
 def _key(data: ModelInput, prior: EffectPrior, group_prior: ScalePrior, residual: str):
     # with sufficient statistics the data shapes do not depend on the number of participants
     shape = data.shape_key[1:] if uses_sufficient_statistics(residual) else data.shape_key
-    return (data.kind, prior.flat, group_prior.family, group_prior.nu, residual, shape)
+    return (
+        data.kind,
+        prior.flat,
+        group_prior.family,
+        group_prior.nu,
+        residual,
+        shape,
+        data.arm_index,
+    )
 
 
 def sample_model(
