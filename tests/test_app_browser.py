@@ -50,7 +50,7 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 def app_url():
     exe = Path(sys.executable).parent / "trialsim"
     proc = subprocess.Popen(
-        [str(exe), "app", SFT, "--port", "0"],
+        [str(exe), "app", SFT, "--port", "0", "--reps", "200"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -169,7 +169,6 @@ def test_changing_the_icc_gives_the_librarys_simulation(app_url, driver, tmp_pat
     d = driver
     d.get(app_url)
     wait(lambda: d.find_element(By.ID, "analytic-table"), what="analytic power")
-    type_into(d, "reps", "200")
     type_into(d, "icc_group", "0.1")
     overrides = ["groups.icc_group=0.1"]
     shown = wait_for_simulation(d, overrides, 200)
@@ -264,6 +263,7 @@ def test_2000_replicates_refresh_time(app_url, driver, tmp_path):
     """How long the answer takes to refresh after an input changes (2 000 replicates)."""
     d = driver
     d.get(app_url)
+    type_into(d, "reps", "2000")
     wait_for_simulation(d, [], 2000, 120)  # the first run also loads compiled kernels
     times = []
     for value in ("0.08", "0.06", "0.04"):
@@ -280,7 +280,7 @@ def test_2000_replicates_refresh_time(app_url, driver, tmp_path):
 def test_cancel_stops_a_run(app_url, driver):
     d = driver
     d.get(app_url)
-    wait_for_simulation(d, [], 2000, 120)
+    wait_for_simulation(d, [], 200, 120)
     type_into(d, "reps", "20000")
     wait(lambda: d.find_element(By.ID, "simulating-progress"), 30, "the progress bar")
     click(d, "cancel")

@@ -11,11 +11,12 @@ form fields and their ``--set`` overrides), :mod:`.compute` (the library calls),
 from __future__ import annotations
 
 
-def create_app(scenario: str):
-    """The Shiny app planning ``scenario`` (a TOML path); every browser tab is a session."""
+def create_app(scenario: str, *, reps: int = 2000, seed: int = 20161):
+    """The Shiny app planning ``scenario`` (a TOML path); every browser tab is a session,
+    starting with ``reps`` replicate trials and ``seed``."""
     from shiny import App
 
     from trialsim.app.server import make_server
     from trialsim.app.ui import make_ui
 
-    return App(make_ui(scenario), make_server(scenario))
+    return App(make_ui(scenario, reps=reps, seed=seed), make_server(scenario))

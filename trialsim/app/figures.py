@@ -26,7 +26,7 @@ def _pyplot():
 def power_curve_figure(curve: dict, solved: float | None = None):
     """Analytic power against the count, the target power (dashed) and the scenario's count."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100, layout="constrained")
     ax.plot(curve["x"], curve["power"], color="#1f77b4", marker="o", markersize=3)
     ax.axhline(curve["target_power"], color="#d62728", linestyle="--", linewidth=1,
                label=f"target {curve['target_power']:.0%}")  # fmt: skip
@@ -36,11 +36,11 @@ def power_curve_figure(curve: dict, solved: float | None = None):
         ax.axvline(solved, color="#2ca02c", linestyle="--", linewidth=1,
                    label=f"needed: {solved:g}")  # fmt: skip
     ax.set_xlabel(_MEANING.get(curve["unknown"], curve["unknown"]))
-    ax.set_ylabel(f"analytic power ({curve['formula']})")
+    ax.set_ylabel("power")
+    ax.set_title(f"analytic power ({curve['formula']} formula), allocation held", fontsize=9)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
     return fig
 
 
@@ -59,7 +59,7 @@ def posterior_figure(post, *, mcid: float | None, better: str, title: str = ""):
         lo, hi = min(lo, signed - abs(signed) * 0.2), max(hi, signed + abs(signed) * 0.2)
     x = np.linspace(lo, hi, 400)
     dens = (w[:, None] * stats.norm.pdf(x[None, :], m[:, None], s[:, None])).sum(axis=0)
-    fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=100)
+    fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=100, layout="constrained")
     ax.plot(x, dens, color="#1f77b4")
     ax.fill_between(x, dens, alpha=0.2, color="#1f77b4")
     ax.axvline(0, color="grey", linewidth=1, label="no effect")
@@ -69,7 +69,6 @@ def posterior_figure(post, *, mcid: float | None, better: str, title: str = ""):
     ax.set_ylabel("posterior density")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig
 
 

@@ -185,7 +185,7 @@ def make_server(scenario: str):
                 else:
                     ui.update_numeric(f.id, value=v)
 
-        @render.download(filename=lambda: f"{(form()['scenario'] or base()[1]).name}.toml")
+        @render.download_button(filename=lambda: f"{(form()['scenario'] or base()[1]).name}.toml")
         def download_scenario():
             from trialsim.app.toml_write import dumps
 
@@ -226,11 +226,15 @@ def make_server(scenario: str):
             elif solve:
                 needed = f"{solve['value']:g} {solve['meaning']}"
                 rows.append((f"for {solve['target_power']:.0%} power", needed))
-            return ui.tags.table(
-                *[ui.tags.tr(ui.tags.th(k), ui.tags.td(v)) for k, v in rows],
-                class_="oc",
-                id="analytic-table",
-                **{"data-power": repr(a["power"])},
+            notes = [solve.get("held"), a.get("residual_note"), *solve.get("warnings", [])]
+            return ui.div(
+                ui.tags.table(
+                    *[ui.tags.tr(ui.tags.th(k), ui.tags.td(v)) for k, v in rows],
+                    class_="oc",
+                    id="analytic-table",
+                    **{"data-power": repr(a["power"])},
+                ),
+                *[ui.p(n, class_="small text-muted") for n in notes if n],
             )
 
         @reactive.calc
@@ -260,11 +264,11 @@ def make_server(scenario: str):
             if fig is not None:
                 yield to_bytes(fig, fmt)
 
-        @render.download(filename="power-curve.png")
+        @render.download_button(filename="power-curve.png")
         def curve_png():
             yield from _figure_download(curve_figure, "png")
 
-        @render.download(filename="power-curve.svg")
+        @render.download_button(filename="power-curve.svg")
         def curve_svg():
             yield from _figure_download(curve_figure, "svg")
 
@@ -436,11 +440,11 @@ def make_server(scenario: str):
                 "analyses": analyses,
             }
 
-        @render.download(filename="results.json")
+        @render.download_button(filename="results.json")
         def results_json():
             yield json.dumps(results(), indent=2, default=str)
 
-        @render.download(filename="results.csv")
+        @render.download_button(filename="results.csv")
         def results_csv():
             import pandas as pd
 
@@ -554,13 +558,13 @@ def make_server(scenario: str):
             path = recruit_file("png")
             return None if path is None else {"src": str(path), "width": "100%"}
 
-        @render.download(filename="timeline.png")
+        @render.download_button(filename="timeline.png")
         def recruit_png():
             path = recruit_file("png")
             if path is not None:
                 yield path.read_bytes()
 
-        @render.download(filename="timeline.svg")
+        @render.download_button(filename="timeline.svg")
         def recruit_svg():
             path = recruit_file("svg")
             if path is not None:

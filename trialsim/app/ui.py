@@ -52,7 +52,7 @@ def _panel(name: str, values: dict):
     return items
 
 
-def make_ui(scenario: str):
+def make_ui(scenario: str, *, reps: int = 2000, seed: int = 20161):
     from trialsim.app.compute import build
     from trialsim.scenario import read_scenario_raw
 
@@ -70,9 +70,9 @@ def make_ui(scenario: str):
             ui.accordion_panel("Nature", *_panel("nature", values)),
             ui.accordion_panel(
                 "Simulation",
-                ui.input_numeric("reps", "Replicate trials", value=2000, min=1, step=100),
+                ui.input_numeric("reps", "Replicate trials", value=reps, min=1, step=100),
                 ui.output_ui("err_reps"),
-                ui.input_numeric("seed", "Seed", value=20161, step=1),
+                ui.input_numeric("seed", "Seed", value=seed, step=1),
                 ui.input_numeric("target_power", "Target power", value=0.8, step=0.05),
                 ui.input_checkbox("auto", "Simulate on every change", value=True),
             ),

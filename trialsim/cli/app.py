@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from trialsim.cli.common import InputError, friendly
+from trialsim.cli.common import InputError, friendly, reps_option, seed_option
 
 
 def _free_port(host: str, port: int) -> int:
@@ -37,8 +37,10 @@ def _free_port(host: str, port: int) -> int:
     type=click.IntRange(0, 65535),
     help="Port on 127.0.0.1 (0: any free port).",
 )
+@reps_option(2000)
+@seed_option
 @friendly
-def app(scenario: Path, port: int) -> None:
+def app(scenario: Path, port: int, reps: int, seed: int) -> None:
     """Plan a trial in the browser, starting from SCENARIO (default scenarios/sft-19m.toml).
 
     Starts a local web app on 127.0.0.1 and prints its address; open it in a browser. Forms
@@ -54,7 +56,7 @@ def app(scenario: Path, port: int) -> None:
     \b
     Examples:
       trialsim app
-      trialsim app scenarios/sft-19m-municipality.toml --port 8050
+      trialsim app scenarios/sft-19m-municipality.toml --port 8050 --reps 500
     """
     from trialsim.scenario import load_scenario
 
@@ -65,6 +67,6 @@ def app(scenario: Path, port: int) -> None:
 
     from trialsim.app import create_app
 
-    application = create_app(str(scenario))
+    application = create_app(str(scenario), reps=reps, seed=seed)
     click.echo(f"trialsim app: http://{host}:{port} (planning {scenario}; Ctrl+C stops)")
     uvicorn.run(application, host=host, port=port, log_level="warning")
