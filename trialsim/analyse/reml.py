@@ -71,11 +71,13 @@ from trialsim.parallel import map_in_threads
 
 __all__ = [
     "ClusterStats",
+    "ProfiledGrid",
     "RemlFit",
     "cluster_stats",
     "fit_reml",
     "fit_reml_masked",
     "fit_reml_stats",
+    "profiled_grid",
 ]
 
 # Common grid for lam = sigma2_cluster / sigma2_residual: 0 exactly, then log-spaced.
@@ -300,6 +302,75 @@ def profiled_gls(Ai, resid_df, log_v, log_det_xx) -> tuple[np.ndarray, ...]:
         resid_df * (1.0 + np.log(2.0 * np.pi * Q / resid_df)) + log_v + log_det_xx
     )
     return Q, beta, C, s2, reml_loglik
+
+
+@dataclass(frozen=True)
+class ProfiledGrid:
+    """The profiled restricted likelihood of the one-term model at given variance ratios,
+    for every replicate: arrays (R, K) for R replicates and K ratios.
+
+    Attributes
+    ----------
+    log_v : ``log|V_lam / sigma2|``.
+    log_det_xx : ``log|X'V_lam^-1 X|``.
+    Q : GLS residual sum of squares.
+    beta : GLS estimate of the coefficient ``coef``.
+    c_kk : ``(X'V_lam^-1 X)^-1`` at ``coef`` (its variance is ``sigma2 c_kk``).
+    resid_df : (R,) ``n - p``.
+    ok : False where ``A = [X, y]'V^-1[X, y]`` is not positive definite (numbers are then
+        neutral finite values, not to be used).
+    """
+
+    log_v: np.ndarray
+    log_det_xx: np.ndarray
+    Q: np.ndarray
+    beta: np.ndarray
+    c_kk: np.ndarray
+    resid_df: np.ndarray
+    ok: np.ndarray
+
+    def reml_loglik(self) -> np.ndarray:
+        """REML log-likelihood profiled over beta and sigma2 (lme4's ``-REMLcrit / 2``)."""
+        df = self.resid_df[:, None]
+        return -0.5 * (
+            df * (1.0 + np.log(2.0 * np.pi * self.Q / df)) + self.log_v + self.log_det_xx
+        )
+
+
+def profiled_grid(stats: ClusterStats, lam: np.ndarray, *, coef: int = 1) -> ProfiledGrid:
+    """The terms of the profiled REML criterion at the ratios ``lam`` (K,) for every replicate
+    of ``stats``: the one profiled likelihood behind the REML fit, calibration's ICC posterior
+    and the exact Bayesian posterior.
+
+    With the effect column moved next to y, one Cholesky factor of ``A(lam)`` gives
+    everything: its last pivot squared is ``Q``, the one before it ``1 / c_kk``, and the GLS
+    estimate is ``L_yk / L_kk`` (Schur complements); see the module docstring for ``A``."""
+    lam = np.asarray(lam, dtype=float)
+    S, T = stats.cross, stats.cross_size
+    n_rep, q = S.shape[0], S.shape[-1]
+    p = q - 1
+    coef = check_coef(coef, p)
+    order = np.r_[np.delete(np.arange(p), coef), coef, p]
+    S = S[:, order][:, :, order]
+    T = T[:, :, order][:, :, :, order]
+    sizes = stats.sizes
+    w = lam[:, None] / (1.0 + lam[:, None] * sizes)  # (K, S)
+    A = S[:, None] - np.matmul(w, T.reshape(n_rep, sizes.size, q * q)).reshape(
+        n_rep, lam.size, q, q
+    )
+    L, ok = safe_cholesky(A)
+    piv = np.diagonal(L, axis1=-2, axis2=-1)
+    ok &= (piv > 0).all(axis=-1)
+    piv = np.where(ok[..., None], piv, 1.0)
+    return ProfiledGrid(
+        log_v=np.matmul(stats.n_size, np.log1p(lam[:, None] * sizes).T),
+        log_det_xx=2.0 * np.log(piv[..., :p]).sum(axis=-1),
+        Q=piv[..., p] ** 2,
+        beta=np.where(ok, L[..., p, p - 1], 0.0) / piv[..., p - 1],
+        c_kk=1.0 / piv[..., p - 1] ** 2,
+        resid_df=(stats.n_obs - p).astype(float),
+        ok=ok,
+    )
 
 
 def _fit_block(stats: ClusterStats, coef: int) -> dict[str, np.ndarray]:

@@ -41,7 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-from trialsim.analyse.reml import ClusterStats, cluster_stats
+from trialsim.analyse.linalg import safe_cholesky
+from trialsim.analyse.reml import ClusterStats, cluster_stats, profiled_grid
 from trialsim.bayes.priors import EffectPrior
 
 __all__ = ["FastPosterior", "ScalePrior", "fast_posterior", "fast_posterior_stats"]
@@ -155,15 +156,6 @@ class FastPosterior:
         return self.quantile((1 - level) / 2), self.quantile((1 + level) / 2)
 
 
-def _safe_cholesky(S: np.ndarray) -> np.ndarray:
-    """Cholesky factors; a matrix that is not positive definite gets the identity."""
-    try:
-        return np.linalg.cholesky(S)
-    except np.linalg.LinAlgError:
-        ok = np.linalg.eigvalsh(S)[:, 0] > 0
-        return np.linalg.cholesky(np.where(ok[:, None, None], S, np.eye(S.shape[-1])))
-
-
 def _ratio_grid(u0: float, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes u and trapezoid weights du over [0, 32 u0] on a uniform grid in t = u/(u+u0)."""
     t = np.linspace(0.0, T_MAX, n)
@@ -210,38 +202,25 @@ def fast_posterior_stats(
 
     if ratio_scale is None:
         # residual SD without random effects (last Cholesky pivot of W'W), median over the batch
-        piv = np.diagonal(_safe_cholesky(S), axis1=-2, axis2=-1)[:, -1]
-        good = ~failed & (piv > 0)
+        L, ok = safe_cholesky(S)
+        piv = np.diagonal(L, axis1=-2, axis2=-1)[:, -1]
+        good = ~failed & ok & (piv > 0)
         sigma_ols = float(np.median(piv[good] / np.sqrt(resid[good]))) if good.any() else 1.0
         ratio_scale = min(0.5, 2.0 * group_prior.scale / max(sigma_ols, 1e-300))
     u, du = _ratio_grid(ratio_scale, n_ratio)
     lam = u**2
-    w = lam[:, None] / (1.0 + lam[:, None] * sizes)  # (K, S)
-    # move the effect column next to y: the last two Cholesky pivots then give the GLS
-    # estimate and its variance factor without any solve (Schur complements)
-    order = np.r_[np.delete(np.arange(p), coef), coef, p]
-    S = S[:, order][:, :, order]
-    T = T[:, :, order][:, :, :, order]
-    A = S[:, None] - np.matmul(w, T.reshape(n_rep, sizes.size, q * q)).reshape(
-        n_rep, w.shape[0], q, q
-    )  # (R, K, q, q)
-    try:
-        L = np.linalg.cholesky(A)
-        chol_ok = np.ones(A.shape[:2], dtype=bool)
-    except np.linalg.LinAlgError:
-        eigmin = np.linalg.eigvalsh(A)[..., 0]
-        chol_ok = eigmin > 1e-12 * np.abs(np.diagonal(A, axis1=-2, axis2=-1)).max(axis=-1)
-        L = np.linalg.cholesky(np.where(chol_ok[..., None, None], A, np.eye(q)))
-    piv = np.diagonal(L, axis1=-2, axis2=-1)
-    chol_ok &= (piv > 0).all(axis=-1)
-    piv = np.where(chol_ok[..., None], piv, 1.0)
-    log_det_m = 2.0 * np.log(piv[..., :p]).sum(axis=-1)
-    Qres = piv[..., p] ** 2
-    # with the effect last among the coefficients: (M^-1)_kk = 1 / L_kk^2 and the GLS
-    # estimate is L_yk / L_kk
-    c_kk = 1.0 / piv[..., p - 1] ** 2
-    beta_hat = np.where(chol_ok, L[..., p, p - 1], 0.0) / piv[..., p - 1]
-    log_v = np.einsum("rs,ks->rk", n_size, np.log1p(lam[:, None] * sizes))
+    neutral = ClusterStats(
+        cross=S,
+        sizes=sizes,
+        n_size=n_size,
+        cross_size=T,
+        n_obs=resid + p,
+        n_clusters=stats_.n_clusters,
+    )
+    grid = profiled_grid(neutral, lam, coef=coef)  # the REML engine's profiled likelihood
+    chol_ok = grid.ok
+    log_det_m, Qres, c_kk, beta_hat = grid.log_det_xx, grid.Q, grid.c_kk, grid.beta
+    log_v = grid.log_v
 
     # Gauss-Hermite in s = log sigma around the conditional mode of sigma^2 = Q/(n-p-1)
     x_gh, w_gh = np.polynomial.hermite.hermgauss(n_sigma)

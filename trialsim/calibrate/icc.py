@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trialsim.analyse.reml import ClusterStats
+from trialsim.analyse.reml import ClusterStats, profiled_grid
 
 ICC_MAX = 0.6
 N_GRID = 1201
@@ -52,27 +52,14 @@ def restricted_loglik(stats: ClusterStats, lam: np.ndarray, *, coef: int = 1, re
 
     Returns ``(loglik, beta_k, var_k)``, each (K,): the log-likelihood (lme4's
     ``-REMLcrit / 2``, profiled over sigma2), the GLS estimate of coefficient ``coef`` and its
-    posterior variance given lam (Student-t, see module docstring).
+    posterior variance given lam (Student-t, see module docstring); the log-likelihood is
+    ``-inf`` where ``[X, y]'V^-1[X, y]`` is not positive definite.
     """
-    lam = np.asarray(lam, dtype=float)
-    S, T = stats.cross[rep], stats.cross_size[rep]
-    n_size, sizes = stats.n_size[rep], stats.sizes
-    q = S.shape[-1]
-    p = q - 1
-    resid_df = float(stats.n_obs[rep] - p)
-    w = lam[:, None] / (1.0 + lam[:, None] * sizes)  # (K, S)
-    A = S - np.einsum("ks,sij->kij", w, T)
-    L = np.linalg.cholesky(A)
-    pivots = np.diagonal(L, axis1=-2, axis2=-1)
-    log_det_xx = 2.0 * np.log(pivots[:, :p]).sum(axis=1)
-    Q = pivots[:, -1] ** 2
-    log_v = np.log1p(lam[:, None] * sizes) @ n_size
-    loglik = -0.5 * (resid_df * (1.0 + np.log(2.0 * np.pi * Q / resid_df)) + log_v + log_det_xx)
-    Axx = A[:, :p, :p]
-    beta = np.linalg.solve(Axx, A[:, :p, p:])[:, :, 0]
-    C_kk = np.linalg.inv(Axx)[:, coef, coef]
-    var_k = Q * C_kk / max(resid_df - 2.0, 1.0)
-    return loglik, beta[:, coef], var_k
+    grid = profiled_grid(stats.take(slice(rep, rep + 1)), lam, coef=coef)
+    resid_df = float(grid.resid_df[0])
+    loglik = np.where(grid.ok[0], grid.reml_loglik()[0], -np.inf)
+    var_k = grid.Q[0] * grid.c_kk[0] / max(resid_df - 2.0, 1.0)
+    return loglik, grid.beta[0], var_k
 
 
 @dataclass(frozen=True)
