@@ -22,7 +22,7 @@ from trialsim.analyse.lmm import fit_lmm
 from trialsim.analyse.lmm_terms import structure_terms
 from trialsim.analyse.prepare import ancova_arrays
 from trialsim.analyse.registry import get_analysis
-from trialsim.analyse.reml import fit_reml_masked
+from trialsim.analyse.reml import cluster_stats, fit_reml_masked, profiled_grid
 from trialsim.analyse.reml_nested import fit_reml_nested
 from trialsim.io import read_trial_data
 from trialsim.io.declare import Declarations
@@ -340,6 +340,22 @@ def test_one_term_equals_the_one_term_engine():
     Xy, used = masked_design(y, X)
     one = fit_reml_masked(Xy, cluster, used)
     _agree(fit_lmm(Xy, [("cluster", cluster)], used), one, one.reml_loglik)
+
+
+def test_one_profiled_likelihood():
+    """The profiled criterion that calibration and the exact Bayesian posterior use
+    (reml.profiled_grid) is the fitted engines': at the REML ratio it gives their REML
+    log-likelihood, estimate and SE."""
+    y, X, cluster = partially_nested(np.random.default_rng(6), 5)
+    Xy, used = masked_design(y, X)
+    fit = fit_lmm(Xy, [("cluster", cluster)], used)
+    stats = cluster_stats(y, X, cluster)
+    for r in range(5):
+        grid = profiled_grid(stats.take(slice(r, r + 1)), fit.ratio[r], coef=1)
+        assert grid.reml_loglik()[0, 0] == pytest.approx(fit.loglik[r], abs=1e-9)
+        assert grid.beta[0, 0] == pytest.approx(fit.estimates.estimate[r], rel=1e-10)
+        s2 = grid.Q[0, 0] / grid.resid_df[0]
+        assert np.sqrt(s2 * grid.c_kk[0, 0]) == pytest.approx(fit.estimates.se[r], rel=1e-10)
 
 
 def test_two_nested_terms_equal_the_nested_engine():
