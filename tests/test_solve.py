@@ -50,8 +50,8 @@ def test_solving_groups_keeps_the_allocation_ratio(target):
     treated, control = out["arms"]["treated"], out["arms"]["control"]
     assert control["participants"] == pytest.approx(ratio * treated["participants"])
     assert "allocation ratio" in out["held"] and "in all" in out["held"]
-    # the figures for SFT (1:1): 37 groups for 80 %, 49 for 90 %
-    assert out["value"] == {0.8: 37, 0.9: 49}[target]
+    # SFT (1:1) with completers thinned per group (the textbook formula said 37 and 49)
+    assert out["value"] == {0.8: 42, 0.9: 55}[target]
 
 
 def test_hold_n_control_keeps_the_old_answer():
@@ -59,7 +59,7 @@ def test_hold_n_control_keeps_the_old_answer():
     _, p = analytic_parameters(s)
     expected = _brute_force(lambda g: power_irgt(**dict(p, n_groups=g)), 2, 0.8)
     out = analytic_solve(s, "n_groups", 0.8, hold="n_control")
-    assert out["value"] == expected == 49
+    assert out["value"] == expected == 66
     assert out["arms"]["control"]["participants"] == p["n_control"]
     assert "controls held fixed" in out["held"]
 
@@ -72,7 +72,7 @@ def test_participants_in_all_and_groups_agree_on_one_scaling():
     # whole groups overshoot a little; the participant answer is the finer one
     assert by_people["value"] <= total
     assert by_people["power"] >= 0.8
-    assert analytic_solve(s, "n_participants", 0.8)["arms"]["treated"]["groups"] <= 37
+    assert analytic_solve(s, "n_participants", 0.8)["arms"]["treated"]["groups"] <= 42
 
 
 @pytest.mark.parametrize("unknown", ["icc", "alpha", "sd", "dropout", "effect"])
@@ -101,9 +101,10 @@ def test_group_size_beyond_the_largest_group_is_a_warning():
 
 def test_target_met_at_the_smallest_count_is_an_edge_warning():
     s = load_scenario(SFT, ["outcomes.psp.effect=60"])
-    out = analytic_solve(s, "n_groups", 0.8)
-    assert out["value"] == 2
+    out = analytic_solve(s, "group_size", 0.8, hold="n_control")
+    assert out["value"] == 1
     assert any("lower edge" in w for w in out["warnings"])
+    assert any("groups.min_size" in w for w in out["warnings"])
 
 
 def test_analytic_power_reports_residual_labels_and_every_contrast():
@@ -146,7 +147,7 @@ def test_cli_solve_prints_what_was_held_and_refuses_a_bad_hold():
     runner = CliRunner()
     out = runner.invoke(main, ["power", str(SFT), "--method", "analytic", "--solve", "n_groups"])
     assert out.exit_code == 0, out.output
-    assert "held: allocation ratio" in out.output and "466 in all" in out.output
+    assert "held: allocation ratio" in out.output and "529 in all" in out.output
     assert "residual SD/ICC after baseline adjustment" in out.output
     bad = runner.invoke(
         main,

@@ -100,24 +100,30 @@ def _scalar_or_array(x: np.ndarray):
 # shared pieces
 
 
-def _power_t_two_sided(ncp, df, alpha):
+def _power_t_two_sided(ncp, df, alpha, crit_scale=1.0):
     """Two-sided power of a t test: P(T' > t_crit) + P(T' < -t_crit), T' ~ nct(df, ncp).
+
+    ``crit_scale``: the test's SE over the estimator's true SD (> 1 for a conservative model
+    SE): the critical value on the scale of ``ncp`` is ``t_crit * crit_scale``.
 
     ``df = inf`` gives the normal approximation. The opposite (wrong-sign) tail is included,
     as in statsmodels' ``ttest_power``; it is negligible unless ncp is near zero.
     """
-    ncp, df, alpha = np.broadcast_arrays(
-        np.asarray(ncp, float), np.asarray(df, float), np.asarray(alpha, float)
+    ncp, df, alpha, crit_scale = np.broadcast_arrays(
+        np.asarray(ncp, float),
+        np.asarray(df, float),
+        np.asarray(alpha, float),
+        np.asarray(crit_scale, float),
     )
     out = np.empty(ncp.shape)
     normal = np.isinf(df)
     if np.any(normal):
-        z = stats.norm.isf(alpha[normal] / 2.0)
+        z = stats.norm.isf(alpha[normal] / 2.0) * crit_scale[normal]
         out[normal] = stats.norm.sf(z - ncp[normal]) + stats.norm.cdf(-z - ncp[normal])
     finite = ~normal
     if np.any(finite):
         d, c = df[finite], ncp[finite]
-        crit = stats.t.isf(alpha[finite] / 2.0, d)
+        crit = stats.t.isf(alpha[finite] / 2.0, d) * crit_scale[finite]
         # scipy.special's nctdtr is the CDF of the noncentral t; used directly because the
         # frozen-distribution wrappers return NaN for some negative noncentralities.
         # by symmetry of T'(ncp) and -T'(-ncp), on |ncp|: the tail beyond +crit plus the
@@ -194,15 +200,35 @@ def _irgt_moments(
     compliance,
     n_control_groups=None,
     control_icc=0.0,
+    completers="expected",
+    treated_var=0.0,
+    efficiency=1.0,
+    n_strata=None,
 ):
-    """Noncentrality and Satterthwaite df of the IRGT Welch-type t statistic (no validation)."""
+    """Noncentrality and Satterthwaite df of the IRGT Welch-type t statistic (no validation).
+
+    ``completers="expected"``: every group keeps ``group_size * (1 - dropout)`` completers
+    (Eldridge design effect for the size CV). ``"binomial"``: each group's completers are
+    Binomial(size, 1 - dropout), sizes varying with the CV, and the treated-arm variance is
+    the inverse of the expected GLS information (groups left without completers drop out of
+    it and of the df). ``treated_var``: individual variance added in the treated arm only
+    (e.g. the spread of the ITT effect over attendance), outcome units squared."""
     itt, var_e, completing = _adjusted(effect, sd, baseline_corr, dropout, compliance)
     m = group_size * completing  # expected completers per group
     n_c = n_control * completing
-    de = 1.0 + ((cv_group_size**2 + 1.0) * m - 1.0) * icc
-    # Var(mean treated) = (sigma_g^2 + sigma_e^2/m) / G  with sigma_g^2 = icc/(1-icc) sigma_e^2,
-    # i.e. total treated-arm variance sigma_e^2/(1-icc) times DE over m G.
-    v_treat = var_e / (1.0 - icc) * de / (m * n_groups)
+    var_t = var_e + treated_var * compliance**2
+    if completers == "binomial":
+        var_g = icc / (1.0 - icc) * var_e
+        info, nonempty = _binomial_group_moments(
+            group_size, cv_group_size, completing, var_g, var_t
+        )
+        v_treat = 1.0 / (n_groups * info)
+        n_groups = np.maximum(n_groups * nonempty, 1.0 + 1e-9)
+    else:
+        # Eldridge et al.'s design effect written per group: (sigma_e^2 / m + (1 + cv^2)
+        # sigma_g^2) / G with sigma_g^2 = icc / (1 - icc) sigma_e^2 (the same as
+        # sigma_e^2 / (1 - icc) * DE / (m G) when treated_var = 0)
+        v_treat = (var_t / m + (1.0 + cv_group_size**2) * icc / (1.0 - icc) * var_e) / n_groups
     if n_control_groups is None:
         v_ctrl = var_e / n_c
         df_ctrl = n_c - 1.0
@@ -211,9 +237,55 @@ def _irgt_moments(
         de_c = 1.0 + ((cv_group_size**2 + 1.0) * m_c - 1.0) * control_icc
         v_ctrl = var_e / (1.0 - control_icc) * de_c / n_c
         df_ctrl = n_control_groups - 1.0
+    # strata (municipalities) holding a single group: its contrast with the stratum's own
+    # controls is one observation of sigma_g^2 + s^2/K_T + s^2/K_C, so that share of the
+    # control variance is estimated on the groups' df too
+    shared = 0.0 if n_strata is None else np.minimum(1.0, n_strata / n_groups)
+    df = (v_treat + v_ctrl) ** 2 / (
+        (v_treat + shared * v_ctrl) ** 2 / (n_groups - 1.0)
+        + ((1.0 - shared) * v_ctrl) ** 2 / df_ctrl
+    )
+    v_treat, v_ctrl = v_treat / efficiency, v_ctrl / efficiency
     var_diff = v_treat + v_ctrl
-    df = var_diff**2 / (v_treat**2 / (n_groups - 1.0) + v_ctrl**2 / df_ctrl)
-    return itt / np.sqrt(var_diff), df
+    if completers != "binomial":
+        return itt / np.sqrt(var_diff), df
+    # The mixed model pools one residual variance over both arms, so the treated arm's extra
+    # individual variance also enters the control arm's model variance (weighted by the
+    # treated share of completers): the model SE, which sets the critical value, exceeds
+    # the estimator's true SD, which sets the spread.
+    n_t = n_groups * m
+    v_model = var_diff + treated_var * compliance**2 * n_t / (n_t + n_c) / n_c
+    return itt / np.sqrt(var_diff), df, np.sqrt(v_model / var_diff)
+
+
+def _size_distribution(mean: float, cv: float) -> tuple[np.ndarray, np.ndarray]:
+    """Whole group sizes and their probabilities with the given mean and CV: a normal
+    discretised on 1, 2, ... (cv = 0: the two integers around the mean, mixed to keep it)."""
+    if cv <= 0 or mean * cv < 0.3:
+        lo = max(1.0, np.floor(mean))
+        w = mean - lo if mean > lo else 0.0
+        return np.array([lo, lo + 1.0]), np.array([1.0 - w, w])
+    top = int(np.ceil(mean * (1.0 + 6.0 * cv))) + 1
+    sizes = np.arange(1.0, top + 1.0)
+    prob = stats.norm.pdf(sizes, mean, cv * mean)
+    return sizes, prob / prob.sum()
+
+
+def _binomial_group_moments(m, cv, completing, var_g, var_e):
+    """Expected GLS information of one treated group, E[1 / (var_g + var_e / K)] over its
+    completers K ~ Binomial(M, completing) (K = 0 contributes nothing), M its size with mean
+    m and CV cv; and the share of groups with at least one completer."""
+
+    def one(m_, cv_, p_, vg, ve):
+        sizes, prob = _size_distribution(float(m_), float(cv_))
+        k = np.arange(0.0, sizes[-1] + 1.0)
+        pk = (prob[:, None] * stats.binom.pmf(k[None, :], sizes[:, None], p_)).sum(axis=0)
+        info = np.zeros_like(k)
+        info[1:] = 1.0 / (vg + ve / k[1:])
+        return float(pk @ info), float(1.0 - pk[0])
+
+    f = np.vectorize(one, otypes=[float, float])
+    return f(m, cv, completing, var_g, var_e)
 
 
 def power_irgt(
@@ -231,6 +303,10 @@ def power_irgt(
     compliance=1.0,
     n_control_groups=None,
     control_icc=0.0,
+    completers="expected",
+    treated_var=0.0,
+    efficiency=1.0,
+    n_strata=None,
 ):
     """Power of an individually randomised group treatment (partially nested) trial.
 
@@ -269,6 +345,24 @@ def power_irgt(
     n_control_groups : groups in the control arm (attention control), >= 2; ``None``: the
         controls are not clustered.
     control_icc : the control groups' intragroup correlation, in [0, 1).
+    completers : "expected" (default): every group keeps ``group_size * (1 - dropout)``
+        completers, the textbook formula above. "binomial": each group's completers are
+        Binomial(size, 1 - dropout) with sizes varying by ``cv_group_size`` (a discretised
+        normal), ``v_T = 1 / (G E[1 / (sigma_g^2 + sigma_e^2 / K)])`` (the expected GLS
+        information, groups with K = 0 giving none) and the treated df ``G P(K >= 1) - 1``.
+        Heavy attrition leaves few completers per group; by Jensen's inequality the expected
+        information is below the information at the expected size, so this is the lower,
+        realistic power (it matches the simulated mixed-model power, see
+        ``scripts/power_grid.py``).
+    treated_var : individual-level variance added in the treated arm only (outcome units
+        squared), e.g. the spread of the ITT effect over participants' attendance, >= 0.
+    efficiency : information of the analysis relative to the design above, in (0, 1]; the
+        variance of the difference is divided by it (e.g. the loss from comparing within
+        strata with few completers each, see :mod:`trialsim.power.from_scenario`).
+    n_strata : fixed strata (municipalities) the groups are spread over, or None. A share
+        ``min(1, n_strata / n_groups)`` of the control variance is then carried on the
+        groups' ``G - 1`` df in the Satterthwaite formula (with one group per stratum the
+        whole contrast is estimated from G group-vs-own-controls contrasts).
 
     Returns
     -------
@@ -306,10 +400,29 @@ def power_irgt(
     if n_control_groups is not None:
         n_control_groups = _check_range("n_control_groups", n_control_groups, 2.0, np.inf)
         control_icc = _check_range("control_icc", control_icc, 0.0, 1.0, high_open=True)
-    ncp, df = _irgt_moments(
-        eff, g, m, n_c, sd, icc, cv, r, drop, comp, n_control_groups, control_icc
+    if completers not in ("expected", "binomial"):
+        raise ValueError(f"completers must be 'expected' or 'binomial', got {completers!r}")
+    extra = _check_range("treated_var", treated_var, 0.0, np.inf, high_open=True)
+    efficiency = _check_range("efficiency", efficiency, 0.0, 1.0, low_open=True)
+    ncp, df, *scale = _irgt_moments(
+        eff,
+        g,
+        m,
+        n_c,
+        sd,
+        icc,
+        cv,
+        r,
+        drop,
+        comp,
+        n_control_groups,
+        control_icc,
+        completers,
+        extra,
+        efficiency,
+        n_strata,
     )
-    return _scalar_or_array(_power_t_two_sided(ncp, df, alpha))
+    return _scalar_or_array(_power_t_two_sided(ncp, df, alpha, *scale))
 
 
 # --------------------------------------------------------------------------------------------

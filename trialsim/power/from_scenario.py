@@ -39,6 +39,11 @@ correlation, ``icc_m`` the municipality ICC, ``s_g``/``s_r`` the group/trainer S
   and period, normal reference (as Hussey & Hughes): the effect is identified mostly within
   municipalities, and the cluster mixed model's Satterthwaite df are large (about 115 for
   9 municipalities in 3 steps), unlike the I - 2 of ``dist="t"``;
+* completers per treated group: Binomial(group size, completion target), sizes varying with
+  ``groups.cv_size`` (``completers="binomial"`` of
+  :func:`~trialsim.power.analytic.power_irgt`): heavy attrition leaves few completers per
+  group and some groups none; the spread of the ITT effect over attendance (dose-response)
+  adds ``Var(effect x share x dose factor)`` to the treated arm's individual variance;
 * attrition: the completion target; the effect: the ITT effect at the final visit
   (effect x mean dose factor), see :func:`trialsim.power.simulation.true_effect`.
 
@@ -64,7 +69,7 @@ import math
 import numpy as np
 
 from trialsim.power.analytic import power_crt, power_irgt, power_stepped_wedge
-from trialsim.power.solve import SOLVABLE, solve_count, solve_power
+from trialsim.power.solve import SOLVABLE, _lowest_count, solve_count, solve_power
 from trialsim.scenario import (
     GAUSSIAN_OUTCOMES,
     BoundedOutcome,
@@ -154,7 +159,18 @@ def analytic_parameters(
             n_control=int((sizes - n_treated).sum()),
             icc=float(var_group / (var_group + var_individual)),
             cv_group_size=g.cv_size,
+            completers="binomial",
+            treated_var=_effect_spread(s, outcome, code),
         )
+        if g.control is None and d.randomisation != "cohort":
+            params["n_strata"] = len(sizes)
+            params["efficiency"] = strata_efficiency(
+                n_treated,
+                sizes - n_treated if s.n_arms == 2 else counts[:, 0],
+                g.mean_size,
+                g.cv_size,
+                params,
+            )
         if s.n_arms > 2:
             params["n_control"] = int(counts[:, 0].sum())
         if g.control is not None:  # attention-control groups: the control arm's own DE
@@ -172,6 +188,71 @@ def analytic_parameters(
             s, common, var_individual, var_group, var_municipality
         )
     raise ValueError(f"no analytic formula for {d.randomisation!r} randomisation")
+
+
+def strata_efficiency(n_treated, n_control, mean_size, cv, p: dict, draws: int = 4000) -> float:
+    """Information of the within-municipality comparison relative to the unstratified
+    partially nested design with the same completers.
+
+    Municipalities are fixed strata: the effect is estimated within each (its treated group
+    means against its own controls) and the strata are combined by inverse variance. With
+    the variance components known, municipality h's contrast has variance
+    ``1 / sum_j w_j + s_e^2 / K_C``, ``w_j = 1 / (s_g^2 + s_t^2 / K_j)``, over its groups'
+    completers ``K_j ~ Binomial(M_j, c)`` (sizes ``M_j`` around the mean size with CV ``cv``)
+    and its control completers ``K_C ~ Binomial(n_C, c)``; a stratum without treated or
+    control completers gives nothing. The expected information over a fixed-seed sample of
+    ``draws`` trials, divided by the unstratified (binomial) information, is returned (<= 1,
+    near 1 with many completers per municipality; it stays at the scenario's value when a
+    solve varies the number of groups, which is conservative as strata fill up).
+    """
+    from trialsim.power.analytic import _binomial_group_moments, _size_distribution
+
+    rng = np.random.default_rng(2016)
+    c = 1.0 - p["dropout"]
+    var_e = p["sd"] ** 2
+    var_t = var_e + p["treated_var"]
+    var_g = p["icc"] / (1.0 - p["icc"]) * var_e
+    size_values, size_prob = _size_distribution(float(mean_size), float(cv))
+    info = np.zeros(draws)
+    n_groups = 0
+    for n_t, n_c in zip(np.asarray(n_treated), np.asarray(n_control), strict=True):
+        k = int(groups_in_cell(n_t, mean_size))
+        n_groups += k
+        sizes = rng.choice(size_values, size=(draws, k), p=size_prob)
+        sizes = np.maximum(1, np.round(sizes * n_t / sizes.sum(axis=1, keepdims=True)))
+        kt = rng.binomial(sizes.astype(int), c)
+        with np.errstate(divide="ignore"):
+            w = np.where(kt > 0, 1.0 / (var_g + var_t / np.maximum(kt, 1)), 0.0).sum(axis=1)
+        kc = rng.binomial(int(round(n_c)), c, size=draws)
+        ok = (w > 0) & (kc > 0)
+        var_h = np.where(ok, 1.0 / np.where(ok, w, 1.0) + var_e / np.maximum(kc, 1), np.inf)
+        info += 1.0 / var_h
+    g_info, _ = _binomial_group_moments(p["group_size"], cv, c, var_g, var_t)
+    pooled = 1.0 / (1.0 / (n_groups * g_info) + var_e / (np.sum(n_control) * c))
+    return float(min(1.0, info.mean() / pooled))
+
+
+def _effect_spread(s: Scenario, outcome: str, code: int) -> float:
+    """Variance over treated participants of their ITT effect at the final visit: the effect
+    times the visit's share times each one's dose factor (0 without a dose-response)."""
+    from trialsim.power.simulation import _prognosis_and_dose
+    from trialsim.simulate.outcomes import effect_shares
+
+    if s.attendance.dose_response == "none":
+        return 0.0
+    o = s.outcomes[outcome]
+    full = s.arm_effects(outcome)[code - 1] * effect_shares(o, s.n_visits)[-1]
+    prognosis, dose = _prognosis_and_dose(s)
+    spread = np.var(full * dose)
+    # self-selected attendance: the dose follows the prognosis (the primary outcome's
+    # final-visit person latent, favourable direction), so the effect co-varies with the
+    # person's own residual after ANCOVA, (1 - rho^2) of that latent's covariance
+    rho = s.correlation.baseline_followup
+    r = 1.0 if outcome == s.primary else s.correlation.between_outcomes
+    sign = 1.0 if s.outcomes[s.primary].better == "higher" else -1.0
+    scale = o.sd * np.sqrt(1.0 - s.groups.icc_municipality) * r * sign * (1.0 - rho**2)
+    cov = np.cov(prognosis, full * dose)[0, 1] * scale
+    return float(max(spread + 2.0 * cov, 0.0))
 
 
 def _municipality(s: Scenario, common, var_individual, var_group, var_municipality) -> dict:
@@ -315,6 +396,11 @@ def analytic_solve(
     if scale is None:
         value = solve_power(formula, **dict(params, power=target_power, **{unknown: None}))
         solved = dict(params, **{unknown: value})
+        if isinstance(value, int) and value == _lowest_count(formula, unknown, params):
+            warnings.append(
+                f"{unknown} = {value} is the smallest allowed value: the target is met at the "
+                "lower edge of the range, so fewer may do"
+            )
     else:
         lowest = 2 if unknown in ("n_groups", "n_participants") else 1
         if unknown == "n_participants":
