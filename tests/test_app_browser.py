@@ -304,3 +304,45 @@ def test_designs_and_recruitment_tabs(app_url, driver, tmp_path):
     for design in ("individual", "cohort", "municipality", "stepped-wedge"):
         assert design in table
     screenshot(d, tmp_path, "app-designs.png")
+
+
+def download(d, element_id: str) -> bytes:
+    """What a download button serves (its link, fetched with the session's cookies)."""
+    href = d.find_element(By.ID, element_id).get_attribute("href")
+    cookies = "; ".join(f"{c['name']}={c['value']}" for c in d.get_cookies())
+    request = urllib.request.Request(href, headers={"Cookie": cookies})
+    return urllib.request.urlopen(request, timeout=60).read()
+
+
+@pytest.mark.slow
+def test_load_a_scenario_and_download_results(app_url, driver, tmp_path):
+    import csv
+    import io
+
+    d = driver
+    d.get(app_url)
+    wait_for_simulation(d, [], 200, 120)
+    bad = tmp_path / "broken.toml"
+    bad.write_text("name = \n", encoding="utf-8")
+    d.find_element(By.CSS_SELECTOR, "input#scenario_file").send_keys(str(bad))
+    error = wait(lambda: d.find_element(By.ID, "error-upload").text, 30, "the upload error")
+    assert error.startswith("broken.toml") and "not valid TOML" in error
+    variant = ROOT / "scenarios" / "sft-19m-blinded.toml"  # a variant: base = sft-19m.toml
+    d.find_element(By.CSS_SELECTOR, "input#scenario_file").send_keys(str(variant))
+    wait(lambda: not d.find_elements(By.ID, "error-upload"), 30, "the error to clear")
+    wait(lambda: "sft-19m-blinded" in d.find_element(By.ID, "scenario_name").text, 30, "name")
+    shown = wait_for_simulation(d, [], 200, 120)
+    from trialsim.scenario import load_scenario
+
+    s = load_scenario(variant)
+    field = d.find_element(By.ID, "assessor_unblinded_prob").get_attribute("value")
+    assert float(field) == s.blinding.assessor_unblinded_prob
+    assert shown["source"] == "sft-19m-blinded.toml"
+    results = json.loads(download(d, "results_json"))
+    assert results["scenario"] == s.name and results["scenario_sha256"] == s.digest()
+    simulated = [a for a in results["analyses"] if a.get("method") == "simulation"]
+    assert simulated and simulated[0]["power"] == shown["power"]
+    rows = list(csv.DictReader(io.StringIO(download(d, "results_csv").decode())))
+    assert {r["method"] for r in rows} == {"analytic", "simulation"}
+    assert download(d, "curve_png").startswith(b"\x89PNG")
+    assert b"<svg" in download(d, "curve_svg")[:2000]

@@ -153,16 +153,20 @@ def make_server(scenario: str):
             target = tmp / "upload" / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(files[0]["datapath"], target)
-            try:
-                import tomllib
+            import tomllib
 
+            try:  # a variant's base is looked for next to the scenario the app started with
                 base_name = tomllib.loads(target.read_text(encoding="utf-8")).get("base")
                 if isinstance(base_name, str) and (startup.parent / base_name).is_file():
                     shutil.copyfile(startup.parent / base_name, target.parent / base_name)
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+                pass  # read_scenario_raw says what is wrong, as the command line does
+            try:
                 raw = read_scenario_raw(target)
                 compute.build(raw, [], name)
             except (ScenarioError, ValueError) as exc:
-                upload_error.set(f"{name}: {exc}" if name not in str(exc) else str(exc))
+                message = str(exc).replace(str(target), name)
+                upload_error.set(message if name in message else f"{name}: {message}")
                 return
             except Exception as exc:  # tomllib's error, unreadable text
                 upload_error.set(f"{name}: not a readable scenario: {exc}")
@@ -275,6 +279,13 @@ def make_server(scenario: str):
         # ---- simulation in the background ------------------------------------------------------
         jobs: dict[str, Job | None] = {"sim": None, "compare": None}
         last_sim = reactive.value(None)
+
+        def _stop_jobs() -> None:  # a closed tab stops its runs
+            for job in jobs.values():
+                if job is not None:
+                    job.cancel.set()
+
+        session.on_ended(_stop_jobs)
 
         @reactive.extended_task
         async def sim_task(s, job: Job):
