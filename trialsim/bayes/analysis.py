@@ -195,13 +195,17 @@ def fit_trial(
     seed: int = 20161,
     target_accept: float = 0.9,
     sampler: str = "auto",
+    arrays: ModelArrays | None = None,
 ) -> BayesResult:
     """Fit the Bayesian model of ``settings.model`` to replicate ``rep`` of ``data``.
+
+    ``arrays`` replaces the default ANCOVA design (e.g. :func:`formula_arrays` of a
+    ``--formula`` model with one random intercept).
 
     ``method="exact"`` uses the quadrature posterior of :mod:`trialsim.bayes.fast` (Gaussian
     partially nested or cluster models only); ``"mcmc"`` samples the PyMC model.
     """
-    a = ancova_arrays(data, outcome)
+    a = ancova_arrays(data, outcome) if arrays is None else arrays
     sd = outcome_sd(a, rep)
     prior, group_prior = settings.priors(sd)
     if method == "exact":
@@ -298,7 +302,13 @@ class ContrastsResult:
 
 
 def fit_contrasts(
-    data: TrialData, outcome: str, settings: BayesSettings, *, method: str = "mcmc", **options
+    data: TrialData,
+    outcome: str,
+    settings: BayesSettings,
+    *,
+    method: str = "mcmc",
+    spec=None,
+    **options,
 ) -> ContrastsResult:
     """Each non-reference arm against the reference.
 
@@ -306,18 +316,21 @@ def fit_contrasts(
     gives every contrast's posterior and P(best arm). Exact: one quadrature posterior per
     contrast (that contrast's effect with the named prior, the other arms' coefficients flat:
     the same posterior as MCMC with a flat prior; with an informative prior it differs from
-    the joint fit by the other arms' priors); P(best) then needs MCMC.
+    the joint fit by the other arms' priors); P(best) then needs MCMC. ``spec``: a formula
+    model (:func:`formula_arrays`) instead of the default design.
     """
     st = data.structure
     contrasts = st.contrasts
     ref = st.reference
+
+    def arrays(d):
+        return ancova_arrays(d, outcome) if spec is None else formula_arrays(d, spec)
+
+    def fit(d, how):
+        return fit_trial(d, outcome, settings, method=how, arrays=arrays(d), **options)
+
     if method == "exact" or st.n_arms == 2:
-        results = {
-            f"{arm} - {ref}": fit_trial(
-                data.for_contrast(arm), outcome, settings, method=method, **options
-            )
-            for arm in contrasts
-        }
+        results = {f"{arm} - {ref}": fit(data.for_contrast(arm), method) for arm in contrasts}
         note = (
             "exact posterior per contrast (other arms' coefficients flat); P(best) needs "
             "--method mcmc"
@@ -327,10 +340,10 @@ def fit_contrasts(
         p_best = _p_best_two(results, settings) if st.n_arms == 2 and method == "mcmc" else None
         return ContrastsResult(results, p_best, note)
     first = data.for_contrast(contrasts[0])
-    joint = fit_trial(first, outcome, settings, method="mcmc", **options)
+    joint = fit(first, "mcmc")
     draws = np.asarray(joint.idata.posterior["arm_effects"].values)  # (chain, draw, k - 1)
     draws = draws.reshape(-1, draws.shape[-1])
-    a = ancova_arrays(first, outcome)
+    a = arrays(first)
     labels = [contrasts[0]] + [c[4:-1] for c in a.columns if c.startswith("arm[")]
     results = {}
     sign = 1.0 if settings.better == "higher" else -1.0
@@ -375,3 +388,40 @@ def _p_best_two(results: dict, settings: BayesSettings) -> dict | None:
     arm, ref = name.split(" - ")
     p = result.summary.get("p_benefit")
     return None if p is None else {ref: 1.0 - p, arm: p}
+
+
+def formula_arrays(data: TrialData, spec) -> ModelArrays:
+    """The design of a formula model (:class:`~trialsim.analyse.formula.ModelSpec`) in the
+    layout the Bayesian models take: its one random intercept (if any) is the random-effect
+    unit of both the partially-nested and the cluster model; rows are participants, or
+    participants x visits for a repeated-measures model."""
+    from trialsim.analyse.formula import model_arrays
+
+    if len(spec.random) > 1:
+        raise ValueError(
+            f"--formula {spec.text!r}: the Bayesian models have one random intercept; keep one "
+            "term (or use 'trialsim analyse --formula' for several)"
+        )
+    f = model_arrays(data, spec)
+    X = f.Xy[..., :-1]
+    y = np.where(f.used, f.Xy[..., -1], np.nan)
+    units = f.terms[0][1] if f.terms else np.full(f.used.shape, -1)
+    columns = list(f.columns)
+    baseline = np.full(f.used.shape, np.nan)
+    for t in spec.fixed:
+        if t.kind == "baseline" and t.label in columns:
+            j = columns.index(t.label)
+            baseline = np.where(f.used, X[..., j], np.nan)
+            columns[j] = "baseline"
+    return ModelArrays(
+        y=y,
+        X=X,
+        columns=tuple(columns),
+        mask=f.used,
+        treated=X[..., 1] > 0,
+        group=units,
+        cluster=units,
+        baseline=baseline,
+        attended_fraction=np.zeros(f.used.shape),
+        Xy=f.Xy,
+    )

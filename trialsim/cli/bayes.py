@@ -74,6 +74,13 @@ from trialsim.cli.common import (
     type=click.FloatRange(0.5, 1, max_open=True),
     help="Raise (e.g. 0.95-0.99) when divergences are reported.",
 )
+@click.option(
+    "--formula",
+    default=None,
+    metavar="TEXT",
+    help="The model in lme4 notation with at most one random intercept, e.g. "
+    "\"bdi ~ treatment + bdi.pre + drug + length\" (see 'trialsim analyse --formula').",
+)
 @seed_option
 @data_options
 @click.option(
@@ -101,6 +108,7 @@ def bayes(
     chains,
     target_accept,
     seed,
+    formula,
     declared,
     out,
     fmt,
@@ -124,16 +132,27 @@ def bayes(
     from trialsim.bayes.output import versions
     from trialsim.files import file_sha256, write_json
 
-    data, outcome = load_trial(data_file, declared, outcome)
+    spec = None
+    if formula is not None:
+        from trialsim.cli.analyse import load_with_formula
+
+        data, outcome, spec = load_with_formula(data_file, declared, outcome, formula)
+    else:
+        data, outcome = load_trial(data_file, declared, outcome)
     if data.n_reps != 1:
         raise InputError(
             f"{data_file}: holds {data.n_reps} simulated replicates; trialsim bayes analyses one "
             "trial (use trialsim assurance for many)"
         )
     st = data.structure
-    if contrast is not None or st.n_arms > 2:
-        data = data.for_contrast(contrast or st.contrasts[0]).two_arms()
+    all_arms = contrast is None and st.n_arms > 2
+    if contrast is not None:
+        data = data.for_contrast(contrast).two_arms()
     chosen, reason = default_model(st, outcome)
+    if spec is not None:
+        cluster = any(r.role in ("cluster", "site") for r in spec.random)
+        chosen = "cluster" if cluster else "partially-nested"
+        reason = f"its random intercept from --formula {spec.lme4()}"
     model_line = (
         f"model: {chosen} (default: {reason})"
         if model is None
@@ -157,11 +176,20 @@ def bayes(
     from trialsim.report.progress import sampling_message, status
 
     message = sampling_message(chains=chains, draws=draws, tune=tune)
+    if all_arms:
+        _all_contrasts(data, outcome, settings, spec, model_line, locals())
+        return
+    arrays = None
+    if spec is not None:
+        from trialsim.bayes.analysis import formula_arrays
+
+        arrays = formula_arrays(data, spec)
     with status(message if method == "mcmc" else "computing the exact posterior"):
         result = fit_trial(
             data,
             outcome,
             settings,
+            arrays=arrays,
             method=method,
             draws=draws,
             tune=tune,
@@ -174,6 +202,7 @@ def bayes(
         "structure": st.describe(),
         "contrast": f"{st.arms[data.contrast]} - {st.reference}",
         "model_choice": model_line,
+        "formula": spec.lme4() if spec is not None else None,
         "data_sha256": file_sha256(data_file),
         "seed": seed,
         "versions": versions(),
@@ -190,6 +219,60 @@ def bayes(
         click.echo(f"contrast: {record['contrast']}; {model_line}")
         click.echo(_table(record))
     for line in record.get("diagnostics", {}).get("warnings", []):
+        click.echo(f"warning: {line}", err=True)
+
+
+def _all_contrasts(data, outcome, settings, spec, model_line, opts) -> None:
+    """Every arm against the reference (more than two arms, no --contrast): one joint MCMC
+    fit (or one exact posterior per contrast) and P(each arm is best)."""
+    from trialsim.bayes.analysis import fit_contrasts
+    from trialsim.bayes.output import versions
+    from trialsim.files import file_sha256, write_json
+    from trialsim.report.progress import sampling_message, status
+
+    st, method, data_file = data.structure, opts["method"], opts["data_file"]
+    message = sampling_message(chains=opts["chains"], draws=opts["draws"], tune=opts["tune"])
+    with status(message if method == "mcmc" else "computing the exact posteriors"):
+        res = fit_contrasts(
+            data,
+            outcome,
+            settings,
+            method=method,
+            spec=spec,
+            draws=opts["draws"],
+            tune=opts["tune"],
+            chains=opts["chains"],
+            seed=opts["seed"],
+            target_accept=opts["target_accept"],
+        )
+    record = {
+        "data": str(data_file),
+        "structure": st.describe(),
+        "model_choice": model_line,
+        "formula": spec.lme4() if spec is not None else None,
+        "data_sha256": file_sha256(data_file),
+        "seed": opts["seed"],
+        "versions": versions(),
+        **res.as_dict(),
+    }
+    out = opts["out"] or Path("results") / data_file.stem / "bayes"
+    write_json(out / "summary.json", record)
+    if opts["fmt"] == "json":
+        echo_json(record)
+    else:
+        click.echo(f"{data_file}: {'; '.join(st.describe()[:4])}")
+        click.echo(f"every arm against {st.reference}; {model_line}")
+        click.echo(f"({res.note})")
+        for name, result in res.results.items():
+            click.echo("")
+            click.echo(f"contrast: {name}")
+            click.echo(_table(result.as_dict()))
+        if res.p_best is not None:
+            click.echo("")
+            best = ", ".join(f"{arm} {p:.3f}" for arm, p in res.p_best.items())
+            click.echo(f"P(best arm, {settings.better} is better): {best}")
+    first = next(iter(res.results.values()))
+    for line in (first.summary.get("diagnostics") or {}).get("warnings", []):
         click.echo(f"warning: {line}", err=True)
 
 
