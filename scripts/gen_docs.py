@@ -134,7 +134,7 @@ def _range(metadata) -> str:
         elif isinstance(c, at.MinLen):
             extra.append("not empty" if c.min_length == 1 else f"length >= {c.min_length}")
         elif getattr(c, "pattern", None):
-            extra.append(f"matches `{c.pattern}`")
+            extra.append(f"matches {_pattern_html(c.pattern)}")
     parts = []
     if lo is not None and hi is not None:
         parts.append(f"{'(' if lo_open else '['}{_num(lo)}, {_num(hi)}{')' if hi_open else ']'}")
@@ -206,6 +206,22 @@ def _default(field: FieldInfo) -> str:
     if isinstance(value, dict):
         return "{}" if not value else str(value)
     return _num(value)
+
+
+def _pattern_html(pattern: str) -> str:
+    """A regular expression as code that may wrap after ``|``, ``,``, ``:`` and ``)`` (a pipe
+    written as an entity, so the table does not split the cell there)."""
+    import html
+
+    text = html.escape(pattern)
+    text = re.sub(r"([,:)])", r"\1<wbr>", text).replace("|", "&#124;<wbr>")
+    return f"<code>{text}</code>"
+
+
+def _key_cell(key: str) -> str:
+    """A dotted key as code that may wrap after its dots and underscores (long keys would
+    otherwise widen the table beyond the page)."""
+    return "<code>" + re.sub(r"([._])", r"\1<wbr>", key) + "</code>"
 
 
 def _cell(text: str) -> str:
@@ -393,7 +409,7 @@ def scenario_page() -> str:
             if sub:
                 note = f"{MEANINGS[key]}: {sub}" if key in MEANINGS else sub
             out.append(
-                f"| `{key}` | {_cell(kind)} | {_cell(rng)} | {_cell(_default(field))} | "
+                f"| {_key_cell(key)} | {_cell(kind)} | {_cell(rng)} | {_cell(_default(field))} | "
                 f"{_cell(note)} |"
             )
         out.append("")
