@@ -69,6 +69,7 @@ import numba
 import numpy as np
 
 from trialsim.analyse.estimate import Estimates
+from trialsim.analyse.linalg import safe_cholesky
 from trialsim.analyse.prepare import masked_inputs
 from trialsim.analyse.reml import joined_estimates, profiled_gls, unfittable
 from trialsim.parallel import map_in_threads
@@ -196,7 +197,7 @@ class _Eval:
     d: np.ndarray  # (R,) profiled criterion
     log_m: np.ndarray
     log_xx: np.ndarray
-    Ai: np.ndarray  # (R, q, q) A^-1
+    Ai: np.ndarray | None  # (R, q, q) A^-1 (with derivatives only)
     Q: np.ndarray
     grad: np.ndarray | None = None  # (R, K)
     hess_d: np.ndarray | None = None  # (R, K, K) Hessian of d
@@ -207,49 +208,63 @@ class _Eval:
 
 
 @numba.njit(nogil=True, cache=True)
-def _forward_solve(L, B):
-    """``L^-1 B`` for a batch of lower-triangular ``L`` (R, Q, Q) and ``B`` (R, Q, m)."""
-    n_rep, Q, m = B.shape
-    X = np.empty_like(B)
+def _lower_inverse(L, Q):
+    """The inverse of the leading ``Q x Q`` block of each lower-triangular ``L`` (R, m, m)."""
+    n_rep = L.shape[0]
+    out = np.zeros((n_rep, Q, Q))
     for r in range(n_rep):
-        for i in range(Q):
-            for j in range(m):
-                acc = B[r, i, j]
-                for k in range(i):
-                    acc -= L[r, i, k] * X[r, k, j]
-                X[r, i, j] = acc / L[r, i, i]
-    return X
+        for j in range(Q):
+            out[r, j, j] = 1.0 / L[r, j, j]
+            for i in range(j + 1, Q):
+                acc = 0.0
+                for k in range(j, i):
+                    acc -= L[r, i, k] * out[r, k, j]
+                out[r, i, j] = acc / L[r, i, i]
+    return out
 
 
 _SMALL = 1e-4  # ratios below this use the direct (not the s-scaled) formulas
 
 
 def _evaluate(lam, WW, G, ZW, E, nu, reml, derivs) -> _Eval:
-    """The profiled criterion at ``lam`` (R, K) and, if ``derivs``, its derivatives."""
+    """The profiled criterion at ``lam`` (R, K) and, if ``derivs``, its derivatives.
+
+    One Cholesky factor of ``[[M, sZ'W], [W'Zs, W'W]]`` gives ``log|M|`` (first Q pivots),
+    and, as its trailing block is the factor of the Schur complement ``A``, ``log|X'V^-1X|``
+    and ``Q`` (the last pivot squared). A replicate whose ``A`` is not positive definite
+    gets ``d = inf``."""
     n_rep, Q, _ = G.shape
-    p = WW.shape[-1] - 1
+    q = WW.shape[-1]
+    p = q - 1
     s = np.sqrt(lam) @ E.T  # (R, Q)
-    M = s[:, :, None] * G * s[:, None, :]
-    M[:, np.arange(Q), np.arange(Q)] += 1.0
-    L = np.linalg.cholesky(M)  # M >= I: never fails
-    log_m = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
     sZW = s[:, :, None] * ZW
-    R_ = _forward_solve(L, sZW)
-    A = WW - np.matmul(R_.transpose(0, 2, 1), R_)
-    A = 0.5 * (A + A.transpose(0, 2, 1))
-    Ai = np.linalg.inv(A)
-    Qy = 1.0 / Ai[:, -1, -1]
-    log_a = np.linalg.slogdet(A)[1]
-    log_xx = log_a - np.log(Qy)
+    aug = np.empty((n_rep, Q + q, Q + q))
+    aug[:, :Q, :Q] = s[:, :, None] * G * s[:, None, :]
+    aug[:, np.arange(Q), np.arange(Q)] += 1.0
+    aug[:, :Q, Q:] = sZW
+    aug[:, Q:, :Q] = sZW.transpose(0, 2, 1)
+    aug[:, Q:, Q:] = WW
+    L, ok = safe_cholesky(aug)
+    piv = np.diagonal(L, axis1=1, axis2=2)
+    ok &= (piv > 0.0).all(axis=1)
+    piv = np.where(ok[:, None], piv, 1.0)
+    log_piv = np.log(piv)
+    log_m = 2.0 * log_piv[:, :Q].sum(axis=1)
+    log_xx = 2.0 * log_piv[:, Q : Q + p].sum(axis=1)
+    Qy = piv[:, -1] ** 2
     d = log_m + nu * np.log(Qy) + (log_xx if reml else 0.0)
-    out = _Eval(d=d, log_m=log_m, log_xx=log_xx, Ai=Ai, Q=Qy)
+    d = np.where(ok, d, np.inf)
     if not derivs:
-        return out
+        return _Eval(d=d, log_m=log_m, log_xx=log_xx, Ai=None, Q=Qy)
+    L22 = np.where(ok[:, None, None], L[:, Q:, Q:], np.eye(q))
+    Ai = np.linalg.inv(np.matmul(L22, L22.transpose(0, 2, 1)))
+    Li = _lower_inverse(L, Q)
+    Mi = np.matmul(Li.transpose(0, 2, 1), Li)
+    out = _Eval(d=d, log_m=log_m, log_xx=log_xx, Ai=Ai, Q=Qy)
     # Z'V^-1 W = Z'W - G s M^-1 s Z'W and Z'V^-1 Z = G - G s M^-1 s G; where s > 0 these are
     # M^-1 sZ'W / s and (I - M^-1) / (s s') (as (I + F)^-1 = I - F (I + F)^-1, F = sGs);
     # levels of terms with a small ratio in some replicate use the direct formula.
-    Mi = np.linalg.inv(M)
-    T = np.matmul(Mi, sZW)
+    T = np.matmul(Li.transpose(0, 2, 1), L[:, Q:, :Q].transpose(0, 2, 1))  # M^-1 sZ'W
     big = s * s >= _SMALL
     t = np.where(big, s, 1.0)
     B = T / t[:, :, None]
