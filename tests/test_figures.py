@@ -78,6 +78,11 @@ def test_hdi_and_kde_against_the_normal_distribution():
     grid, dens = kde_curve(draws)
     assert abs(np.trapezoid(dens, grid) - 1) < 1e-3
     assert np.max(np.abs(dens - stats.norm.pdf(grid, 2.0, 1.5))) < 0.02
+    # reflected at a bound: half-normal draws, no mass below 0, still integrates to one
+    half = np.abs(draws - 2.0)
+    grid, dens = kde_curve(half, lower=0.0)
+    assert grid[0] == 0.0 and abs(np.trapezoid(dens, grid) - 1) < 0.01
+    assert abs(dens[0] - 2 * stats.norm.pdf(0, 0, 1.5)) < 0.05  # the half-normal's density at 0
 
 
 @pytest.mark.parametrize("better", ["higher", "lower"])
@@ -155,7 +160,19 @@ def test_running_power_has_target_and_analytic_reference(tmp_path, captured):
     assert (tmp_path / "rp.pdf").read_bytes().startswith(b"%PDF")
     texts = _legend(captured[-1].axes[0])
     assert "target power 80%" in texts and "analytic formula 0.62" in texts
-    assert "±1.96 Monte Carlo SE" in texts
+    assert "±1.96 Monte Carlo SE (Wilson)" in texts
+
+
+def test_wilson_interval_against_statsmodels():
+    from statsmodels.stats.proportion import proportion_confint
+
+    from trialsim.report.plots import wilson
+
+    n = np.array([10, 10, 200, 2000])
+    k = np.array([10, 0, 123, 1730])
+    lo, hi = wilson(k / n, n)
+    ref = proportion_confint(k, n, alpha=0.05, method="wilson")
+    assert np.allclose(lo, ref[0], atol=2e-4) and np.allclose(hi, ref[1], atol=2e-4)
 
 
 def _sweep_table():
@@ -188,7 +205,7 @@ def test_sweep_curves_and_heatmap_carry_human_labels_mcse_and_type1(tmp_path, ca
     curve = captured[0].axes[0]
     assert curve.get_xlabel() == "group ICC"
     assert "80 % target" in _legend(curve) and "±1.96 Monte Carlo SE" in _legend(curve)
-    assert any("mean group size (participants) 5" in t for t in _legend(curve))
+    assert "mean group size (participants) = 5" in _legend(curve)
     assert len(_shaded(curve)) >= 3  # an MCSE band per line
     assert captured[1].axes[0].get_xlabel() == "mean group size (participants)"
     heat = captured[2]

@@ -45,13 +45,20 @@ def hdi(draws: np.ndarray, prob: float = 0.95) -> tuple[float, float]:
     return float(x[i]), float(x[i + k - 1])
 
 
-def kde_curve(draws: np.ndarray, n: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """A smooth density of the draws on a grid spanning them plus three bandwidths."""
+def kde_curve(
+    draws: np.ndarray, n: int = 512, *, lower: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth density of the draws on a grid spanning them plus three bandwidths; with a
+    ``lower`` bound (e.g. 0 for an SD) the kernel is reflected there so no mass leaks below."""
     x = np.ravel(draws).astype(float)
     kde = stats.gaussian_kde(x)
     bw = float(np.sqrt(kde.covariance[0, 0]))
-    grid = np.linspace(x.min() - 3 * bw, x.max() + 3 * bw, n)
-    return grid, kde(grid)
+    lo = x.min() - 3 * bw if lower is None else lower
+    grid = np.linspace(lo, x.max() + 3 * bw, n)
+    dens = kde(grid)
+    if lower is not None:
+        dens = dens + kde(2 * lower - grid)
+    return grid, dens
 
 
 def _beyond(grid: np.ndarray, mcid: float, better: str) -> np.ndarray:
@@ -91,7 +98,8 @@ def plot_posterior_mcid(
         linewidth=0,
         label=f"{hdi_prob:.0%} HDI {signed(lo, '.3g')} to {signed(hi, '.3g')}",
     )
-    ax.axvline(0.0, color=REFERENCE, lw=0.9, ls="--", label="no effect (0)")
+    top = 1.1 * float(dens.max())  # reference lines stop below the legend's headroom
+    ax.plot([0.0, 0.0], [0, top], color=REFERENCE, lw=0.9, ls="--", label="no effect (0)")
     if mcid is not None:
         better = better or ("lower" if mcid < 0 else "higher")
         p = float(np.mean(draws >= mcid if better == "higher" else draws <= mcid))
@@ -105,14 +113,14 @@ def plot_posterior_mcid(
             linewidth=0,
             label=f"P(beyond MCID) = {p:.2f}",
         )
-        ax.axvline(mcid, color=MCID_COLOUR, lw=1.2, label=f"MCID ({signed(mcid)})")
+        ax.plot([mcid, mcid], [0, top], color=MCID_COLOUR, lw=1.2, label=f"MCID ({signed(mcid)})")
     if rope is not None:
-        ax.axvspan(rope[0], rope[1], color=ORANGE, alpha=0.15, label="ROPE")
-    ax.set_ylim(bottom=0)
+        ax.fill_between(rope, 0, top, color=ORANGE, alpha=0.15, linewidth=0, label="ROPE")
+    ax.set_ylim(0, 1.45 * float(dens.max()))
     ax.set_xlabel(xlabel)
     ax.set_ylabel("posterior density")
     ax.set_title(title or "posterior of the treatment effect")
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper center", ncol=2)
     return save_figure(fig, path)
 
 
@@ -152,9 +160,10 @@ def plot_trace(idata, var_names, path) -> Path:
     for row, name in enumerate(names):
         values = np.asarray(idata.posterior[name].values)
         values = values.reshape(values.shape[0], values.shape[1], -1)[..., 0]  # (chain, draw)
+        lower = 0.0 if name != "effect" and np.all(values >= 0) else None  # SDs
         for c, chain in enumerate(values):
             colour = CYCLE[c % len(CYCLE)]
-            grid, dens = kde_curve(chain, n=256)
+            grid, dens = kde_curve(chain, n=256, lower=lower)
             axes[row, 0].plot(grid, dens, color=colour, lw=1, label=f"chain {c + 1}")
             axes[row, 1].plot(np.arange(len(chain)), chain, color=colour, lw=0.4, alpha=0.8)
         axes[row, 0].set_ylabel(name)
@@ -235,5 +244,5 @@ def plot_reanalysis(result, path: str | Path, *, title: str = "") -> Path:
     ax.set_ylim(bottom=0)
     ax.set_ylabel("density" + (" of the log ratio" if ratio else ""))
     ax.set_title(title or f"{result.prior.describe()}; P(benefit) = {result.p_benefit:.3f}")
-    ax.legend(loc="upper left")
+    ax.legend(loc="best")
     return save_figure(fig, path)

@@ -51,10 +51,19 @@ def compare_figure(rows: list[dict], path: str | Path, *, title: str = "") -> Pa
                 (0, None),
             ),
         )
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(3.7 * len(panels), 0.7 * max(len(rows), 2) + 1.6), sharey=True
+    n_cols = 2  # two panels across an A4 page, as many rows as needed
+    n_rows = -(-len(panels) // n_cols)
+    fig, grid = plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=(7.2, n_rows * (0.42 * max(len(rows), 2) + 1.2)),
+        sharey=True,
+        squeeze=False,
     )
-    for ax, (key, err, label, ref, lim) in zip(axes, panels, strict=True):
+    axes = list(grid.flat)
+    for spare in axes[len(panels) :]:
+        spare.axis("off")
+    for ax, (key, err, label, ref, lim) in zip(axes, panels, strict=False):
         if err is None:  # a median with its 10th-90th percentile range
             x = np.array([_num(r.get(f"{key}_median")) for r in rows])
             e = np.abs(
@@ -77,6 +86,8 @@ def compare_figure(rows: list[dict], path: str | Path, *, title: str = "") -> Pa
             ax.set_xlim(left=lim[0], right=lim[1])
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, labels)
+    for ax in axes[: len(panels)]:
+        ax.tick_params(labelleft=True)
     fig.suptitle(title or "designs compared (dots: estimate; bars: ±1.96 Monte Carlo SE)")
     fig.tight_layout()
     return save_figure(fig, path)
@@ -134,16 +145,18 @@ def _power_curve(table: pd.DataFrame, x: str, others: list[str], out: Path) -> P
     fig, ax = plt.subplots(figsize=(7, 4.2))
     by = [*others, "analysis"]
     groups = list(table.groupby(by, sort=False, dropna=False))
+    several = table["analysis"].nunique() > 1
     analytic_shown = False
     for label, part in groups[:MAX_LINES]:
         part = part.sort_values(x)
         label = label if isinstance(label, tuple) else (label,)
         name = ", ".join(
-            f"{key_label(k)} {v:g}" if isinstance(v, int | float) else f"{key_label(k)} {v}"
+            f"{key_label(k)} = {v:g}" if isinstance(v, int | float) else f"{key_label(k)} = {v}"
             for k, v in zip(by, label, strict=True)
             if k != "analysis"
         )
-        name = f"{name} [{label[-1]}]" if name else str(label[-1])
+        if not name or several:
+            name = f"{name}, {label[-1]} analysis" if name else f"{label[-1]} analysis"
         (line,) = ax.plot(part[x], part["power"], marker="o", ms=4, label=name)
         band = Z * part["power_mcse"]
         ax.fill_between(
@@ -175,6 +188,8 @@ def _power_curve(table: pd.DataFrame, x: str, others: list[str], out: Path) -> P
 def _heatmaps(table: pd.DataFrame, row: str, col: str, rest: list[str], out: Path) -> list[Path]:
     """Per analysis: power (left) and type-I error (right) over two swept keys, each cell
     written as estimate ± one Monte Carlo SE."""
+    from matplotlib.colors import Normalize, TwoSlopeNorm
+
     plt = _plt()
     paths = []
     rest_values = [list(dict.fromkeys(table[k])) for k in rest]
@@ -184,10 +199,14 @@ def _heatmaps(table: pd.DataFrame, row: str, col: str, rest: list[str], out: Pat
             part = table[table["analysis"] == analysis]
             for k, v in zip(rest, combo, strict=True):
                 part = part[part[k] == v]
-            panels = [("power", "power", (0, 1), "viridis")]
+            panels = [("power", "power", (0, 1), "viridis", None)]
             if "type1" in part and part["type1"].notna().any():
                 alpha = float(part["alpha"].iloc[0]) if "alpha" in part else 0.05
-                panels.append(("type1", "type-I error", (0, max(3 * alpha, 0.15)), "magma"))
+                top = max(3 * alpha, float(part["type1"].max()))
+                # white at the nominal alpha, red above (anti-conservative), blue below
+                panels.append(
+                    ("type1", f"type-I error (white: nominal {alpha:g})", (0, top), "RdBu_r", alpha)
+                )
             first = part.pivot_table(index=row, columns=col, values="power", sort=False)
             w = 1.0 * first.shape[1] + 2.2
             fig, axes = plt.subplots(
@@ -196,18 +215,23 @@ def _heatmaps(table: pd.DataFrame, row: str, col: str, rest: list[str], out: Pat
                 figsize=(w * len(panels), 0.6 * first.shape[0] + 2.2),
                 squeeze=False,
             )
-            for ax, (value, label, (vmin, vmax), cmap) in zip(axes[0], panels, strict=True):
+            for ax, (value, label, (vmin, vmax), cmap, centre) in zip(axes[0], panels, strict=True):
                 grid = part.pivot_table(index=row, columns=col, values=value, sort=False)
                 se = part.pivot_table(index=row, columns=col, values=f"{value}_mcse", sort=False)
                 values = grid.to_numpy(float)
-                image = ax.imshow(values, vmin=vmin, vmax=vmax, cmap=cmap, aspect="auto")
+                if centre is None:
+                    norm = Normalize(vmin, vmax)
+                else:
+                    norm = TwoSlopeNorm(vcenter=centre, vmin=vmin, vmax=vmax)
+                image = ax.imshow(values, norm=norm, cmap=cmap, aspect="auto")
                 ax.grid(False)
                 for (i, j), v in np.ndenumerate(values):
                     if math.isnan(v):
                         continue
                     s = se.to_numpy(float)[i, j] if se.shape == grid.shape else float("nan")
                     text = f"{v:.2f}" + ("" if math.isnan(s) else f"\n±{s:.2f}")
-                    dark = (v - vmin) / (vmax - vmin) < 0.6
+                    shade = float(norm(v))
+                    dark = shade < 0.6 if centre is None else abs(shade - 0.5) > 0.35
                     ax.text(
                         j,
                         i,
@@ -227,7 +251,7 @@ def _heatmaps(table: pd.DataFrame, row: str, col: str, rest: list[str], out: Pat
                 )
                 ax.set_xlabel(key_label(col))
                 ax.set_ylabel(key_label(row))
-                ax.set_title(f"{label} (± one MCSE)")
+                ax.set_title(f"{label.split(' (')[0]} (± one MCSE)")
                 fig.colorbar(image, ax=ax, label=label, shrink=0.85)
             suffix = "".join(
                 f"-{_slug(k)}={_slug(str(v))}" for k, v in zip(rest, combo, strict=True)
