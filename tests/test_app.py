@@ -217,3 +217,13 @@ def test_app_command_refuses_a_bad_scenario_and_a_busy_port():
         port = sock.getsockname()[1]
         busy = CliRunner().invoke(main, ["app", str(SFT), "--port", str(port)])
     assert busy.exit_code == 2 and "already in use" in busy.output
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.stem)
+def test_every_library_scenario_opens_in_the_app(path):
+    from trialsim.app import create_app
+
+    s = load_scenario(path)
+    html = str(create_app(str(path), reps=50).ui["html"])
+    assert 'id="icc_group"' in html and f'value="{s.groups.icc_group}"' in html
+    assert 'id="reps"' in html and 'value="50"' in html
