@@ -376,7 +376,7 @@ class AnalysisPriors(_Part):
     @model_validator(mode="after")
     def _rope_order(self) -> AnalysisPriors:
         if self.rope is not None and not self.rope[0] < self.rope[1]:
-            raise ValueError(f"rope {list(self.rope)}: needs [low, high] with low < high")
+            raise ValueError(f"rope: {list(self.rope)} needs [low, high] with low < high")
         return self
 
 

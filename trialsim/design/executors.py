@@ -32,10 +32,15 @@ Running on an existing cluster (the scheduler address is all trialsim needs):
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue as _queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing.managers import SyncManager
+
+from trialsim.errors import UserError
 
 EXECUTORS = ("local", "dask")
 
@@ -58,9 +63,9 @@ def run_tasks(
     report finer progress (Dask).
     """
     if executor not in EXECUTORS:
-        raise ValueError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+        raise UserError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if jobs < 1:
-        raise ValueError(f"--jobs {jobs}: must be at least 1")
+        raise UserError(f"--jobs {jobs}: must be at least 1")
     if not tasks:
         return
     if executor == "dask":
@@ -73,13 +78,58 @@ def run_tasks(
 
 
 def _one_blas_thread() -> None:
-    """Worker initializer: one BLAS thread per worker process, so J workers use J cores
-    instead of oversubscribing them (numpy's OpenBLAS starts one thread per core)."""
+    """One BLAS thread per worker process, so J workers use J cores instead of
+    oversubscribing them (numpy's OpenBLAS starts one thread per core)."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # without threadpoolctl the workers keep BLAS's default
         return
     threadpool_limits(1)
+
+
+#: seconds between a worker's checks that its parent is still alive
+PARENT_POLL_SECONDS = 0.2
+
+
+def watch_parent(parent_pid: int, poll: float = PARENT_POLL_SECONDS) -> threading.Thread:
+    """Start a daemon thread that ends this process as soon as ``parent_pid`` is no longer
+    its parent (the parent was killed, even by SIGKILL, and this process was re-parented):
+    no worker outlives the command that started it."""
+
+    _die_with_parent()
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:  # the parent may have died before prctl
+            time.sleep(poll)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="trialsim-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def _die_with_parent() -> None:
+    """Linux: ask the kernel to SIGKILL this process when its parent dies (immediate, even
+    while a compiled kernel holds the GIL and the watching thread cannot run)."""
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Worker initializer: die with the parent, one BLAS thread."""
+    watch_parent(parent_pid)
+    _one_blas_thread()
 
 
 def _report_to_queue(fn: Callable, task, sink) -> object:
@@ -89,7 +139,10 @@ def _report_to_queue(fn: Callable, task, sink) -> object:
 
 def _run_pool(fn, tasks, jobs, progress) -> Iterator[tuple[int, object]]:
     ctx = multiprocessing.get_context("spawn")
-    manager = ctx.Manager() if progress is not None else None
+    manager = None
+    if progress is not None:
+        manager = SyncManager(ctx=ctx)
+        manager.start(watch_parent, (os.getpid(),))  # the manager dies with us too
     sink = manager.Queue() if manager is not None else None
     stop = threading.Event()
 
@@ -106,7 +159,10 @@ def _run_pool(fn, tasks, jobs, progress) -> Iterator[tuple[int, object]]:
     if reader is not None:
         reader.start()
     pool = ProcessPoolExecutor(
-        max_workers=min(jobs, len(tasks)), mp_context=ctx, initializer=_one_blas_thread
+        max_workers=min(jobs, len(tasks)),
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
     )
     try:
         futures = {pool.submit(_report_to_queue, fn, t, sink): i for i, t in enumerate(tasks)}

@@ -15,7 +15,10 @@ import csv
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+from trialsim.errors import UserError
 
 ROW = "_row"
 
@@ -37,15 +40,20 @@ def read_table(path: str | Path, *, sheet: str | None = None) -> pd.DataFrame:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no such data file")
+        raise UserError(f"{path}: no such data file")
     suffix = path.suffix.lower()
     if sheet is not None and suffix not in (".xlsx", ".xlsm"):
-        raise ValueError(f"{path}: --sheet applies to .xlsx files only")
+        raise UserError(f"{path}: --sheet applies to .xlsx files only")
     if suffix not in SUFFIXES:
-        raise ValueError(
+        raise UserError(
             f"{path}: unknown data format {suffix or '(no suffix)'!r}; use one of "
             f"{', '.join(SUFFIXES)}"
         )
+    try:
+        if path.stat().st_size == 0:
+            raise UserError(f"{path}: the file is empty; expected a header row and records")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         if suffix in TEXT_SUFFIXES:
             frame = _read_text(path)
@@ -57,12 +65,17 @@ def read_table(path: str | Path, *, sheet: str | None = None) -> pd.DataFrame:
             frame = pd.read_stata(path, convert_categoricals=True)
         else:
             frame = pd.read_spss(path, convert_categoricals=True)
-    except ValueError:
+    except UserError:
         raise
+    except MemoryError:
+        raise UserError(f"{path}: too large to read into memory; split the file") from None
     except Exception as exc:  # parsers raise many types; report them on one line
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"{path}: cannot read as a table: {message}") from None
+        raise UserError(f"{path}: cannot read as a table: {message}") from None
+    _check_columns(path, [str(c) for c in frame.columns])
+    _check_nested(path, frame)
     frame = _tidy(frame)
+    _check_finite(path, frame)
     frame.insert(0, ROW, range(2, len(frame) + 2))
     return frame
 
@@ -75,7 +88,7 @@ def _read_excel(path: Path, sheet: str | None) -> pd.DataFrame:
         if sheet not in names:
             folded = {n.casefold(): n for n in names}
             if sheet.casefold() not in folded:
-                raise ValueError(
+                raise UserError(
                     f"{path}: --sheet {sheet}: no such sheet; the sheets are {', '.join(names)}"
                 )
             sheet = folded[sheet.casefold()]
@@ -112,6 +125,64 @@ def sniff_dialect(sample: str) -> tuple[str, str]:
     return best, decimal
 
 
+#: more columns than any trial-data file has (a guard against a file that is one huge row)
+MAX_COLUMNS = 5000
+
+
+def _check_columns(path: Path, names: list[str]) -> None:
+    """Refuse a table with too many columns, or two columns whose names are the same once
+    spaces are stripped (``psp_0``, ``psp_0 ``), naming them."""
+    if len(names) > MAX_COLUMNS:
+        raise UserError(
+            f"{path}: {len(names):,} columns, more than the {MAX_COLUMNS:,} a trial-data file "
+            "may have; check the separator or split the file"
+        )
+    seen: dict[str, str] = {}
+    for name in names:
+        key = name.strip()
+        if key in seen:
+            raise UserError(
+                f"{path}: columns {seen[key]!r} and {name!r} have the same name; rename one"
+            )
+        seen[key] = name
+
+
+def _check_nested(path: Path, frame: pd.DataFrame) -> None:
+    """Refuse cells that are not single values (Parquet lists, structs), naming the column and
+    the row a spreadsheet shows."""
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype == object:
+            nested = col.map(lambda v: isinstance(v, list | tuple | dict | set | np.ndarray))
+            if nested.any():
+                row = int(np.flatnonzero(nested.to_numpy())[0]) + 2
+                raise UserError(
+                    f"{path}: column {name!r} holds lists or records (row {row}); give one value "
+                    "per cell"
+                )
+
+
+def _check_finite(path: Path, frame: pd.DataFrame) -> None:
+    """Refuse infinite numbers, naming the column and the row a spreadsheet shows."""
+    for name in frame.columns:
+        col = frame[name]
+        if pd.api.types.is_float_dtype(col.dtype):
+            values = col.to_numpy(dtype=float, na_value=np.nan)
+            bad = np.isinf(values)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0]) + 2
+                raise UserError(
+                    f"{path}: column {name!r} has an infinite value ({values[bad][0]}) in row "
+                    f"{row}; give a finite number or leave the cell empty"
+                )
+
+
+def _header_names(text: str, sep: str) -> list[str]:
+    """The header row's field names as written (pandas would rename duplicates)."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return next(csv.reader([first], delimiter=sep), [])
+
+
 def _read_text(path: Path) -> pd.DataFrame:
     raw = path.read_bytes()
     for encoding in ("utf-8-sig", "cp1252"):
@@ -123,6 +194,9 @@ def _read_text(path: Path) -> pd.DataFrame:
     else:  # cp1252 leaves five bytes undefined; latin-1 decodes anything
         encoding, text = "latin-1", raw.decode("latin-1")
     sep, decimal = sniff_dialect(text[:65536])
+    if not text.strip():
+        raise UserError(f"{path}: the file holds no text; expected a header row and records")
+    _check_columns(path, _header_names(text[: 1 << 20], sep))
     return pd.read_csv(
         path,
         sep=sep,
