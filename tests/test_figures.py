@@ -73,6 +73,9 @@ def test_hdi_and_kde_against_the_normal_distribution():
 
     draws = np.random.default_rng(3).normal(2.0, 1.5, 20_000)
     lo, hi = hdi(draws)
+    import arviz as az
+
+    assert (lo, hi) == tuple(az.hdi(draws, hdi_prob=0.95))  # the summary table's numbers
     assert abs(lo - (2.0 - 1.96 * 1.5)) < 0.05 * 1.5
     assert abs(hi - (2.0 + 1.96 * 1.5)) < 0.05 * 1.5
     grid, dens = kde_curve(draws)
@@ -215,6 +218,7 @@ def test_sweep_curves_and_heatmap_carry_human_labels_mcse_and_type1(tmp_path, ca
     assert "0.84\n±0.02" in cell_texts
 
 
+@pytest.mark.slow  # ten panels with twin axes, drawn twice: ~5 s on an idle machine
 def test_recruitment_timeline_ticks_labels_and_legend(tmp_path, captured):
     from trialsim.report.timeline import timeline_plot
     from trialsim.scenario import load_scenario

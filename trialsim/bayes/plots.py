@@ -37,12 +37,12 @@ def hdi(draws: np.ndarray, prob: float = 0.95) -> tuple[float, float]:
     unimodal posterior)."""
     x = np.sort(np.ravel(draws))
     n = len(x)
-    k = int(np.ceil(prob * n))
-    if k >= n:
+    step = int(np.floor(prob * n))  # as ArviZ's hdi, so figure and summary table agree
+    if step >= n:
         return float(x[0]), float(x[-1])
-    widths = x[k - 1 :] - x[: n - k + 1]
+    widths = x[step:] - x[: n - step]
     i = int(np.argmin(widths))
-    return float(x[i]), float(x[i + k - 1])
+    return float(x[i]), float(x[i + step])
 
 
 def kde_curve(
@@ -160,7 +160,9 @@ def plot_trace(idata, var_names, path) -> Path:
     for row, name in enumerate(names):
         values = np.asarray(idata.posterior[name].values)
         values = values.reshape(values.shape[0], values.shape[1], -1)[..., 0]  # (chain, draw)
-        lower = 0.0 if name != "effect" and np.all(values >= 0) else None  # SDs
+        # SDs whose draws reach down to 0: reflect the kernel there
+        near_zero = values.min() >= 0 and values.min() < 0.05 * values.max()
+        lower = 0.0 if name != "effect" and near_zero else None
         for c, chain in enumerate(values):
             colour = CYCLE[c % len(CYCLE)]
             grid, dens = kde_curve(chain, n=256, lower=lower)

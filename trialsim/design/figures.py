@@ -208,7 +208,7 @@ def _heatmaps(table: pd.DataFrame, row: str, col: str, rest: list[str], out: Pat
                     ("type1", f"type-I error (white: nominal {alpha:g})", (0, top), "RdBu_r", alpha)
                 )
             first = part.pivot_table(index=row, columns=col, values="power", sort=False)
-            w = 1.0 * first.shape[1] + 2.2
+            w = 0.7 * first.shape[1] + 1.7
             fig, axes = plt.subplots(
                 1,
                 len(panels),

@@ -320,7 +320,7 @@ def sweep_section(root: Path, ctx: dict):
         return None
 
     def where(r) -> str:
-        return ", ".join(f"{key_label(k)} {_value(r[k])}" for k in keys)
+        return ", ".join(f"{key_label(k)} = {_value(r[k])}" for k in keys)
 
     lo, hi = ok.loc[ok["power"].idxmin()], ok.loc[ok["power"].idxmax()]
     answer = (
@@ -501,7 +501,10 @@ def assurance_section(root: Path, ctx: dict):
         ),
         ("analysis prior", a.get("prior_text", "")),
         ("model", a.get("model", "")),
-        ("simulated trials", f"{count(a['n_draws'])} draws x {count(a['reps_per_draw'])}"),
+        (
+            "simulated trials",
+            f"{count(a['n_draws'])} design-prior draws x {count(a['reps_per_draw'])} trials",
+        ),
         ("failed fits", count(a.get("failed", 0))),
     ]
     check = a.get("mcmc_check")
@@ -514,7 +517,12 @@ def assurance_section(root: Path, ctx: dict):
         )
     blocks += table(("", "value"), rows)
     blocks.append(Block("text", Z_NOTE))
-    return blocks, [path, path.with_suffix(".csv")]
+    per_draw = path.with_name(f"{path.stem}-draws.csv")
+    if per_draw.is_file():
+        blocks.append(
+            Block("text", f"The success rate of each design-prior draw is in `{per_draw.name}`.")
+        )
+    return blocks, [path, path.with_suffix(".csv"), per_draw]
 
 
 # --- reanalysis, data -----------------------------------------------------------------------
@@ -569,7 +577,10 @@ def data_section(root: Path, ctx: dict):
     first = frame.head(DATA_ROWS)
     rows = [(str(c), *(_cell(v) for v in first[c])) for c in first.columns]
     blocks += table(("column", *(f"row {i + 1}" for i in range(len(first)))), rows)
-    return blocks, [path]
+    sidecar = path.with_name(path.name + ".trialsim.json")
+    if sidecar.is_file():
+        blocks.append(Block("text", f"The trial's structure is in `{sidecar.name}` beside it."))
+    return blocks, [path, sidecar]
 
 
 # --- provenance -----------------------------------------------------------------------------
