@@ -262,3 +262,54 @@ def test_a_missing_covariate_leaves_the_participant_out():
     est = get_analysis("ancova").estimate(data.for_contrast("B"), "y")
     assert est.estimate[0] == pytest.approx(oracle.params["C(arm)[T.B]"], rel=1e-10)
     assert est.df[0] == oracle.df_resid
+
+
+@pytest.mark.parametrize(
+    ("kw", "name", "expected"),
+    [
+        ({}, "mixed", "psp ~ arm + baseline + municipality + (0 + treated | group)"),
+        ({"group_arms": ()}, "ancova", "psp ~ arm + baseline + municipality"),
+        (
+            {"group_arms": ("control", "treatment")},
+            "mixed",
+            "psp ~ arm + baseline + municipality + (1 | group)",
+        ),
+        (
+            {"cluster": "municipality", "stratified": False},
+            "mixed-cluster",
+            "psp ~ arm + baseline + (1 | municipality) + (0 + treated | group)",
+        ),
+        (
+            {"site": "school", "cluster": "class", "group_arms": (), "visit_months": (0.0,)},
+            "mixed-cluster",
+            "psp ~ arm + school + (1 | class)",
+        ),
+        (
+            {"covariates": {"sex": CovariateSpec("sex", "categorical", ("F", "M"))}},
+            "mixed",
+            "psp ~ arm + baseline + sex + municipality + (0 + treated | group)",
+        ),
+    ],
+)
+def test_default_analysis_is_printed_as_its_lme4_formula(kw, name, expected):
+    """Every default model has its lme4 formula, from the same structure as its design."""
+    st = TrialStructure(outcomes={"psp": OutcomeSpec("psp")}, **kw)
+    analysis = get_analysis(default_analysis(st, "psp").name)
+    assert analysis.name == name
+    assert analysis.model(st, "psp") == expected
+
+
+def test_repeated_model_follows_the_structure():
+    from trialsim.analyse.repeated import repeated_spec
+
+    st = TrialStructure(
+        outcomes={"psp": OutcomeSpec("psp")},
+        cluster="municipality",
+        stratified=False,
+        visit_months=(0.0, 9.0, 15.0),
+    )
+    spec = repeated_spec(st, "psp", "constant")
+    assert spec.lme4() == (
+        "psp ~ arm + baseline + factor(visit) + (1 | participant) + (0 + treated | group) "
+        "+ (1 | municipality)"
+    )
