@@ -86,6 +86,22 @@ from trialsim.scenario import load_scenario
     "Monte Carlo uncertainty. SIZE: n_participants, participants_scale, n_groups or "
     "group_size; VALUES a list (20,30,40) or a range start:stop:n.",
 )
+@click.option(
+    "--range",
+    "over_range",
+    default=None,
+    metavar="KEY=VALUES",
+    help="With --solve: the answer at each value of the group ICC or the effect, e.g. "
+    "icc=0.02:0.12:6 or effect=5,7,9 (a table, one command).",
+)
+@click.option(
+    "--design-prior",
+    "design_prior",
+    default=None,
+    metavar="KEY=FAMILY:PARAMS",
+    help="With --solve: the count whose power averaged over this prior for the group ICC "
+    "or the effect reaches --target-power, e.g. icc=beta:2,30 or effect=normal:7,2.",
+)
 @target_power_option("Power the --solve unknown or the --curve must reach.")
 @click.option(
     "--plot",
@@ -108,6 +124,8 @@ def power(
     unknown,
     hold,
     curve,
+    over_range,
+    design_prior,
     target_power,
     plot,
     fmt,
@@ -142,6 +160,9 @@ def power(
         _curve(
             scenario, overrides, s, curve, analyses, outcomes, reps, seed, alpha, target_power, fmt
         )
+        return
+    if over_range or design_prior:
+        _uncertain(s, unknown, hold, over_range, design_prior, target_power, alpha, fmt)
         return
     outcomes = list(dict.fromkeys(outcomes or [s.primary]))
     unknown_outcomes = [o for o in outcomes if o not in s.outcomes]
@@ -210,6 +231,47 @@ def power(
             click.echo(prefix + entry["line"])
             if "note" in entry:
                 click.echo(f"note: {entry['note']}")
+
+
+def _uncertain(s, unknown, hold, over_range, design_prior, target, alpha, fmt) -> None:
+    """``--range`` / ``--design-prior`` with ``--solve``: sample size under uncertainty."""
+    from trialsim.design.grid import parse_vary
+    from trialsim.power import uncertain
+
+    if not unknown:
+        raise InputError("--range and --design-prior need --solve (e.g. --solve n_groups)")
+    out: dict = {"scenario": s.name, "solve": unknown, "target_power": target, "alpha": alpha}
+    lines = []
+    if over_range:
+        try:
+            axis = parse_vary(over_range)
+        except ValueError as exc:
+            raise InputError(str(exc).replace("--vary", "--range")) from None
+        if axis.key not in uncertain.UNCERTAIN or not axis.numeric:
+            raise InputError(f"--range {over_range}: KEY is icc or effect, with numbers")
+        rows = uncertain.solve_over_range(
+            s, axis.key, axis.values, unknown, target, hold=hold, alpha=alpha
+        )
+        out["range"] = rows
+        lines += uncertain.format_range(rows, axis.key, unknown, target)
+    if design_prior:
+        from trialsim.bayes.distributions import parse_design_prior
+
+        key, sep, text = design_prior.partition("=")
+        if not sep or key not in uncertain.UNCERTAIN:
+            raise InputError(
+                f"--design-prior {design_prior}: expected icc=FAMILY:PARAMS or "
+                "effect=FAMILY:PARAMS, e.g. icc=beta:2,30"
+            )
+        averaged = uncertain.solve_averaged(
+            s, key, parse_design_prior(text), unknown, target, alpha=alpha
+        )
+        out["averaged"] = averaged
+        lines.append(uncertain.format_averaged(averaged))
+    if fmt == "json":
+        echo_json(out)
+    else:
+        click.echo("\n".join(lines))
 
 
 def _curve(path, overrides, s, text, analyses, outcomes, reps, seed, alpha, target, fmt):
