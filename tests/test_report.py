@@ -299,6 +299,11 @@ def test_cold_kernel_cache_is_detected_from_the_index_files(tmp_path, capsys):
     tag = f"py{sys.version_info.major}{sys.version_info.minor}"
     (pkg / "sub" / "__pycache__" / f"kern.f-1.{tag}.nbi").write_bytes(b"")
     assert progress.cold_kernel_modules(pkg) == []
+    # a second kernel module not compiled yet: partly warm, no notice
+    (pkg / "sub" / "other.py").write_text("_JIT = {'cache': True}  # numba jit options\n")
+    assert progress.cold_kernel_modules(pkg) == [pkg / "sub" / "other.py"]
+    progress._NOTICE_SHOWN.clear()
+    assert progress.compile_notice(root=pkg) is False
     progress._NOTICE_SHOWN.clear()
 
 

@@ -1,9 +1,9 @@
 """Feedback on long work: progress bars with ETA, status lines, and the first-run notice.
 
 - :func:`progress_bar` shows a bar with ETA on an interactive stderr. On a first run (numba's
-  on-disk cache of the numerical kernels is cold, :func:`cold_kernel_modules`) it also says on
-  stderr that the kernels are being compiled, once per machine, so a bar sitting at 0 % for
-  ~15 s is explained.
+  on-disk cache of the numerical kernels is empty, :func:`cold_kernel_modules`) it also says
+  on stderr that the kernels are being compiled, once per machine, so a bar sitting at 0 % for
+  ~20 s is explained.
 - :func:`track` iterates with a bar of its own; inside an active :func:`progress_bar` it adds
   a second bar to the same display (rich allows one live display at a time).
 - :func:`status` prints one line on stderr before slow work with no natural count (building
@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-COMPILE_NOTICE = "compiling numerical kernels, once per machine, about 15 s"
+COMPILE_NOTICE = "compiling numerical kernels, once per machine, about 20 s"
 # a decorator or options line (not prose) turning numba's on-disk cache on
 _CACHED = re.compile(r"^\s*[@\w][^#\n]*\bcache[\"']?\s*[=:]\s*True", re.M)
 _ACTIVE: list = []  # the rich Progress currently on screen, if any
@@ -85,9 +85,16 @@ def cold_kernel_modules(
 
 
 def compile_notice(*, root: str | Path = PACKAGE_ROOT, stream=None) -> bool:
-    """Print :data:`COMPILE_NOTICE` on stderr (once per process) if the kernel cache is cold;
-    True if it was printed."""
-    if _NOTICE_SHOWN or not cold_kernel_modules(root):
+    """Print :data:`COMPILE_NOTICE` on stderr (once per process) on a first run: no kernel
+    module has a cache index yet (a partly warm cache, e.g. kernels of an analysis not used
+    so far, compiles in a few seconds without a word); True if it was printed."""
+    if _NOTICE_SHOWN:
+        return False
+    root = Path(root)
+    modules = KERNEL_MODULES if root == PACKAGE_ROOT else None
+    cold = cold_kernel_modules(root, modules)
+    n_modules = len(modules) if modules is not None else len(kernel_modules(root))
+    if not cold or len(cold) < n_modules:
         return False
     _NOTICE_SHOWN.append(True)
     print(COMPILE_NOTICE, file=stream or sys.stderr, flush=True)
