@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numba
 import numpy as np
@@ -344,47 +344,95 @@ def _newton_direction(ev, lam, held):
     return np.where(bound, 0.0, step[..., 0]), bound
 
 
+def _select(ev: _Eval, index: np.ndarray) -> _Eval:
+    """The evaluation of the replicates at ``index``."""
+    return _Eval(
+        **{
+            f.name: None if getattr(ev, f.name) is None else getattr(ev, f.name)[index]
+            for f in fields(_Eval)
+        }
+    )
+
+
+def _put(store: _Eval | None, n_rep: int, at: np.ndarray, ev: _Eval, rows) -> _Eval:
+    """``ev``'s ``rows`` written at ``at`` of ``store`` (allocated for ``n_rep`` replicates
+    when None)."""
+    if store is None:
+        store = _Eval(
+            **{f.name: np.zeros((n_rep, *getattr(ev, f.name).shape[1:])) for f in fields(_Eval)}
+        )
+    for f in fields(_Eval):
+        getattr(store, f.name)[at] = getattr(ev, f.name)[rows]
+    return store
+
+
 def _optimise(WW, G, ZW, E, held, nu, reml):
-    """``(lam, converged)`` minimising the profiled criterion for every replicate."""
+    """``(lam, converged, ev)`` minimising the profiled criterion for every replicate, with
+    ``ev`` the evaluation (with derivatives) at the optimum.
+
+    The full Newton step is evaluated with derivatives: when it is accepted (the usual case)
+    that evaluation serves the next iteration (or the result); after a shortened step the
+    derivatives are evaluated afresh."""
     n_rep, K = held.shape
     lam = _start(WW, G, ZW, E, held, nu, reml)
     converged = np.zeros(n_rep, dtype=bool)
     active = np.flatnonzero(~held.all(axis=1))
     converged[held.all(axis=1)] = True
+    store, have = None, np.zeros(n_rep, dtype=bool)
+    ev = _evaluate(lam[active], *_take((WW, G, ZW), active), E, nu[active], reml, True)
     for _ in range(_MAX_NEWTON):
         if active.size == 0:
             break
         data = _take((WW, G, ZW), active)
         la, nua = lam[active], nu[active]
-        ev = _evaluate(la, *data, E, nua, reml, True)
         step, _ = _newton_direction(ev, la, held[active])
-        t = np.ones(active.size)
-        new = np.maximum(la + step, 0.0)
-        accepted = np.zeros(active.size, dtype=bool)
-        todo = np.arange(active.size)
+        full = np.maximum(la + step, 0.0)
+        ev_full = _evaluate(full, *data, E, nua, reml, True)
+        slack = 1e-13 * np.abs(ev.d)
+        full_ok = ev_full.d <= ev.d + _ARMIJO * (ev.grad * (full - la)).sum(axis=1) + slack
+        t = np.where(full_ok, 1.0, 0.5)
+        new = np.where(full_ok[:, None], full, la)
+        accepted = full_ok.copy()
+        todo = np.flatnonzero(~full_ok)
         for _ in range(40):
+            if todo.size == 0:
+                break
             trial = np.maximum(la[todo] + t[todo, None] * step[todo], 0.0)
             d_new = _evaluate(trial, *_take(data, todo), E, nua[todo], reml, False).d
             decrease = (ev.grad[todo] * (trial - la[todo])).sum(axis=1)
-            ok = d_new <= ev.d[todo] + _ARMIJO * decrease + 1e-13 * np.abs(ev.d[todo])
+            ok = d_new <= ev.d[todo] + _ARMIJO * decrease + slack[todo]
             new[todo[ok]] = trial[ok]
             accepted[todo[ok]] = True
             todo = todo[~ok]
-            if todo.size == 0:
-                break
             t[todo] *= 0.5
         change = np.abs(new - la).max(axis=1)
         small = change <= _STEP_RTOL * np.maximum(1.0, np.abs(la).max(axis=1))
-        done = (accepted & (t == 1.0) & small) | ~accepted
+        done = (accepted & full_ok & small) | ~accepted
         lam[active] = np.where(accepted[:, None], new, la)
         converged[active[done & accepted]] = True
+        final = np.flatnonzero(done & accepted & full_ok)
+        if final.size:
+            store = _put(store, n_rep, active[final], ev_full, final)
+            have[active[final]] = True
         # no descent found: converged only if already stationary
         stuck = active[~accepted]
         if stuck.size:
             converged[stuck] = small[~accepted]
-        active = active[~done]
+        keep = ~done
+        fresh = np.flatnonzero(keep & ~full_ok)
+        ev = _select(ev_full, np.flatnonzero(keep))
+        if fresh.size:  # shortened steps: derivatives at the new point
+            redo = _evaluate(new[fresh], *_take(data, fresh), E, nua[fresh], reml, True)
+            at = np.searchsorted(np.flatnonzero(keep), fresh)
+            for f in fields(_Eval):
+                getattr(ev, f.name)[at] = getattr(redo, f.name)
+        active = active[keep]
     converged &= (lam < _LAM_MAX).all(axis=1)
-    return lam, converged
+    missing = np.flatnonzero(~have)
+    if missing.size:
+        redo = _evaluate(lam[missing], *_take((WW, G, ZW), missing), E, nu[missing], reml, True)
+        store = _put(store, n_rep, missing, redo, slice(None))
+    return lam, converged, store
 
 
 # --------------------------------------------------------------------------- fit
@@ -415,8 +463,7 @@ def _fit_block(W, used, ids, coef, reml, names):
         resid_df = np.where(failed, 1.0, resid_df)
         n_obs = np.where(failed, 1 + p, n_obs)
     nu = resid_df if reml else n_obs.astype(float)
-    lam, converged = _optimise(WW, G, ZW, E, held, nu, reml)
-    ev = _evaluate(lam, WW, G, ZW, E, nu, reml, True)
+    lam, converged, ev = _optimise(WW, G, ZW, E, held, nu, reml)
     Q, beta, C, _, loglik = profiled_gls(ev.Ai, resid_df, ev.log_m, ev.log_xx)
     s2 = Q / nu
     if not reml:
