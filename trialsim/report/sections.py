@@ -408,7 +408,8 @@ def bayes_section(root: Path, ctx: dict):
     answer = f"Under the {_prior_words(b.get('prior'), b.get('prior_text'))}"
     if effect:
         answer += (
-            f", the effect on {outcome} is {number(effect['mean'], 2)} points ({level:.0%} HDI "
+            f", the effect on {outcome} is {number(effect['mean'], 2)} points "
+            f"({percent(level)} HDI "
             f"{span(effect['hdi_low'], effect['hdi_high'], lambda v: number(v, 2))})"
         )
     answer += f"; the probability of any benefit is {percent(b['p_benefit'], digits=1)}"
