@@ -154,3 +154,33 @@ def test_cli_solve_prints_what_was_held_and_refuses_a_bad_hold():
         ["power", str(SFT), "--method", "analytic", "--solve", "effect", "--hold", "n_control"],
     )
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+def test_cli_flags_a_biased_analysis_with_power_at_the_true_effect():
+    out = CliRunner().invoke(
+        main,
+        [
+            "power",
+            str(SFT),
+            "--method",
+            "simulation",
+            "--reps",
+            "100",
+            "--seed",
+            "4",
+            "--set",
+            "blinding.assessor_bias=8",
+            "--set",
+            "blinding.assessor_unblinded_prob=1",
+            "--format",
+            "json",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    import json
+
+    result = json.loads(out.output[out.output.index("{") :])
+    (h,) = result["headlines"]
+    assert h["type1"] > 0.05 + 3 * h["type1_mcse"]
+    assert h["power_true_effect"] < h["power"]
+    assert any("unblinded assessors" in x for x in h["sources"])
