@@ -5,7 +5,9 @@ command line calls (scenario overrides, analytic power and solve, simulated oper
 characteristics, the design comparison, recruitment, the default analysis and the exact
 Bayesian posterior). Modules: :mod:`.toml_write` (scenario files out), :mod:`.fields` (the
 form fields and their ``--set`` overrides), :mod:`.compute` (the library calls),
-:mod:`.ui` (the page), :mod:`.server` (one session's reactive logic).
+:mod:`.ui` (the page), :mod:`.server` (one session: scenario and form), :mod:`.planner`
+(the answers), :mod:`.tabs` (designs, recruitment, evaluator), :mod:`.jobs` (background runs),
+:mod:`.figures` (power curve, posterior).
 """
 
 from __future__ import annotations
