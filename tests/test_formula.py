@@ -124,25 +124,21 @@ def test_several_random_terms_without_an_engine_are_refused_clearly(monkeypatch)
         fit_terms(Xy, np.ones((1, n), bool), (("a", a), ("b", b)))
 
 
-def test_two_nested_terms_use_the_nested_engine(monkeypatch):
-    """Participants within groups (without the general engine): the nested REML engine, the
-    same fit as the one-term engine when the group variance is held at zero."""
-    import trialsim.analyse.fitting as fitting
-
-    monkeypatch.setattr(fitting, "_general_engine", lambda: None)
+def test_two_nested_terms_use_the_nested_engine_and_identical_partitions_are_refused():
+    """Participants within groups: the nested REML engine (also when the general engine is
+    installed: the same fit, faster); two terms splitting the rows identically are refused."""
     rng = np.random.default_rng(2)
     n_groups, per = 12, 6
     group = np.repeat(np.arange(n_groups), per)
     y = rng.normal(size=group.size) + rng.normal(size=n_groups)[group]
     Xy = np.column_stack([np.ones(group.size), group % 2, y])[None]
+    used = np.ones((1, group.size), bool)
     participant = np.arange(group.size) // 2  # pairs of rows: nested in groups
-    fit = fit_terms(
-        Xy,
-        np.ones((1, group.size), bool),
-        (("participant", participant[None]), ("group", group[None])),
-    )
+    fit = fit_terms(Xy, used, (("participant", participant[None]), ("group", group[None])))
     assert fit.engine == "reml-nested"
     assert set(fit.estimates.variance) == {"residual", "group", "participant"}
+    with pytest.raises(ValueError, match="split the rows identically"):
+        fit_terms(Xy, used, (("a", group[None]), ("b", group[None] + 5)))
 
 
 def _cli(*args):
