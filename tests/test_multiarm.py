@@ -137,3 +137,20 @@ def test_two_arm_output_has_no_adjustment():
     frame = estimate_contrasts(analysis, data, "bdi")
     out, lines = adjust_contrasts(analysis, data, "bdi", frame)
     assert lines == [] and "p_holm" not in out
+
+
+def test_every_joint_mixed_analysis_gets_dunnett():
+    """The general-engine ``lmm`` analysis (one term here: the class) gives the same Dunnett
+    adjustment as ``mixed-cluster``; an analysis that is not one Gaussian model gets Holm only."""
+    data = read_trial_data(REAL / "star.csv", declared=Declarations(reference="reg"))
+    out = {}
+    for name in ("lmm", "mixed-cluster", "cr2"):
+        analysis = get_analysis(name)
+        frame, lines = adjust_contrasts(
+            analysis, data, "math", estimate_contrasts(analysis, data, "math")
+        )
+        out[name] = (frame, lines)
+    assert out["lmm"][0]["p_dunnett"].to_numpy() == pytest.approx(
+        out["mixed-cluster"][0]["p_dunnett"].to_numpy(), rel=1e-5
+    )
+    assert "p_dunnett" not in out["cr2"][0] and "Holm only" in out["cr2"][1][-1]

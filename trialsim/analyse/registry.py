@@ -419,6 +419,33 @@ def _joint_mixed_cluster(data: TrialData, outcome: str):
     return Fitted(fit.estimates, fit.beta, fit.cov_beta, "reml"), _arm_columns(a.columns, data)
 
 
+def _joint_mixed_singleton(data: TrialData, outcome: str):
+    from trialsim.analyse.fitting import Fitted
+    from trialsim.analyse.reml import fit_reml_masked
+
+    a = ancova_arrays(data, outcome)
+    n_groups = int(a.group.max(initial=-1)) + 1
+    unit = np.where(a.group >= 0, a.group, n_groups + np.arange(a.group.shape[1]))
+    fit = fit_reml_masked(a.Xy, unit, a.mask, analysis="mixed-singleton")
+    return Fitted(fit.estimates, fit.beta, fit.cov_beta, "reml"), _arm_columns(a.columns, data)
+
+
+def _joint_lmm(data: TrialData, outcome: str):
+    """The joint fit of the ``lmm`` analysis (its terms from the structure)."""
+    from trialsim.analyse.fitting import Fitted, fit_terms
+    from trialsim.analyse.lmm import fit_lmm
+    from trialsim.analyse.lmm_terms import structure_terms
+
+    a = ancova_arrays(data, outcome)
+    terms = structure_terms(data, a)
+    if len(terms) < 2:
+        fit = fit_terms(a.Xy, a.mask, tuple(terms), analysis="lmm")
+    else:
+        lmm = fit_lmm(a.Xy, terms, a.mask, analysis="lmm")
+        fit = Fitted(lmm.estimates, lmm.beta, lmm.cov_beta, "lmm")
+    return fit, _arm_columns(a.columns, data)
+
+
 def _spec_joint_fit(make_spec):
     def joint_fit(data: TrialData, outcome: str):
         from trialsim.analyse.fitting import fit_terms
@@ -485,6 +512,8 @@ def formula_analysis(spec) -> Analysis:
 for _name, _fit in (
     ("ancova", _joint_ancova),
     ("mixed", _joint_mixed),
+    ("mixed-singleton", _joint_mixed_singleton),
+    ("lmm", _joint_lmm),
     ("mixed-cluster", _joint_mixed_cluster),
     ("repeated", repeated_analysis("last").joint_fit),
 ):
