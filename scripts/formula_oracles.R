@@ -99,3 +99,13 @@ out$versions <- list(R = R.version.string, lme4 = as.character(packageVersion("l
                      multcomp = as.character(packageVersion("multcomp")),
                      mvtnorm = as.character(packageVersion("mvtnorm")))
 cat(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE), "\n")
+
+# STAR with school and class intercepts (classes nested in schools), tests/test_formula.py
+f_nest <- lmer(math ~ arm + sx + (1 | school) + (1 | class), data = st, REML = TRUE,
+               control = tight)
+cat(toJSON(list(star_school_class = list(
+  call = "lmer(math ~ arm + sx + (1 | school) + (1 | class), data = st, REML = TRUE, control = bobyqa rhoend 1e-12)",
+  small = term(f_nest, "armsmall"), regA = term(f_nest, "armreg+A"),
+  var = setNames(as.list(as.data.frame(VarCorr(f_nest))$vcov),
+                 as.data.frame(VarCorr(f_nest))$grp))),
+  auto_unbox = TRUE, digits = NA, pretty = TRUE), "\n")

@@ -173,3 +173,19 @@ def test_cli_bad_formula_is_one_line_exit_2():
     result = _cli(REAL / "btheb.csv", "--formula", "bdi ~ treatment + (bdi.pre | participant)")
     assert result.exit_code == 2
     assert result.output.startswith("error: --formula") and result.output.count("\n") == 1
+
+
+def test_school_and_class_intercepts_nested_equal_lmertest():
+    """``lmer(math ~ arm + sx + (1 | school) + (1 | class))`` (scripts/formula_oracles.R; R
+    4.2.2, lme4 1.1-31, lmerTest 3.1-3, bobyqa rhoend 1e-12): the site as a random term, classes
+    nested in schools (the nested engine)."""
+    data, names = _read("star.csv", reference="reg", covariate=("sx",))
+    text = "math ~ arm + sx + (1 | school) + (1 | class)"
+    _, _, fit = _fit(data, names, text, "small")
+    est = fit.estimates
+    assert est.estimate[0] == pytest.approx(15.3254803144126, rel=1e-6)
+    assert est.se[0] == pytest.approx(4.87619697112858, rel=1e-6)
+    assert est.df[0] == pytest.approx(76.5450748982034, rel=1e-5)
+    assert est.variance["school"][0] == pytest.approx(397.79087599056, rel=1e-5)
+    assert est.variance["class"][0] == pytest.approx(300.561073372152, rel=1e-5)
+    assert est.variance["residual"][0] == pytest.approx(1604.38289149196, rel=1e-6)
