@@ -6,6 +6,7 @@ importlib.metadata; the embedded figure decodes to the PNG's bytes.
 
 import base64
 import hashlib
+import io
 import json
 import re
 import sys
@@ -283,8 +284,15 @@ def test_type1_above_nominal_is_said_in_the_answer(tmp_path):
     assert "the best use is 24 groups of 9" in md and "DKK" not in md
 
 
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
 def test_cold_kernel_cache_is_detected_from_the_index_files(tmp_path, capsys):
     from trialsim.report import progress
+
+    term = _Terminal()
 
     pkg = tmp_path / "pkg"
     (pkg / "sub" / "__pycache__").mkdir(parents=True)
@@ -293,9 +301,11 @@ def test_cold_kernel_cache_is_detected_from_the_index_files(tmp_path, capsys):
     assert progress.kernel_modules(pkg) == [pkg / "sub" / "kern.py"]
     assert progress.cold_kernel_modules(pkg) == [pkg / "sub" / "kern.py"]
     progress._NOTICE_SHOWN.clear()
-    assert progress.compile_notice(root=pkg) is True
-    assert progress.compile_notice(root=pkg) is False  # once per process
-    assert capsys.readouterr().err == progress.COMPILE_NOTICE + "\n"
+    assert progress.compile_notice(root=pkg) is False  # not a terminal: nothing said
+    assert capsys.readouterr().err == ""
+    assert progress.compile_notice(root=pkg, stream=term) is True
+    assert progress.compile_notice(root=pkg, stream=term) is False  # once per process
+    assert term.getvalue() == progress.COMPILE_NOTICE + "\n"
     tag = f"py{sys.version_info.major}{sys.version_info.minor}"
     (pkg / "sub" / "__pycache__" / f"kern.f-1.{tag}.nbi").write_bytes(b"")
     assert progress.cold_kernel_modules(pkg) == []
@@ -303,7 +313,7 @@ def test_cold_kernel_cache_is_detected_from_the_index_files(tmp_path, capsys):
     (pkg / "sub" / "other.py").write_text("_JIT = {'cache': True}  # numba jit options\n")
     assert progress.cold_kernel_modules(pkg) == [pkg / "sub" / "other.py"]
     progress._NOTICE_SHOWN.clear()
-    assert progress.compile_notice(root=pkg) is False
+    assert progress.compile_notice(root=pkg, stream=term) is False
     progress._NOTICE_SHOWN.clear()
 
 
@@ -317,12 +327,18 @@ def test_the_listed_kernel_modules_are_the_ones_in_the_package():
 def test_status_and_track_without_a_terminal(capsys):
     from trialsim.report.progress import progress_bar, sampling_message, status, track
 
-    with status(sampling_message(chains=2, draws=1000, tune=500)):
-        pass
-    assert capsys.readouterr().err == (
+    message = sampling_message(chains=2, draws=1000, tune=500)
+    assert message == (
         "sampling the posterior (NUTS): building and compiling the model, then 2 chains x "
-        "1,000 draws after 500 tuning steps\n"
+        "1,000 draws after 500 tuning steps"
     )
+    with status(message):
+        pass
+    assert capsys.readouterr().err == ""  # captured output (e.g. --format json) stays clean
+    term = _Terminal()
+    with status(message, stream=term):
+        pass
+    assert term.getvalue().startswith(message)
     with progress_bar(3, "simulating", kernels=False) as advance:
         advance(3)
         assert list(track(range(4), "MCMC check")) == [0, 1, 2, 3]

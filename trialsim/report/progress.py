@@ -7,7 +7,10 @@
 - :func:`track` iterates with a bar of its own; inside an active :func:`progress_bar` it adds
   a second bar to the same display (rich allows one live display at a time).
 - :func:`status` prints one line on stderr before slow work with no natural count (building
-  and compiling a PyMC model), and a spinner with the elapsed time on a terminal.
+  and compiling a PyMC model), and a spinner while it runs.
+
+Like the bars, the notice and the status line appear only when stderr is a terminal, so
+scripts, pipes and captured output (``--format json``) see nothing extra.
 """
 
 from __future__ import annotations
@@ -85,10 +88,11 @@ def cold_kernel_modules(
 
 
 def compile_notice(*, root: str | Path = PACKAGE_ROOT, stream=None) -> bool:
-    """Print :data:`COMPILE_NOTICE` on stderr (once per process) on a first run: no kernel
-    module has a cache index yet (a partly warm cache, e.g. kernels of an analysis not used
-    so far, compiles in a few seconds without a word); True if it was printed."""
-    if _NOTICE_SHOWN:
+    """Print :data:`COMPILE_NOTICE` on a terminal stderr (once per process) on a first run:
+    no kernel module has a cache index yet (a partly warm cache, e.g. kernels of an analysis
+    not used so far, compiles in a few seconds without a word); True if it was printed."""
+    stream = stream or sys.stderr
+    if _NOTICE_SHOWN or not _isatty(stream):
         return False
     root = Path(root)
     modules = KERNEL_MODULES if root == PACKAGE_ROOT else None
@@ -97,8 +101,15 @@ def compile_notice(*, root: str | Path = PACKAGE_ROOT, stream=None) -> bool:
     if not cold or len(cold) < n_modules:
         return False
     _NOTICE_SHOWN.append(True)
-    print(COMPILE_NOTICE, file=stream or sys.stderr, flush=True)
+    print(COMPILE_NOTICE, file=stream, flush=True)
     return True
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def _stderr_console():
@@ -186,17 +197,20 @@ def track(items: Iterable, description: str, *, total: int | None = None) -> Ite
 
 @contextmanager
 def status(message: str, *, stream=None) -> Iterator[None]:
-    """One line on stderr saying what slow work is under way (``message``), with a spinner and
-    the elapsed time while it runs when stderr is a terminal."""
+    """On a terminal: one line on stderr saying what slow work is under way (``message``) and a
+    spinner while it runs. Nothing when stderr is not a terminal (like the progress bars)."""
     stream = stream or sys.stderr
-    if not stream.isatty() or _ACTIVE:
+    if not _isatty(stream):  # scripts and captured output stay clean, as with the bars
+        yield
+        return
+    if _ACTIVE:
         print(message, file=stream, flush=True)
         yield
         return
     from rich.console import Console
 
     console = Console(file=stream)
-    console.print(message, highlight=False)
+    console.print(message, highlight=False, soft_wrap=True)
     with console.status(f"{message.split(':')[0]} ...", spinner="dots"):
         yield
 
