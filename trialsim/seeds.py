@@ -14,6 +14,9 @@ import numpy as np
 
 BLOCK_SIZE = 256
 
+#: root seeds are integers 0 .. 2**63 - 1 (negative or larger ones are refused, not wrapped)
+MAX_SEED = 2**63 - 1
+
 COMPONENTS = (
     "randomisation",
     "groups",
@@ -31,8 +34,18 @@ def scenario_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
 
 
+def check_seed(seed) -> int:
+    """``seed`` as an int in 0 .. :data:`MAX_SEED`; a one-line UserError otherwise."""
+    if isinstance(seed, int | np.integer) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED:
+        return int(seed)
+    from trialsim.errors import UserError
+
+    raise UserError(f"--seed {seed!r}: give a whole number from 0 to {MAX_SEED}")
+
+
 def block_rng(seed: int, scenario_name: str, block: int, component: str) -> np.random.Generator:
     """The generator for one simulator component of one block of replicates."""
+    check_seed(seed)
     ss = np.random.SeedSequence(
         entropy=seed,
         spawn_key=(scenario_key(scenario_name), block, COMPONENTS.index(component)),

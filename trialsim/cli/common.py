@@ -19,6 +19,7 @@ import click
 
 from trialsim.errors import UserError, os_error_message
 from trialsim.scenario import ScenarioError
+from trialsim.seeds import MAX_SEED
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
 
@@ -116,7 +117,6 @@ set_option = click.option(
 )
 
 #: seeds are 0 .. 2**63 - 1 (numpy's SeedSequence takes non-negative integers)
-MAX_SEED = 2**63 - 1
 
 seed_option = click.option(
     "--seed",
