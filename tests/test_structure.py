@@ -34,6 +34,8 @@ def _structure(**kw) -> TrialStructure:
     [
         ({}, "score", "mixed"),  # groups in the treated arm only: partially nested
         ({"group_arms": ("control", "treatment")}, "score", "mixed"),  # groups in both arms
+        # groups in both arms, each arm its own group variance: (0 + arm | group) terms
+        ({"group_arms": ("control", "treatment"), "group_variance": "by-arm"}, "score", "lmm"),
         ({"group_arms": ()}, "score", "ancova"),  # no clustering at all
         (
             {"cluster": "municipality", "site": "municipality", "stratified": False},

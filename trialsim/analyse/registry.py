@@ -270,6 +270,9 @@ def default_analysis(structure: TrialStructure, outcome: str) -> DefaultChoice:
       cluster-robust SEs over groups and clusters);
     * continuous outcomes, clusters randomised that hold several delivery groups (e.g.
       municipalities): the nested cluster mixed model ``mixed-cluster``;
+    * continuous outcomes, delivery groups in two or more arms with a variance per arm (e.g.
+      attention-control groups): ``lmm``, lme4's ``(0 + armA | group) + (0 + armB | group)``
+      (plus trainers when recorded);
     * continuous outcomes, delivery groups (in any arm; a randomised cohort that is one group
       counts as a group): the mixed model ``mixed`` with a random intercept per group where
       groups exist (partially nested when only some arms have groups);
@@ -286,6 +289,10 @@ def default_analysis(structure: TrialStructure, outcome: str) -> DefaultChoice:
             "mixed-cluster",
             f"{spec.type} outcome, {structure.cluster} randomised"
             + (", groups inside them" if structure.has_groups else ""),
+        )
+    if len(structure.group_arms) >= 2 and structure.group_variance == "by-arm":
+        return DefaultChoice(
+            "lmm", f"{spec.type} outcome, delivery groups {structure.groups_description}"
         )
     if structure.has_groups:
         return DefaultChoice(
@@ -336,8 +343,18 @@ def _fixed_text(st: TrialStructure, outcome: str) -> str:
     return f"{outcome} ~ {' + '.join(terms)}"
 
 
-def _group_text(st: TrialStructure) -> str:
+def _group_text(st: TrialStructure, *, by_arm: bool = False) -> str:
+    """The group term(s): one variance per arm with groups when ``by_arm`` (lme4's
+    ``(0 + armA | group) + (0 + armB | group)``), else one for every group."""
+    if by_arm and st.group_variance == "by-arm" and len(st.group_arms) > 1:
+        return " + ".join(f"(0 + {_indicator(a)} | group)" for a in st.group_arms)
     return "(0 + treated | group)" if st.partially_nested else "(1 | group)"
+
+
+def _indicator(arm: str) -> str:
+    """An arm's indicator as lme4 would name it (``arm`` + label, back-quoted if needed)."""
+    name = f"arm{arm}"
+    return name if name.replace("_", "").replace(".", "").isalnum() else f"`{name}`"
 
 
 def default_formula(name: str, st: TrialStructure, outcome: str) -> str | None:
@@ -362,7 +379,7 @@ def default_formula(name: str, st: TrialStructure, outcome: str) -> str | None:
         terms = (
             [f"(1 | {st.cluster})"] if st.cluster_randomised and not st.groups_are_clusters else []
         )
-        terms += [_group_text(st)] if st.has_groups else []
+        terms += [_group_text(st, by_arm=True)] if st.has_groups else []
         terms += ["(1 | trainer)"] if st.trainers and st.has_groups else []
         return " + ".join([fixed, *terms])
     if name in ("poisson", "logistic"):
