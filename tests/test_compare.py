@@ -283,11 +283,11 @@ def test_budget_errors_and_cli(tmp_path):
 
 def test_groups_and_participants_needed_describe_one_design():
     """The issue's "49 groups, 458 participants": both now come from one solve that keeps the
-    allocation ratio (SFT 1:1: 37 groups of 6.3 = 233 treated + 233 controls)."""
+    allocation ratio (SFT 1:1: 42 groups of 6.3 = 265 treated + 265 controls)."""
     from trialsim.design.compare import analytic_planning
     from trialsim.scenario import load_scenario
 
     s = load_scenario(SFT, [])
     row = analytic_planning(s, "psp", 0.8, 0.05)
-    assert row["groups_needed"] == 37
-    assert row["participants_needed"] == 2 * math.ceil(37 * 340 / 2 / 27 - 1e-9)
+    assert row["groups_needed"] == 42
+    assert row["participants_needed"] == 2 * math.ceil(42 * 340 / 2 / 27 - 1e-9)
