@@ -28,11 +28,12 @@ CHUNK_REPS = 256
 PERSON_FIELDS = 14
 #: peak bytes per array cell (replicate x participant x visit x field) over the raw 8 bytes:
 #: measured for each command (scripts/bench_memory.py)
-FACTOR = {"simulate": 3.0, "power": 4.0, "sweep": 4.0, "compare": 4.0, "recruit": 2.0,
+FACTOR = {"simulate": 4.5, "power": 2.5, "sweep": 2.5, "compare": 4.0, "recruit": 2.0,
           "assurance": 4.0}  # fmt: skip
-#: bytes each replicate keeps after its chunk (estimates, SEs, p-values per analysis)
-KEEP_PER_REP = {"simulate": 0, "power": 400, "sweep": 400, "compare": 2000, "recruit": 400,
-                "assurance": 400}  # fmt: skip
+#: bytes each replicate keeps after its chunk (estimates, SEs, p-values per analysis; power
+#: was measured at about 85 bytes per replicate: 368 -> 376 MB from 10^3 to 10^5 replicates)
+KEEP_PER_REP = {"simulate": 0, "power": 200, "sweep": 200, "compare": 1000, "recruit": 400,
+                "assurance": 4.0}  # fmt: skip
 #: the interpreter with numpy, pandas, scipy and trialsim loaded
 BASE_BYTES = 250 * 2**20
 
@@ -118,9 +119,7 @@ def estimate(
     held = min(reps, CHUNK_REPS * threads) if streamed else reps
     cells = held * participants * visits * (outcomes + PERSON_FIELDS)
     total = (
-        BASE_BYTES
-        + cells * 8 * FACTOR.get(command, 4.0)
-        + reps * KEEP_PER_REP.get(command, 400) * max(1, outcomes)
+        BASE_BYTES + cells * 8 * FACTOR.get(command, 4.0) + reps * KEEP_PER_REP.get(command, 400)
     )
     return Estimate(command, int(total), reps, participants, visits, outcomes, held)
 
