@@ -167,7 +167,7 @@ def sweep(
     elif fmt == "csv":
         click.echo(table.to_csv(index=False), nl=False)
     else:
-        click.echo(format_sweep(table, [a.key for a in axes]))
+        click.echo(format_sweep(table, [a.key for a in axes], alpha))
     click.echo(
         f"{result.cells_run} cells run, {result.cells_reused} reused, {result.cells_failed} "
         f"failed (see the error column); outputs in {out}/",
