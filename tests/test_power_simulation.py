@@ -212,3 +212,23 @@ def test_cli_power_outcome_option_errors(extra, message):
     result = CliRunner().invoke(main, ["power", str(SFT), "--reps", "10", *extra])
     assert result.exit_code == 2
     assert result.output.startswith("error: ") and message in result.output
+
+
+def test_kept_replicates_reproduce_every_summary():
+    """--keep-replicates: the per-replicate table gives back power, type-I error, bias and
+    coverage exactly, so new diagnosands need no new simulation."""
+    from .conftest import scenario as sft
+
+    tables: list = []
+    (oc,), _ = simulate_operating_characteristics(
+        sft(), ["ancova"], reps=40, seed=9, replicates=tables
+    )
+    (t,) = tables
+    eff, nul = t[t.world == "effect"], t[t.world == "null"]
+    ok = ~eff.failed
+    assert len(eff) == len(nul) == 40
+    assert oc.power == ((eff.p_value < 0.05) & ok).mean()
+    assert oc.type1 == ((nul.p_value < 0.05) & ~nul.failed).mean()
+    assert oc.bias == pytest.approx(eff.estimate[ok].mean() - oc.truth, abs=1e-12)
+    covered = ok & (eff.ci_low <= oc.truth) & (oc.truth <= eff.ci_high)
+    assert oc.coverage == covered.mean()

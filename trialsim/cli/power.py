@@ -78,6 +78,13 @@ from trialsim.scenario import load_scenario
     "grow with the treated arm) or keep the scenario's controls fixed.",
 )
 @click.option(
+    "--keep-replicates",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write every simulated replicate's estimate, SE, p-value, interval and failure (with "
+    "and without the effect, with the truth) to this .parquet or .csv file.",
+)
+@click.option(
     "--curve",
     default=None,
     metavar="SIZE=VALUES",
@@ -123,6 +130,7 @@ def power(
     alpha,
     unknown,
     hold,
+    keep_replicates,
     curve,
     over_range,
     design_prior,
@@ -217,7 +225,9 @@ def power(
         if several:
             _simulate_several(result, s, outcomes, analyses, decision or "all", reps, seed, alpha)
         else:
-            _simulate_one(result, s, outcomes[0], analyses, reps, seed, alpha, plot)
+            _simulate_one(
+                result, s, outcomes[0], analyses, reps, seed, alpha, plot, keep_replicates
+            )
     if fmt == "json":
         echo_json(result)
     else:
@@ -432,15 +442,32 @@ def _analytic(s, outcomes: list[str], *, strict: bool, alpha: float = 0.05):
     return by_outcome[outcomes[0]] if len(outcomes) == 1 else by_outcome
 
 
-def _simulate_one(result, s, outcome, analyses, reps, seed, alpha, plot) -> None:
+def _simulate_one(result, s, outcome, analyses, reps, seed, alpha, plot, keep=None) -> None:
     from trialsim.power.simulation import simulate_operating_characteristics
     from trialsim.report.progress import progress_bar
 
     names = _choose(result, s, outcome, analyses)
+    if keep is not None and keep.suffix.lower() not in (".parquet", ".csv"):
+        raise InputError(f"--keep-replicates {keep}: the file must end in .parquet or .csv")
+    tables = [] if keep is not None else None
     with progress_bar(reps, "simulating") as advance:
         ocs, p_values = simulate_operating_characteristics(
-            s, names, reps=reps, seed=seed, outcome=outcome, alpha=alpha, progress=advance
+            s,
+            names,
+            reps=reps,
+            seed=seed,
+            outcome=outcome,
+            alpha=alpha,
+            progress=advance,
+            replicates=tables,
         )
+    if keep is not None:
+        import pandas as pd
+
+        from trialsim.data import write_table
+
+        write_table(pd.concat(tables, ignore_index=True), keep)
+        result["replicates_file"] = str(keep)
     result["analyses"] += [_simulated_entry(result, oc) for oc in ocs]
     _flag_biased(result, s, outcome, ocs, reps, seed, alpha)
     if plot:

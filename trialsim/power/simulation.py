@@ -265,11 +265,15 @@ def simulate_operating_characteristics(
     chunk_size: int = BLOCK_SIZE,
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
+    replicates: list | None = None,
 ) -> tuple[list[OperatingCharacteristics], dict[str, np.ndarray]]:
     """Power, type-I error, bias, empirical SE, RMSE and coverage of each analysis.
 
     Returns the summaries and, per analysis, the replicate p-values under the effect (for a
-    running-power plot).
+    running-power plot). ``replicates``: a list that receives one table (pandas DataFrame)
+    per analysis of every replicate's estimate, SE, p-value, interval and failure, in the
+    world with the effect (``world="effect"``) and without (``"null"``), with the truth:
+    new diagnosands can be computed from it without simulating again.
 
     Example
     -------
@@ -296,7 +300,36 @@ def simulate_operating_characteristics(
         eff, nul = effect_run.arrays(), null_run.arrays()
         results.append(_summarise(name, outcome, truth, eff, nul, alpha))
         p_values[name] = eff["p"]
+        if replicates is not None:
+            replicates.append(replicate_table(name, outcome, truth, eff, nul))
     return results, p_values
+
+
+def replicate_table(name, outcome, truth, eff, nul):
+    """Every replicate of one analysis in both worlds, one row each (long format)."""
+    import pandas as pd
+
+    frames = []
+    for world, arrays, target in (("effect", eff, truth), ("null", nul, 0.0)):
+        n = len(arrays["estimate"])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "analysis": name,
+                    "outcome": outcome,
+                    "world": world,
+                    "rep": np.arange(n),
+                    "truth": target,
+                    "estimate": arrays["estimate"],
+                    "se": arrays["se"],
+                    "p_value": arrays["p"],
+                    "ci_low": arrays["low"],
+                    "ci_high": arrays["high"],
+                    "failed": arrays["failed"].astype(bool),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
 
 
 def _summarise(name, outcome, truth, eff, nul, alpha) -> OperatingCharacteristics:
