@@ -8,7 +8,8 @@ are run as written except: ``--reps N`` becomes ``--reps 10``, ``--check-mcmc N`
 MCMC ``bayes`` samples 50 draws after 50 tuning steps on one chain, ``--scheduler ADDRESS`` is
 dropped (a local Dask cluster of ``--jobs`` workers stands in for a remote one), and a server
 (``trialsim app``) runs on a free port and passes when it still serves after 20 s. Shell
-variables set in the same source (``M="..."``) are substituted.
+variables set in the same source (``M="..."``) are substituted. A command shown failing on
+purpose carries a trailing comment ``# ... exits with 2 ...`` and must exit with that code.
 
 Help examples that need no simulation (validate, analyse, analyses, reanalyse, report, analytic
 power) run in the default test run, in this process; everything else is ``slow`` and runs as a
@@ -47,6 +48,7 @@ class Example:
     source: str  # "help:power", "README.md", "docs/start-evaluator.md"
     line: str  # the command as a user would paste it (continuations joined)
     problem: str | None = None  # why it cannot be pasted as shown (a wrapped line)
+    expect: int = 0  # exit code: 0, or what a trailing "# exits with N" comment says
 
     @property
     def argv(self) -> list[str]:
@@ -123,7 +125,7 @@ def _join(lines: list[str]) -> str:
 def markdown_examples(path: Path) -> list[Example]:
     """``trialsim ...`` lines of the code blocks of a Markdown file (fenced or indented, with
     backslash continuations and ``NAME="..."`` shell variables) and of inline code spans."""
-    source = str(path.relative_to(ROOT))
+    source = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
     text = path.read_text(encoding="utf-8")
     variables: dict[str, str] = {}
     out: list[Example] = []
@@ -142,6 +144,7 @@ def markdown_examples(path: Path) -> list[Example]:
             if m:
                 variables[m.group(1)] = m.group(2)
                 continue
+            expect = re.search(r"\s#\s.*\bexits? with (\d+)", line)
             line = re.sub(r"\s+#\s.*$", "", line)  # a trailing shell comment
             if current:
                 current.append(line)
@@ -153,7 +156,8 @@ def markdown_examples(path: Path) -> list[Example]:
                 if line.endswith("\\"):
                     current = [line]
                 else:
-                    out.append(Example(source, _subst(line, variables)))
+                    code = int(expect.group(1)) if expect else 0
+                    out.append(Example(source, _subst(line, variables), expect=code))
             continue
         for span in re.findall(r"`(trialsim [^`]+)`", raw):
             if is_command_line(span):
@@ -278,7 +282,7 @@ def run_server(cmd: list[str], cwd: Path, env: dict) -> tuple[int, str]:
 
 def check(example: Example, code: int, output: str) -> None:
     tail = "\n".join(output.strip().splitlines()[-6:])
-    assert code == 0, (
+    assert code == example.expect, (
         f"{example.source}: `{example.line}` exited with {code} "
         f"(run as: trialsim {shlex.join(example.argv)}):\n{tail}"
     )
@@ -327,6 +331,14 @@ def test_inline_spans_that_are_command_lines():
     assert not is_command_line("trialsim analyse DATA --method NAME")
     assert not is_command_line("trialsim simulate ... --out FILE.csv")
     assert not is_command_line("trialsim app: http://127.0.0.1:8000 (planning x; Ctrl+C stops)")
+
+
+def test_expected_exit_code_from_a_trailing_comment(tmp_path):
+    page = tmp_path / "page.md"
+    text = "```bash\ntrialsim validate x.csv   # lists what to map; exits with 2\n```\n"
+    page.write_text(text, encoding="utf-8")
+    (found,) = markdown_examples(page)
+    assert (found.line, found.expect) == ("trialsim validate x.csv", 2)
 
 
 def test_rewrite_keeps_examples_small():
