@@ -263,7 +263,7 @@ def test_outputs_the_user_can_fix_are_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     for out, expected in [
         (tmp_path / "taken.csv", "is a directory"),
-        (tmp_path / "file" / "x.csv", "not a folder"),
+        (tmp_path / "file" / "x.csv", "in the way"),
         (Path("/proc/self/x.csv"), "not an ordinary folder"),
     ]:
         result = run("simulate", SFT, "--reps", "2", "--out", str(out))
