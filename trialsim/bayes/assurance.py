@@ -320,10 +320,11 @@ def _mcmc_check(arrays, k, settings, prior, group_prior, decision, seed, draws) 
     from trialsim.bayes.models import model_input
     from trialsim.bayes.sampling import sample_model
     from trialsim.bayes.summary import posterior_probabilities
+    from trialsim.report.progress import track
 
     picks = [(j, r) for r in range(len(arrays[0][0].y)) for j in range(len(arrays))][:k]
     rows = []
-    for j, r in picks:
+    for j, r in track(picks, f"MCMC check ({len(picks)} trials)"):
         a, q = arrays[j]
         run = sample_model(
             model_input(a, r, settings.model),

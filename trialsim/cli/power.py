@@ -473,7 +473,9 @@ def _simulate_one(result, s, outcome, analyses, reps, seed, alpha, plot, keep=No
     if plot:
         from trialsim.report.plots import running_power_plot
 
-        running_power_plot(p_values, alpha, plot, title=f"{s.name}: {outcome}")
+        analytic = result.get("analytic")
+        analytic = analytic.get("power") if isinstance(analytic, dict) else None
+        running_power_plot(p_values, alpha, plot, title=f"{s.name}: {outcome}", analytic=analytic)
 
 
 def _flag_biased(result, s, outcome, ocs, reps, seed, alpha) -> None:
