@@ -27,8 +27,9 @@ def write_netcdf(idata, path: str | Path) -> Path:
 
 def draws_frame(posterior) -> pd.DataFrame:
     """The posterior draws as a table: one row per (chain, draw), a column per scalar
-    parameter (``effect``, ``sigma``, ...) and per element of a vector one (``u[0]``,
-    ``u[1]``, ...; ``name[i,j]`` for matrices), on the outcome's scale as sampled.
+    variable and per element of a vector one (``z[0]``, ``z[1]``, ...; ``name[i,j]`` for
+    matrices), every variable of the posterior as stored: ``effect``, ``sigma`` and ``tau``
+    in outcome units, and the sampler's standardised ones (``effect_z``, ``z``, ...).
 
     ``posterior`` is an ArviZ InferenceData (its ``posterior`` group is used) or an xarray
     Dataset with leading dimensions ``chain`` and ``draw``."""
