@@ -118,7 +118,8 @@ def bayes(
     Reports the posterior mean, SD, 95% HDI, R-hat and ESS, P(benefit), P(benefit beyond the
     MCID) and P(inside the ROPE), with the priors used. Sampler problems (divergences, R-hat,
     low ESS) are printed as warnings with a remedy. Writes summary.json, posterior.nc (ArviZ
-    InferenceData) and plots (posterior vs MCID, trace, prior vs posterior) to --out.
+    InferenceData), the draws as draws.csv and draws.parquet, and plots (posterior vs MCID,
+    trace, prior vs posterior) to --out.
 
     \b
     Examples:
@@ -278,10 +279,11 @@ def _all_contrasts(data, outcome, settings, spec, model_line, opts) -> None:
 
 def _write_mcmc_outputs(result, out: Path, spec=None) -> None:
     from trialsim.bayes import plots
-    from trialsim.bayes.output import write_netcdf
+    from trialsim.bayes.output import write_draws, write_netcdf
     from trialsim.report.style import effect_label
 
     write_netcdf(result.idata, out / "posterior.nc")
+    write_draws(result.idata, out)
     draws = result.idata.posterior["effect"].values
     mcid = result.settings.signed_mcid
     label = effect_label(spec.name if spec else None, spec)

@@ -153,15 +153,15 @@ def power(
     With several --outcome the outcomes are simulated together (correlated) and the power of
     the decision over all of them is reported: 'all' (co-primary) or 'any' (Holm).
 
+    \b
     Examples:
-
       trialsim power scenarios/sft-19m.toml --reps 2000
-
       trialsim power scenarios/sft-19m.toml --method analytic --solve n_groups
-
-      trialsim power scenarios/sft-19m.toml --method analytic --solve icc
-
-      trialsim power scenarios/sft-19m.toml --outcome psp --outcome mhrm --decision all
+      trialsim power scenarios/sft-19m.toml --method analytic --solve dropout
+      trialsim power scenarios/sft-19m.toml --method analytic --solve n_groups \
+        --range icc=0.02:0.12:6
+      trialsim power scenarios/sft-19m.toml --outcome psp --outcome mhrm --decision all \
+        --reps 500
     """
     s = load_scenario(scenario, overrides)
     if curve:

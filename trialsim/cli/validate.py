@@ -49,8 +49,9 @@ def validate(path: Path, overrides: tuple[str, ...], declared) -> None:
       trialsim validate scenarios/sft-19m.toml
       trialsim validate scenarios/data/sft-example.csv \\
         --map participant=deltager,municipality=kommune,arm=gruppe,group=hold
-      trialsim validate anorexia.csv --reference Cont --map arm=treat
-      trialsim validate btheb.csv --covariate drug --covariate length --better lower
+      trialsim validate tests/data/real/anorexia.csv --reference Cont --map arm=treat
+      trialsim validate tests/data/real/btheb.csv --covariate drug --covariate length \\
+        --better lower
     """
     if path.suffix.lower() == ".toml":
         if declared.mapping or declared.wide is not None or _data_only(declared):
