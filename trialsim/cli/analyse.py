@@ -8,6 +8,7 @@ import click
 
 from trialsim.cli.common import (
     InputError,
+    RunFailed,
     data_options,
     echo_json,
     format_option,
@@ -137,7 +138,7 @@ def analyse(data_file, outcome, analysis_name, contrast, formula, estimand, decl
         click.echo(frame.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     failed = int(frame["failed"].sum())
     if failed and data.n_reps == 1:
-        raise click.ClickException(
+        raise RunFailed(
             f"the {analysis.name} fit failed on {data_file} ({_why(frame)}); try another "
             "analysis (see 'trialsim analyses') or check the data with 'trialsim validate'"
         )

@@ -9,6 +9,7 @@ import click
 
 from trialsim.bayes.priors import PRIOR_HELP
 from trialsim.cli.common import (
+    FiniteFloat,
     InputError,
     echo_json,
     friendly,
@@ -40,7 +41,7 @@ from trialsim.cli.common import (
 )
 @outcome_option
 @click.option("--prior", default=None, metavar="PRIOR", help=f"Analysis prior: {PRIOR_HELP}.")
-@click.option("--mcid", type=float, default=None, help="MCID (default: the scenario's).")
+@click.option("--mcid", type=FiniteFloat(), default=None, help="MCID (default: the scenario's).")
 @click.option("--rope", default=None, metavar="L,U", help="Region of practical equivalence.")
 @click.option(
     "--model",

@@ -8,6 +8,7 @@ import click
 
 from trialsim.bayes.priors import PRIOR_HELP
 from trialsim.cli.common import (
+    FiniteFloat,
     InputError,
     data_options,
     echo_json,
@@ -71,7 +72,7 @@ from trialsim.cli.common import (
     "--target-accept",
     default=0.9,
     show_default=True,
-    type=click.FloatRange(0.5, 1, max_open=True),
+    type=FiniteFloat(0.5, 1, open_high=True),
     help="Raise (e.g. 0.95-0.99) when divergences are reported.",
 )
 @click.option(

@@ -66,6 +66,16 @@ def user_message(exc: BaseException) -> str | None:
     return None
 
 
+class RunFailed(click.ClickException):
+    """The input was fine but the statistics failed (a fit that cannot be done, every cell of
+    a sweep failed): one line ``error: ...`` saying why, exit code 1."""
+
+    exit_code = 1
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
 def friendly(func):
     """Turn the user's errors into one-line CLI errors (exit 2), never a traceback; check a
     request's memory before running it (commands with --reps). Other errors propagate as

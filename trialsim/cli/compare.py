@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from trialsim.cli.common import (
+    FiniteFloat,
     alpha_option,
     echo_json,
     format_option,
@@ -156,22 +157,20 @@ def _sizes(ctx, param, value: str | None):
 @click.command()
 @scenario_argument
 @click.option(
-    "--budget", "budget", required=True, type=float, help="Total budget (currency units)."
+    "--budget", "budget", required=True, type=FiniteFloat(), help="Total budget (currency units)."
 )
-@click.option(
-    "--cost-group", required=True, type=click.FloatRange(0), help="Cost of running one group."
-)
+@click.option("--cost-group", required=True, type=FiniteFloat(0), help="Cost of running one group.")
 @click.option(
     "--cost-participant",
     required=True,
-    type=click.FloatRange(0),
+    type=FiniteFloat(0),
     help="Cost per randomised participant (both arms: recruitment, assessment).",
 )
 @click.option(
     "--cost-trainer",
     default=0.0,
     show_default=True,
-    type=click.FloatRange(0),
+    type=FiniteFloat(0),
     help="Cost per trainer (training, supervision); trainers = ceil(groups / groups_per_trainer).",
 )
 @click.option(

@@ -7,20 +7,22 @@ from pathlib import Path
 import click
 
 from trialsim.bayes.priors import PRIOR_HELP
-from trialsim.cli.common import InputError, echo_json, friendly
+from trialsim.cli.common import FiniteFloat, InputError, echo_json, friendly
 
 
 @click.command()
-@click.option("--estimate", required=True, type=float, help="Published point estimate.")
+@click.option("--estimate", required=True, type=FiniteFloat(), help="Published point estimate.")
 @click.option(
     "--ci",
     nargs=2,
-    type=float,
+    type=FiniteFloat(),
     default=None,
     metavar="LOW HIGH",
     help="Published 95% confidence interval (on the reported scale).",
 )
-@click.option("--se", type=float, default=None, help="Standard error on the analysis scale.")
+@click.option(
+    "--se", type=FiniteFloat(), default=None, help="Standard error on the analysis scale."
+)
 @click.option(
     "--scale",
     type=click.Choice(["identity", "log"]),
@@ -31,7 +33,7 @@ from trialsim.cli.common import InputError, echo_json, friendly
 @click.option(
     "--mcid",
     required=True,
-    type=float,
+    type=FiniteFloat(),
     help="Minimal clinically important difference on the reported scale (e.g. 7 PSP "
     "points, or a risk ratio of 0.8).",
 )
@@ -46,7 +48,7 @@ from trialsim.cli.common import InputError, echo_json, friendly
     "--tail",
     default=0.05,
     show_default=True,
-    type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
+    type=FiniteFloat(0, 0.5, open_low=True, open_high=True),
     help="Sceptical/enthusiastic prior: prior probability beyond the MCID (resp. below zero).",
 )
 @click.option(

@@ -9,6 +9,7 @@ import click
 
 from trialsim.cli.common import (
     InputError,
+    RunFailed,
     alpha_option,
     echo_json,
     format_option,
@@ -173,3 +174,8 @@ def sweep(
         f"failed (see the error column); outputs in {out}/",
         err=True,
     )
+    n_cells = result.cells_run + result.cells_reused
+    if n_cells and result.cells_failed == n_cells:
+        raise RunFailed(
+            f"every one of the {n_cells} cells failed (see the error column of {out}/results.csv)"
+        )
