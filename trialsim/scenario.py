@@ -512,6 +512,34 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     return scenario_from_dict(raw, source=str(path))
 
 
+#: deepest nesting of arrays / inline tables a scenario file may have (it needs 2)
+MAX_NESTING = 50
+
+
+def _bracket_depth(text: str) -> int:
+    """Deepest nesting of ``[`` / ``{`` outside strings and comments (checked before parsing,
+    so a hostile file cannot exhaust the parser's recursion)."""
+    depth = deepest = 0
+    quote = None
+    comment = False
+    for ch in text:
+        if comment:
+            comment = ch != "\n"
+        elif quote is not None:
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":
+            comment = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
 def read_scenario_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Parse a scenario file; ``base = "other.toml"`` (relative to the file) makes it a variant:
     its tables are merged key by key over the base scenario's."""
@@ -527,7 +555,10 @@ def read_scenario_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]
     if len(seen) >= 20:
         raise ScenarioError(f"{path}: more than 20 levels of 'base'; flatten the chain")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        if _bracket_depth(text) > MAX_NESTING:  # whatever the interpreter's recursion limit
+            raise RecursionError
+        raw = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
     except RecursionError:
