@@ -11,7 +11,6 @@ way, a /proc path) raises :class:`trialsim.errors.OutputError` with one line.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import platform
@@ -279,19 +278,6 @@ def check_figure_path(path: str | Path) -> Path:
     if path.suffix.lower() not in FIGURE_SUFFIXES:
         raise UserError(f"{path}: a plot must end in {', '.join(FIGURE_SUFFIXES)}")
     return path
-
-
-def save_figure(fig, path: str | Path, *, dpi: int = 110) -> Path:
-    """Save a matplotlib figure atomically (format from the suffix) and close it."""
-    import matplotlib.pyplot as plt
-
-    path = check_figure_path(path)
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format=path.suffix.lower().lstrip("."), dpi=dpi)
-    finally:
-        plt.close(fig)
-    return write_bytes(path, buffer.getvalue())
 
 
 def file_sha256(path: str | Path) -> str:
