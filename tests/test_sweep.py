@@ -147,6 +147,7 @@ def test_two_jobs_give_the_same_table(reference, tmp_path):
     _same(result.table, reference.table)
 
 
+@pytest.mark.slow  # ~10 s to start a LocalCluster; two process workers are checked by default
 def test_dask_local_cluster_gives_the_same_table(reference, tmp_path):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(
