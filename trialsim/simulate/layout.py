@@ -36,7 +36,7 @@ class Layout:
 def build_layout(s: Scenario) -> Layout:
     n_per_muni = np.asarray(s.sites.participants)
     municipality = np.repeat(np.arange(len(n_per_muni)), n_per_muni)
-    n_periods = s.design.n_steps + 1 if s.design.randomisation == "stepped-wedge" else 1
+    n_periods = s.structure.n_periods
     # split each municipality's participants as evenly as possible over the periods
     within = np.concatenate([np.arange(n) for n in n_per_muni])
     period = (within * n_periods) // np.repeat(n_per_muni, n_per_muni)

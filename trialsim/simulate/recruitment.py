@@ -129,6 +129,7 @@ def draw_timeline(
             "scenarios/sft-19m.toml)"
         )
     design = s.design.randomisation
+    structure = s.structure
     b, n, m = n_reps, layout.n_participants, layout.n_municipalities
     muni = layout.municipality
     muni_start = np.searchsorted(muni, np.arange(m))
@@ -142,7 +143,7 @@ def draw_timeline(
     before = np.concatenate([np.zeros((b, 1)), cum], axis=1)[:, muni_start]
     enrolled = months_for_cumulative_rate(cum - before[:, muni], rate[:, muni], rec.ramp_up_months)
 
-    if design == "cohort":
+    if structure.groups_are_clusters:  # cohorts: randomised whole when they start
         treated = np.zeros((b, n), dtype=bool)
         candidate = np.ones((b, n), dtype=bool)
     else:
@@ -175,7 +176,7 @@ def draw_timeline(
             max_wait_months=rec.max_wait_months,
         )
         started = np.isfinite(fg.group_start_month)
-        if design == "cohort":
+        if structure.groups_are_clusters:  # cohorts: randomised whole when they start
             # cohorts are randomised whole as they start: a systematic sequence with a random
             # phase gives each municipality the allocation share of its cohorts
             a = s.design.allocation_treated
@@ -209,7 +210,7 @@ def draw_timeline(
     group_start_month, group_municipality = _pack(group_starts, group_munis)
     cancel_month, cancel_municipality = _pack(cancel_months, cancel_munis)
     waiting = np.where(lost, loss_month, start) - enrolled
-    if design in ("municipality", "stepped-wedge"):
+    if structure.cluster_is_site:  # whole municipalities treated: groups form there
         forming_cell = np.zeros((b, len(layout.cell_size)), dtype=bool)
         np.logical_or.at(forming_cell, (np.arange(b)[:, None], layout.cell[None, :]), treated)
         forming = forming_cell[:, layout.cell]
@@ -497,7 +498,7 @@ def _summarise_block(
     np.maximum.at(by_muni, (rows, muni), t.enrolled_month)
     lost = t.lost.sum(axis=1)
     randomised = tot["recruited"]
-    if s.design.randomisation == "cohort":  # cohorts are randomised when they start
+    if s.structure.groups_are_clusters:  # cohorts are randomised when they start
         randomised = randomised - lost - t.not_offered.sum(axis=1)
     groups = t.groups_started
     started = (t.treated & (t.group >= 0)).sum(axis=1)

@@ -140,6 +140,7 @@ def _simulate_block(
     With two arms and no control groups every step is what it was before arms were
     generalised (same streams, same draws)."""
     rng = _Streams(seed, s.name, block)
+    structure = s.structure
     b, n, v = BLOCK_SIZE, layout.n_participants, s.n_visits
     rows = np.arange(b)[:, None]
     control = s.groups.control
@@ -193,7 +194,7 @@ def _simulate_block(
         attended = np.where(link.not_started, 0, attended)
     fraction = attended / np.maximum(offered, 1)
     dose = np.where(treated, attendance.dose_factor(fraction, s.attendance), 0.0)
-    if s.design.randomisation in ("individual", "waitlist", "cohort"):
+    if not structure.cluster_is_site:
         # controls share a municipality (and its trained staff) with the treated arm
         dose = np.where(treated, dose, s.design.contamination)
 
@@ -247,7 +248,6 @@ def _simulate_block(
     for y in values.values():
         np.copyto(y, np.nan, where=~observed)
 
-    structure = s.structure
     every = (b, n)
     data = TrialData(
         scenario=s.name,
