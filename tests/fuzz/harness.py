@@ -14,7 +14,6 @@ The quick slice runs in the default test run (tests/fuzz/test_fuzz.py), the full
 from __future__ import annotations
 
 import copy
-import datetime
 import json
 import math
 import random
@@ -24,6 +23,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from trialsim.app.toml_write import dumps as to_toml
+from trialsim.app.toml_write import value as toml_value
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
@@ -42,45 +44,6 @@ FREE_TEXT = ("name", "description", "names", "start_date", "arms", "levels")
 
 
 # ---- TOML ------------------------------------------------------------------------------------
-
-
-def toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(type(value))
-
-
-def to_toml(raw: dict, prefix: str = "") -> str:
-    """A scenario mapping as TOML text (tables after plain keys)."""
-    lines, tables = [], []
-    for key, value in raw.items():
-        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-            tables.append((key, value))
-        elif isinstance(value, dict) and value:
-            tables.append((key, value))
-        else:
-            lines.append(f"{json.dumps(key)} = {toml_value(value)}")
-    text = "\n".join(lines) + "\n"
-    for key, value in tables:
-        name = f"{prefix}{json.dumps(key)}"
-        text += f"\n[{name}]\n" + to_toml(value, prefix=f"{name}.")
-    return text
 
 
 # ---- mutations --------------------------------------------------------------------------------
