@@ -329,7 +329,7 @@ def test_failed_replicates_do_not_raise_or_leak():
     rng = np.random.default_rng(17)
     y, X, cluster = partially_nested(rng, 5)
     X = X.copy()
-    X[2, :, 3] = 0.0  # an empty stratum column: rank deficient
+    X[2, :, 1] = 0.0  # nobody treated: the effect is not estimable
     y[4, :] = np.nan  # nothing observed
     fit = fit_reml(y, X, cluster)
     est = fit.estimates
@@ -337,6 +337,24 @@ def test_failed_replicates_do_not_raise_or_leak():
     assert np.isnan(est.estimate[[2, 4]]).all() and np.isnan(est.df[[2, 4]]).all()
     good = fit_reml(y[[0, 1, 3]], X[[0, 1, 3]], cluster[[0, 1, 3]]).estimates
     np.testing.assert_allclose(est.estimate[[0, 1, 3]], good.estimate, rtol=1e-10)
+
+
+def test_an_empty_stratum_is_dropped_as_lme4_drops_it():
+    """A stratum column that is zero in every used row is aliased: the fit equals the fit
+    without the column (lme4 drops it: "fixed-effect model matrix is rank deficient so
+    dropping 1 column"), with NaN (R's NA) for its coefficient."""
+    rng = np.random.default_rng(17)
+    y, X, cluster = partially_nested(rng, 3)
+    X = X.copy()
+    X[1, :, 3] = 0.0
+    fit = fit_reml(y, X, cluster)
+    assert not fit.estimates.failed.any() and np.isnan(fit.beta[1, 3])
+    reduced = fit_reml(y[1:2], np.delete(X[1:2], 3, axis=-1), cluster[1:2])
+    for f in ("estimate", "se", "df"):
+        assert getattr(fit.estimates, f)[1] == pytest.approx(
+            getattr(reduced.estimates, f)[0], rel=1e-9
+        )
+    assert fit.reml_loglik[1] == pytest.approx(reduced.reml_loglik[0], rel=1e-10)
 
 
 def test_stats_reuse_and_no_clusters():

@@ -71,7 +71,7 @@ import numpy as np
 from trialsim.analyse.estimate import Estimates
 from trialsim.analyse.linalg import safe_cholesky
 from trialsim.analyse.prepare import masked_inputs
-from trialsim.analyse.reml import joined_estimates, profiled_gls, unfittable
+from trialsim.analyse.reml import drop_aliased, joined_estimates, profiled_gls, unfittable
 from trialsim.parallel import map_in_threads
 
 __all__ = ["LmmFit", "fit_lmm"]
@@ -454,7 +454,7 @@ def _fit_block(W, used, ids, coef, reml, names):
     n_rep, q = WW.shape[0], WW.shape[-1]
     p = q - 1
     K = E.shape[1]
-    failed, resid_df = unfittable(WW, n_obs)
+    failed, resid_df, WW, aliased = unfittable(WW, n_obs, coef)
     if failed.any():  # neutral inputs (results are NaN)
         WW = np.where(failed[:, None, None], np.eye(q), WW)
         G = np.where(failed[:, None, None], 0.0, G)
@@ -470,6 +470,7 @@ def _fit_block(W, used, ids, coef, reml, names):
         loglik = -0.5 * (nu * (1.0 + np.log(2.0 * np.pi * Q / nu)) + ev.log_m)
     cov_beta = s2[:, None, None] * C
     var_k = cov_beta[:, coef, coef]
+    beta, cov_beta = drop_aliased(beta, cov_beta, aliased)
     boundary = ((lam == 0.0) & ~held).any(axis=1)
 
     # Satterthwaite over (lam_free, sigma2): D = nu log s + h(lam) + Q(lam) / s

@@ -274,17 +274,40 @@ def fit_reml_stats(
     return _assemble(parts, stats, analysis, level)
 
 
-def unfittable(S: np.ndarray, n_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(failed, resid_df)`` for a batch of ``S = [X, y]'[X, y]`` (R, q, q) over ``n_obs``
-    rows: a replicate cannot be fitted with no residual df, a rank-deficient X, or y in the
-    column space of X (Q = 0 leaves nothing to estimate a variance from)."""
+def unfittable(
+    S: np.ndarray, n_obs: np.ndarray, coef: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(failed, resid_df, S, aliased)`` for a batch of ``S = [X, y]'[X, y]`` (R, q, q) over
+    ``n_obs`` rows.
+
+    A column of X that is zero in every used row (a stratum with no one measured in this
+    replicate) is aliased and dropped, as ``lm`` and ``lme4`` drop it: its diagonal in the
+    returned ``S`` is 1, which decouples it (coefficient 0, no effect on the other
+    coefficients, the variance ratios or the REML criterion), the residual df count the
+    columns left, and the caller reports NaN for it (``aliased``, (R, p)). A replicate cannot
+    be fitted when column ``coef`` is aliased, with no residual df, a rank-deficient X
+    otherwise, or y in the column space of X (Q = 0 leaves nothing to estimate a variance
+    from)."""
     q = S.shape[-1]
     p = q - 1
-    resid_df = (np.asarray(n_obs) - p).astype(float)
-    failed = (resid_df < 1.0) | ~full_rank(S[:, :p, :p])
+    aliased = np.diagonal(S, axis1=-2, axis2=-1)[:, :p] == 0.0
+    if aliased.any():
+        S = S.copy()
+        S[:, np.arange(p), np.arange(p)] += aliased
+    resid_df = (np.asarray(n_obs) - p + aliased.sum(axis=1)).astype(float)
+    failed = (resid_df < 1.0) | aliased[:, coef] | ~full_rank(S[:, :p, :p])
     L, ok = safe_cholesky(np.where(failed[:, None, None], np.eye(q), S))
     failed |= ~ok | ~(np.diagonal(L, axis1=-2, axis2=-1)[:, -1] > 0.0)
-    return failed, resid_df
+    return failed, resid_df, S, aliased
+
+
+def drop_aliased(beta: np.ndarray, cov_beta: np.ndarray, aliased: np.ndarray):
+    """``beta`` (R, p) and ``cov_beta`` (R, p, p) with NaN for the aliased columns (R's NA)."""
+    if not aliased.any():
+        return beta, cov_beta
+    beta = np.where(aliased, np.nan, beta)
+    cov_beta = np.where(aliased[:, :, None] | aliased[:, None, :], np.nan, cov_beta)
+    return beta, cov_beta
 
 
 def profiled_gls(Ai, resid_df, log_v, log_det_xx) -> tuple[np.ndarray, ...]:
@@ -379,7 +402,7 @@ def _fit_block(stats: ClusterStats, coef: int) -> dict[str, np.ndarray]:
     n_size, sizes = stats.n_size, stats.sizes
     n_rep, q = S.shape[0], S.shape[-1]
     p = q - 1
-    failed, resid_df = unfittable(S, stats.n_obs)
+    failed, resid_df, S, aliased = unfittable(S, stats.n_obs, coef)
     if failed.any():  # neutral inputs for the failed replicates (results are NaN)
         S = np.where(failed[:, None, None], np.eye(q), S)
         T = np.where(failed[:, None, None, None], 0.0, T)
@@ -396,6 +419,7 @@ def _fit_block(stats: ClusterStats, coef: int) -> dict[str, np.ndarray]:
     tau = lam * s2
     cov_beta = s2[:, None, None] * C
     var_k = cov_beta[:, coef, coef]
+    beta, cov_beta = drop_aliased(beta, cov_beta, aliased)
 
     # Satterthwaite: Hessian of D(lam, s) = (n-p) log s + h(lam) + Q(lam)/s, h = log|V| +
     # log|A_xx|, and gradient of f = s C_kk, both analytic (see module docstring).

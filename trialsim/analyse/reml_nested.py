@@ -79,7 +79,7 @@ import scipy.sparse as sparse
 from trialsim.analyse.estimate import Estimates
 from trialsim.analyse.linalg import safe_cholesky
 from trialsim.analyse.prepare import masked_inputs
-from trialsim.analyse.reml import joined_estimates, profiled_gls, unfittable
+from trialsim.analyse.reml import drop_aliased, joined_estimates, profiled_gls, unfittable
 from trialsim.parallel import map_in_threads
 
 __all__ = [
@@ -554,7 +554,7 @@ def _fit_block(st: NestedStats, coef: int) -> dict[str, np.ndarray]:
     S = st.cross
     n_rep, q = S.shape[0], S.shape[-1]
     p = q - 1
-    failed, resid_df = unfittable(S, st.n_obs)
+    failed, resid_df, S, aliased = unfittable(S, st.n_obs, coef)
     if failed.any():  # neutral inputs for the failed replicates (results are NaN)
         f = failed
         S = np.where(f[:, None, None], np.eye(q), S)
@@ -579,6 +579,7 @@ def _fit_block(st: NestedStats, coef: int) -> dict[str, np.ndarray]:
     Q, beta, C, s2, reml_loglik = profiled_gls(Ai, resid_df, part["lv"], log_det_xx)
     cov_beta = s2[:, None, None] * C
     var_k = cov_beta[:, coef, coef]
+    beta, cov_beta = drop_aliased(beta, cov_beta, aliased)
 
     # Satterthwaite in (lam_c, lam_g, s2): D = (n-p) log s2 + h(lam) + Q(lam)/s2 with
     # h = log|V_lam| + log|A_xx| = log|V_lam| + log|A| - log Q
