@@ -217,13 +217,22 @@ def power(
         ]
     if s.n_arms > 2:
         result["contrast_note"] = (
-            f"{s.n_arms} arms: the simulated power, the headline analytic power and --solve "
-            f"compare {s.arm_labels[1]} with {s.arm_labels[0]} (the first contrast); the "
-            "analytic lines above give every contrast"
+            f"{s.n_arms} arms: the headline analytic power and --solve compare "
+            f"{s.arm_labels[1]} with {s.arm_labels[0]} (the first contrast); the analytic lines "
+            "above and the simulation give every contrast"
+            + ("" if not several else " (the simulation with several outcomes: the first)")
         )
     if method in ("simulation", "both"):
         if several:
             _simulate_several(result, s, outcomes, analyses, decision or "all", reps, seed, alpha)
+        elif s.n_arms > 2:
+            from trialsim.cli.power_arms import simulate_arms
+
+            names = _choose(result, s, outcomes[0], analyses)
+            simulate_arms(result, s, outcomes[0], names, reps, seed, alpha, plot, keep_replicates)
+            _flag_biased(
+                result, s, outcomes[0], result.pop("_first_contrast_ocs"), reps, seed, alpha
+            )
         else:
             _simulate_one(
                 result, s, outcomes[0], analyses, reps, seed, alpha, plot, keep_replicates
@@ -234,6 +243,11 @@ def power(
         from trialsim.report.tables import power_table
 
         click.echo(power_table(result))
+        if "multi_arm" in result:
+            from trialsim.report.tables import multi_arm_lines
+
+            for line in multi_arm_lines(result["multi_arm"], result["alpha"]):
+                click.echo(line)
         for line in planning_lines(result):
             click.echo(line)
         for entry in result.get("choices", []):
