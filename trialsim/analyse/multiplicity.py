@@ -153,7 +153,7 @@ def dunnett_rejections(
     n_rep, k = t_abs.shape
     corr = np.broadcast_to(corr, (n_rep, k, k))
     df = np.broadcast_to(np.asarray(df, dtype=float), (n_rep,))
-    finite = np.isfinite(t_abs) & np.isfinite(df)[:, None]
+    finite = np.isfinite(t_abs) & ~np.isnan(df)[:, None]  # df inf: normal
     safe = np.where(finite, t_abs, 0.0)
     p = np.where(finite, 2.0 * stats.t.sf(safe, df[:, None]), 1.0)
     reject = finite & (k * p < alpha)
