@@ -154,3 +154,26 @@ def test_decisions_are_ordered_and_best_arm_scored():
     eff = worlds["effect"]
     picked = (np.argmax(eff.estimate, axis=1) == 1).mean()
     assert res.best_arm_selected == pytest.approx(picked)
+
+
+def test_sweep_has_one_row_per_contrast_equal_to_power(tmp_path):
+    from trialsim.design.grid import parse_vary
+    from trialsim.design.sweep import run_sweep
+
+    over = ["groups.icc_group=0", "groups.icc_trainer=0", "groups.icc_municipality=0"]
+    result = run_sweep(
+        THREE_ARM,
+        [parse_vary("outcomes.psp.sd=13")],
+        reps=60,
+        out=tmp_path,
+        seed=3,
+        analyses=["ancova"],
+        overrides=over,
+    )
+    t = result.table
+    assert list(t["contrast"]) == ["sft - control", "sft-booster - control"]
+    seed = int(t["seed"].iloc[0])
+    s = load_scenario(THREE_ARM, [*over, "outcomes.psp.sd=13"])
+    direct, _ = simulate_multi_arm(s, get_analysis("ancova"), reps=60, seed=seed)
+    assert list(t["power"]) == [c.oc.power for c in direct.contrasts]
+    assert t["analytic_power"].notna().all()
