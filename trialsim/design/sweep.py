@@ -95,6 +95,12 @@ def run_cell(task: dict, progress: Callable[[int], None] | None = None) -> dict:
         choice = default_analysis(s.structure, outcome)
         analyses = list(task["analyses"]) or [choice.name]
         reason = "--analysis" if task["analyses"] else choice.reason
+        if task.get("formula"):
+            from trialsim.analyse.formula import parse_formula
+            from trialsim.analyse.registry import formula_analysis
+
+            spec = parse_formula(task["formula"], s.structure)
+            analyses, reason = [formula_analysis(spec)], f"--formula {spec.lme4()}"
         run = dict(
             reps=task["reps"],
             seed=task["seed"],
@@ -166,6 +172,7 @@ def run_sweep(
     seed: int = 20161,
     analyses: Sequence[str] = (),
     outcome: str | None = None,
+    formula: str | None = None,
     alpha: float = 0.05,
     overrides: Sequence[str] = (),
     jobs: int = 1,
@@ -187,6 +194,8 @@ def run_sweep(
     reps : replicate trials per cell (each simulated with and without the effect).
     analyses : analyses to score (default: the one rule,
         :func:`trialsim.analyse.registry.default_analysis`, on each cell's structure).
+    formula : instead, this lme4-style model (random intercepts; the scenario's roles and
+        covariates), fitted on every replicate of every cell (:mod:`trialsim.analyse.formula`).
     jobs, executor, scheduler : where cells run (:func:`trialsim.design.executors.run_tasks`).
     resume : reuse finished cells in ``out/cells``; without it a folder holding results of
         *other* settings is an error, and one holding this sweep's results is recomputed
@@ -209,6 +218,15 @@ def run_sweep(
     base_raw, base = _load_base(scenario_path, overrides)
     for name in analyses:
         get_analysis(name)
+    if formula is not None:
+        from trialsim.analyse.formula import parse_formula
+
+        if analyses:
+            raise ValueError("--formula and --analysis: give one (the formula is the model)")
+        spec = parse_formula(formula, base.structure)  # a bad formula fails before any cell
+        if outcome is not None and outcome != spec.outcome:
+            raise ValueError(f"--formula: its outcome {spec.outcome!r} differs from --outcome")
+        outcome = spec.outcome
     if outcome is not None and outcome not in base.outcomes:
         raise ValueError(f"--outcome {outcome}: not in the scenario; choose {list(base.outcomes)}")
     grid = expand_grid(list(axes))
@@ -221,6 +239,8 @@ def run_sweep(
         "outcome": outcome,
         "alpha": float(alpha),
     }
+    if formula is not None:  # only then: settings of earlier sweeps stay resumable
+        settings["formula"] = formula
     tasks = [cell_task(base_raw, params, settings, chunk_size, scenario_path) for params in grid]
     if threads is None:  # one worker: its threads use every core; several: a core each
         threads = 0 if executor == "local" and jobs == 1 else 1
@@ -323,6 +343,7 @@ def cell_task(base_raw: dict, params: dict, settings: dict, chunk_size: int, pat
         "reps": settings["reps"],
         "analyses": settings["analyses"],
         "outcome": settings["outcome"],
+        "formula": settings.get("formula"),
         "alpha": settings["alpha"],
         "chunk_size": chunk_size,
     }
