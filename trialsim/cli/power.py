@@ -223,11 +223,11 @@ def power(
             for o, a in by_outcome.items()
             if "error" not in a
         ]
-    if s.n_arms > 2:
+    if s.n_arms > 2 and method != "simulation":
         result["contrast_note"] = (
             f"{s.n_arms} arms: the headline analytic power and --solve compare "
             f"{s.arm_labels[1]} with {s.arm_labels[0]} (the first contrast); the analytic lines "
-            "above and the simulation give every contrast"
+            "above give every contrast"
             + ("" if not several else " (the simulation with several outcomes: the first)")
         )
     if method in ("simulation", "both"):
