@@ -135,3 +135,37 @@ def correlation(cov: np.ndarray) -> np.ndarray:
     """Correlation matrices (R, K, K) from covariance matrices."""
     sd = np.sqrt(np.einsum("rii->ri", cov))
     return cov / (sd[:, :, None] * sd[:, None, :])
+
+
+def dunnett_rejections(
+    t_abs: np.ndarray, corr: np.ndarray, df: np.ndarray, alpha: float = 0.05
+) -> np.ndarray:
+    """(R, K) bool: Dunnett's single-step test rejects contrast j of replicate r, i.e. the
+    adjusted p-value of :func:`dunnett` is below ``alpha``, without computing every one.
+
+    ``t_abs`` (R, K) the contrasts' ``|t|`` (NaN: failed, never rejects), ``corr`` (R, K, K),
+    ``df`` (R,). The adjusted p-value lies between the unadjusted ``p`` and Bonferroni's
+    ``K p`` (``P(max |T| >= x) <= sum_j P(|T_j| >= x)``), so only contrasts with
+    ``p < alpha <= K p`` need the multivariate-t integral: a simulation decides thousands of
+    replicates at the cost of the few near the boundary.
+    """
+    t_abs = np.atleast_2d(np.asarray(t_abs, dtype=float))
+    n_rep, k = t_abs.shape
+    corr = np.broadcast_to(corr, (n_rep, k, k))
+    df = np.broadcast_to(np.asarray(df, dtype=float), (n_rep,))
+    finite = np.isfinite(t_abs) & ~np.isnan(df)[:, None]  # df inf: normal
+    safe = np.where(finite, t_abs, 0.0)
+    p = np.where(finite, 2.0 * stats.t.sf(safe, df[:, None]), 1.0)
+    reject = finite & (k * p < alpha)
+    unsure = finite & (p < alpha) & ~reject
+    for r in np.flatnonzero(unsure.any(axis=1)):
+        if not np.isfinite(corr[r]).all():
+            continue
+        m = _max_abs_normal(corr[r]) if k > 2 else None
+        for j in np.flatnonzero(unsure[r]):
+            if m is not None:
+                adjusted = 1.0 - _cdf_given(m, t_abs[r, j], df[r])
+            else:
+                adjusted = 1.0 - _max_abs_cdf(t_abs[r, j], corr[r], df[r])
+            reject[r, j] = adjusted < alpha
+    return reject

@@ -324,6 +324,12 @@ def estimate_contrasts(
     return pd.concat(frames, ignore_index=True)
 
 
+def resolve_analysis(analysis: str | Analysis) -> Analysis:
+    """A named analysis from the registry, or an :class:`Analysis` itself (e.g. the model of
+    a ``--formula``, :func:`formula_analysis`)."""
+    return analysis if isinstance(analysis, Analysis) else get_analysis(analysis)
+
+
 def get_analysis(name: str) -> Analysis:
     try:
         return ANALYSES[name]

@@ -398,3 +398,14 @@ def load_trial(data_file: Path, declared, outcome: str | None):
         )
         data = replace(data, structure=data.structure.with_outcome(spec))
     return data, outcome
+
+
+formula_option = click.option(
+    "--formula",
+    default=None,
+    metavar="TEXT",
+    help="Fit this model on every simulated trial instead of an --analysis: lme4 notation "
+    "with the scenario's roles and [covariates] names, random intercepts only, e.g. "
+    '"psp ~ arm + baseline + municipality + (1 | group) + (1 | trainer)"; printed back '
+    "with the results.",
+)

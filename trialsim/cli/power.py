@@ -11,6 +11,7 @@ from trialsim.cli.common import (
     alpha_option,
     echo_json,
     format_option,
+    formula_option,
     friendly,
     reps_option,
     scenario_argument,
@@ -39,6 +40,7 @@ from trialsim.scenario import load_scenario
     "Default: the one rule on the trial's structure and the outcome (printed with the "
     "results; e.g. 'poisson' for counts). See 'trialsim analyses'.",
 )
+@formula_option
 @click.option(
     "--outcome",
     "outcomes",
@@ -123,6 +125,7 @@ def power(
     scenario,
     method,
     analyses,
+    formula,
     outcomes,
     decision,
     reps,
@@ -164,6 +167,8 @@ def power(
         --reps 500
     """
     s = load_scenario(scenario, overrides)
+    if formula is not None:
+        analyses, outcomes = _formula(s, formula, analyses, outcomes, curve)
     if curve:
         _curve(
             scenario, overrides, s, curve, analyses, outcomes, reps, seed, alpha, target_power, fmt
@@ -194,6 +199,9 @@ def power(
         "versions": _versions(),
         "analyses": [],  # simulated analyses and analytic formulas, one entry each
     }
+    if formula is not None:
+        result["formula"] = analyses[0].model(s.structure, outcomes[0])
+        result["_formula"] = list(analyses)  # the model itself, for re-simulation
     from trialsim.power.headlines import observed_power_note
 
     note = observed_power_note(s)
@@ -215,25 +223,40 @@ def power(
             for o, a in by_outcome.items()
             if "error" not in a
         ]
-    if s.n_arms > 2:
+    if s.n_arms > 2 and method != "simulation":
         result["contrast_note"] = (
-            f"{s.n_arms} arms: the simulated power, the headline analytic power and --solve "
-            f"compare {s.arm_labels[1]} with {s.arm_labels[0]} (the first contrast); the "
-            "analytic lines above give every contrast"
+            f"{s.n_arms} arms: the headline analytic power and --solve compare "
+            f"{s.arm_labels[1]} with {s.arm_labels[0]} (the first contrast); the analytic lines "
+            "above give every contrast"
+            + ("" if not several else " (the simulation with several outcomes: the first)")
         )
     if method in ("simulation", "both"):
         if several:
             _simulate_several(result, s, outcomes, analyses, decision or "all", reps, seed, alpha)
+        elif s.n_arms > 2:
+            from trialsim.cli.power_arms import simulate_arms
+
+            names = _choose(result, s, outcomes[0], analyses)
+            simulate_arms(result, s, outcomes[0], names, reps, seed, alpha, plot, keep_replicates)
+            _flag_biased(
+                result, s, outcomes[0], result.pop("_first_contrast_ocs"), reps, seed, alpha
+            )
         else:
             _simulate_one(
                 result, s, outcomes[0], analyses, reps, seed, alpha, plot, keep_replicates
             )
+    result.pop("_formula", None)
     if fmt == "json":
         echo_json(result)
     else:
         from trialsim.report.tables import power_table
 
         click.echo(power_table(result))
+        if "multi_arm" in result:
+            from trialsim.report.tables import multi_arm_lines
+
+            for line in multi_arm_lines(result["multi_arm"], result["alpha"]):
+                click.echo(line)
         for line in planning_lines(result):
             click.echo(line)
         for entry in result.get("choices", []):
@@ -241,6 +264,26 @@ def power(
             click.echo(prefix + entry["line"])
             if "note" in entry:
                 click.echo(f"note: {entry['note']}")
+
+
+def _formula(s, text, analyses, outcomes, curve):
+    """``--formula``: the model as the one analysis, its left-hand side as the outcome."""
+    from trialsim.analyse.formula import parse_formula
+    from trialsim.analyse.registry import formula_analysis
+
+    if analyses:
+        raise InputError("--formula and --analysis: give one (the formula is the model)")
+    if curve:
+        raise InputError("--formula works without --curve; use --analysis with --curve")
+    try:
+        spec = parse_formula(text, s.structure)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if outcomes and list(outcomes) != [spec.outcome]:
+        raise InputError(
+            f"--formula models {spec.outcome}: drop --outcome or make it {spec.outcome}"
+        )
+    return (formula_analysis(spec),), (spec.outcome,)
 
 
 def _uncertain(s, unknown, hold, over_range, design_prior, target, alpha, fmt) -> None:
@@ -374,6 +417,14 @@ def _choose(result, s, outcome: str, analyses) -> list[str]:
             if default
             else f"analysis: {name} (chosen with --analysis; the default is {choice.name})",
         }
+        if not isinstance(name, str):  # --formula: the model printed in lme4 notation
+            model = name.model(s.structure, outcome)
+            entry.update(name=name.name, reason="--formula", model=model)
+            entry["line"] = (
+                f"analysis: formula {model} (chosen with --formula; the default is {choice.name})"
+            )
+            result.setdefault("choices", []).append(entry)
+            continue
         note = estimand_note(s, outcome, name)
         if note is not None:
             entry["note"] = note
@@ -490,9 +541,10 @@ def _flag_biased(result, s, outcome, ocs, reps, seed, alpha) -> None:
     sources = bias_sources(s, outcome)
     fair = {}
     if sources:
+        formula = {a.name: a for a in result.get("_formula", [])}  # --formula's model
         fair_ocs, _ = simulate_operating_characteristics(
             unbiased_scenario(s),
-            [oc.analysis for oc in biased],
+            [formula.get(oc.analysis, oc.analysis) for oc in biased],
             reps=reps,
             seed=seed,
             outcome=outcome,

@@ -13,6 +13,7 @@ from trialsim.cli.common import (
     alpha_option,
     echo_json,
     format_option,
+    formula_option,
     friendly,
     outcome_option,
     reps_option,
@@ -55,6 +56,7 @@ def _axes(ctx, param, values):
     "structure and outcome, printed with the results).",
 )
 @outcome_option
+@formula_option
 @alpha_option
 @seed_option
 @click.option(
@@ -87,6 +89,7 @@ def sweep(
     reps,
     analyses,
     outcome,
+    formula,
     alpha,
     seed,
     jobs,
@@ -136,6 +139,7 @@ def sweep(
                 out=out,
                 seed=seed,
                 analyses=analyses,
+                formula=formula,
                 outcome=outcome,
                 alpha=alpha,
                 overrides=overrides,

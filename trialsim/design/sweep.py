@@ -7,7 +7,8 @@ executor (:mod:`trialsim.design.executors`) and writes, under ``DIR``:
 * ``cells/<hash>.json`` -- one file per finished cell, written atomically as it finishes;
 * ``sweep.json`` -- the settings every cell was run with (scenario hash, replicates, seed,
   analyses, outcome, alpha), checked before a ``--resume``;
-* ``results.csv`` / ``results.parquet`` -- one row per cell and analysis, in grid order:
+* ``results.csv`` / ``results.parquet`` -- one row per cell and analysis (and contrast,
+  named in a ``contrast`` column, with three or more arms), in grid order:
   the cell's parameters, every operating characteristic with its Monte Carlo SE, the
   closed-form power where a formula covers the cell (``analytic_power``, else empty), the
   cell's seed and failure counts (each cell's run time is in ``timings.csv``);
@@ -63,9 +64,10 @@ SIMULATED_COLUMNS = (
     "failures",
     "null_failures",
 )
-#: Columns of an operating-characteristics row: simulated, why the analysis was used (the
-#: default rule's reason, or ``--analysis``), then the closed-form power.
-OC_COLUMNS = (*SIMULATED_COLUMNS, "analysis_reason", "analytic_power")
+#: Columns of an operating-characteristics row: simulated, the contrast (``ARM - REFERENCE``;
+#: one row per contrast with three or more arms), why the analysis was used (the default
+#: rule's reason, or ``--analysis``), then the closed-form power.
+OC_COLUMNS = (*SIMULATED_COLUMNS, "contrast", "analysis_reason", "analytic_power")
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,13 @@ def run_cell(task: dict, progress: Callable[[int], None] | None = None) -> dict:
         choice = default_analysis(s.structure, outcome)
         analyses = list(task["analyses"]) or [choice.name]
         reason = "--analysis" if task["analyses"] else choice.reason
-        ocs, _ = simulate_operating_characteristics(
-            s,
-            analyses,
+        if task.get("formula"):
+            from trialsim.analyse.formula import parse_formula
+            from trialsim.analyse.registry import formula_analysis
+
+            spec = parse_formula(task["formula"], s.structure)
+            analyses, reason = [formula_analysis(spec)], f"--formula {spec.lme4()}"
+        run = dict(
             reps=task["reps"],
             seed=task["seed"],
             outcome=outcome,
@@ -104,14 +110,19 @@ def run_cell(task: dict, progress: Callable[[int], None] | None = None) -> dict:
             threads=task.get("threads"),
             progress=progress,
         )
-        analytic = _analytic_power(s, task["outcome"])
+        if s.n_arms > 2:
+            rows = _contrast_rows(s, analyses, run)
+        else:
+            ocs, _ = simulate_operating_characteristics(s, analyses, **run)
+            rows = [(oc, None, _analytic_power(s, task["outcome"])) for oc in ocs]
         record["rows"] = [
             {
                 **{k: getattr(oc, k) for k in SIMULATED_COLUMNS},
+                "contrast": contrast,
                 "analysis_reason": reason,
                 "analytic_power": analytic,
             }
-            for oc in ocs
+            for oc, contrast, analytic in rows
         ]
         record["error"] = None
     except Exception as exc:  # a failing cell is recorded, the sweep goes on
@@ -121,12 +132,33 @@ def run_cell(task: dict, progress: Callable[[int], None] | None = None) -> dict:
     return record
 
 
-def _analytic_power(s, outcome: str | None) -> float:
-    """Closed-form power of the cell (NaN where no formula covers its design or outcome)."""
+def _contrast_rows(s, analyses, run: dict) -> list[tuple]:
+    """Three or more arms: one row per analysis and contrast (every arm against the
+    reference, :func:`trialsim.power.multi_arm.simulate_multi_arm`, the progress counting
+    the replicates once), each with the contrast's closed-form power."""
+    from trialsim.analyse.registry import get_analysis
+    from trialsim.power.multi_arm import simulate_multi_arm
+
+    progress = run.pop("progress")
+    rows = []
+    for i, name in enumerate(analyses):
+        analysis = get_analysis(name) if isinstance(name, str) else name
+        # the replicates are counted once per cell, as with two arms
+        summary, _ = simulate_multi_arm(s, analysis, progress=progress if i == 0 else None, **run)
+        rows += [
+            (c.oc, c.contrast, _analytic_power(s, run["outcome"], arm=c.arm))
+            for c in summary.contrasts
+        ]
+    return rows
+
+
+def _analytic_power(s, outcome: str | None, arm: str | None = None) -> float:
+    """Closed-form power of the cell (NaN where no formula covers its design or outcome);
+    ``arm``: of that arm's contrast with the reference."""
     from trialsim.power.from_scenario import analytic_power
 
     try:
-        return float(analytic_power(s, outcome)["power"])
+        return float(analytic_power(s, outcome, arm=arm)["power"])
     except ValueError:
         return float("nan")
 
@@ -140,6 +172,7 @@ def run_sweep(
     seed: int = 20161,
     analyses: Sequence[str] = (),
     outcome: str | None = None,
+    formula: str | None = None,
     alpha: float = 0.05,
     overrides: Sequence[str] = (),
     jobs: int = 1,
@@ -161,6 +194,8 @@ def run_sweep(
     reps : replicate trials per cell (each simulated with and without the effect).
     analyses : analyses to score (default: the one rule,
         :func:`trialsim.analyse.registry.default_analysis`, on each cell's structure).
+    formula : instead, this lme4-style model (random intercepts; the scenario's roles and
+        covariates), fitted on every replicate of every cell (:mod:`trialsim.analyse.formula`).
     jobs, executor, scheduler : where cells run (:func:`trialsim.design.executors.run_tasks`).
     resume : reuse finished cells in ``out/cells``; without it a folder holding results of
         *other* settings is an error, and one holding this sweep's results is recomputed
@@ -183,6 +218,15 @@ def run_sweep(
     base_raw, base = _load_base(scenario_path, overrides)
     for name in analyses:
         get_analysis(name)
+    if formula is not None:
+        from trialsim.analyse.formula import parse_formula
+
+        if analyses:
+            raise ValueError("--formula and --analysis: give one (the formula is the model)")
+        spec = parse_formula(formula, base.structure)  # a bad formula fails before any cell
+        if outcome is not None and outcome != spec.outcome:
+            raise ValueError(f"--formula: its outcome {spec.outcome!r} differs from --outcome")
+        outcome = spec.outcome
     if outcome is not None and outcome not in base.outcomes:
         raise ValueError(f"--outcome {outcome}: not in the scenario; choose {list(base.outcomes)}")
     grid = expand_grid(list(axes))
@@ -195,6 +239,8 @@ def run_sweep(
         "outcome": outcome,
         "alpha": float(alpha),
     }
+    if formula is not None:  # only then: settings of earlier sweeps stay resumable
+        settings["formula"] = formula
     tasks = [cell_task(base_raw, params, settings, chunk_size, scenario_path) for params in grid]
     if threads is None:  # one worker: its threads use every core; several: a core each
         threads = 0 if executor == "local" and jobs == 1 else 1
@@ -238,7 +284,7 @@ def run_sweep(
     if plots:
         from trialsim.design.figures import sweep_figures
 
-        figures = tuple(sweep_figures(table, list(axes), out))
+        figures = tuple(sweep_figures(_contrast_as_analysis(table), list(axes), out))
     write_provenance(
         out,
         build_provenance(
@@ -297,6 +343,7 @@ def cell_task(base_raw: dict, params: dict, settings: dict, chunk_size: int, pat
         "reps": settings["reps"],
         "analyses": settings["analyses"],
         "outcome": settings["outcome"],
+        "formula": settings.get("formula"),
         "alpha": settings["alpha"],
         "chunk_size": chunk_size,
     }
@@ -358,9 +405,23 @@ def sweep_table(tasks: list[dict], records: dict[int, dict], axes: list[Axis]) -
             rows.append({**base, **oc, **tail, "error": None})
     table = pd.DataFrame(rows, columns=["cell", *keys, *OC_COLUMNS, "seed", "error"])
     for column in OC_COLUMNS:
-        if column not in ("analysis", "outcome", "analysis_reason"):
+        if column not in ("analysis", "outcome", "contrast", "analysis_reason"):
             table[column] = pd.to_numeric(table[column])
+    if table["contrast"].isna().all():  # two arms: the one contrast needs no column
+        table = table.drop(columns="contrast")
     return table
+
+
+def _contrast_as_analysis(table: pd.DataFrame) -> pd.DataFrame:
+    """For the figures: each contrast a line of its own (``analysis ARM - REFERENCE``)."""
+    if "contrast" not in table:
+        return table
+    named = table["contrast"].notna()
+    if not named.any():
+        return table
+    out = table.copy()
+    out.loc[named, "analysis"] = out.loc[named, "analysis"] + " " + out.loc[named, "contrast"]
+    return out
 
 
 def timings_table(tasks: list[dict], records: dict[int, dict]) -> pd.DataFrame:
@@ -389,7 +450,8 @@ def format_sweep(table: pd.DataFrame, keys: list[str], alpha: float = 0.05) -> s
     body = [
         [
             *[str(r[k]) for k in keys],
-            str(r["analysis"] or "error"),
+            str(r["analysis"] or "error")
+            + (f" {r['contrast']}" if isinstance(r.get("contrast"), str) else ""),
             pm(r["power"], r["power_mcse"]),
             pm(r.get("analytic_power"), float("nan")),
             pm(r["type1"], r["type1_mcse"]),

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from trialsim.analyse.registry import ANALYSES, get_analysis
+from trialsim.analyse.registry import ANALYSES, get_analysis, resolve_analysis
 from trialsim.parallel import map_in_threads
 from trialsim.scenario import BinaryOutcome, BoundedOutcome, CountOutcome, Scenario
 from trialsim.seeds import BLOCK_SIZE
@@ -241,7 +241,7 @@ def simulate_and_analyse(
         out = []
         for world in worlds:
             data = simulate_trials(world, chunk, seed=seed, threads=1)
-            out.append([ANALYSES[name].estimate(data, outcome) for outcome, name in jobs])
+            out.append([resolve_analysis(a).estimate(data, outcome) for outcome, a in jobs])
         return out
 
     collected = [[_Collected.empty() for _ in jobs] for _ in worlds]
@@ -281,12 +281,11 @@ def simulate_operating_characteristics(
     ...                                                                  # doctest: +SKIP
     """
     outcome = outcome or scenario.primary
-    for name in analyses:
-        get_analysis(name)
+    analyses = [resolve_analysis(a) for a in analyses]  # names, or Analysis (--formula)
     one = scenario.with_outcomes([outcome])
     effect_runs, null_runs = simulate_and_analyse(
         (one, null_scenario(one)),
-        [(outcome, name) for name in analyses],
+        [(outcome, a) for a in analyses],
         reps=reps,
         seed=seed,
         chunk_size=chunk_size,
@@ -294,8 +293,8 @@ def simulate_operating_characteristics(
         progress=progress,
     )
     results, p_values = [], {}
-    for name, effect_run, null_run in zip(analyses, effect_runs, null_runs, strict=True):
-        analysis = ANALYSES[name]
+    for analysis, effect_run, null_run in zip(analyses, effect_runs, null_runs, strict=True):
+        name = analysis.name
         truth = true_effect(one, outcome, analysis.estimand, mean_scale=analysis.gaussian)
         eff, nul = effect_run.arrays(), null_run.arrays()
         results.append(_summarise(name, outcome, truth, eff, nul, alpha))

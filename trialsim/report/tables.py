@@ -25,6 +25,45 @@ def _analytic_line(analytic: dict, label: str = "analytic") -> str:
     )
 
 
+def _label(a: dict) -> str:
+    """The analysis, and with three or more arms its contrast."""
+    return f"{a['analysis']} {a['contrast']}" if "contrast" in a else a["analysis"]
+
+
+def multi_arm_lines(summaries: list[dict], alpha: float) -> list[str]:
+    """The decisions over the contrasts of each analysis (``trialsim power`` with 3+ arms):
+    "any arm" / "all arms" significant and the family-wise error rate per adjustment, and how
+    often the best arm is picked (± one Monte Carlo SE)."""
+    what = {
+        "none": "unadjusted",
+        "holm": "Holm",
+        "dunnett": "Dunnett",
+    }
+    lines = []
+    for m in summaries:
+        k = len(m["contrasts"])
+        lines += [
+            "",
+            f"decisions over the {k} contrasts with {m['reference']} ({m['analysis']}, "
+            f"alpha {alpha:g}):",
+        ]
+        head = f"{'adjustment':<14}{'any arm':>16}{'all arms':>16}{'FWER (no effect)':>20}"
+        lines += [head, "-" * len(head)]
+        for name, d in m["decisions"].items():
+            lines.append(
+                f"{what[name]:<14}{_pm(d['any_power'], d['any_power_mcse']):>16}"
+                f"{_pm(d['all_power'], d['all_power_mcse']):>16}"
+                f"{_pm(d['fwer'], d['fwer_mcse']):>20}"
+            )
+        if m["best_arm"] is not None:
+            lines.append(
+                f"best arm {m['best_arm']} has the best estimate in "
+                f"{_pm(m['best_arm_selected'], m['best_arm_selected_mcse'])} of replicates"
+            )
+        lines.append(f"note: {m['dunnett_note']}")
+    return lines
+
+
 def power_table(result: dict) -> str:
     """The `trialsim power` result as a readable table (± is one Monte Carlo SE)."""
     outcomes = result.get("outcomes", [result["outcome"]])
@@ -44,14 +83,16 @@ def power_table(result: dict) -> str:
         )
     simulated = [a for a in result["analyses"] if a.get("method", "simulation") == "simulation"]
     if simulated:
+        arms = any("contrast" in a for a in simulated)
+        label = max((len(_label(a)) for a in simulated), default=0) + 2 if arms else 16
         head = (
-            f"{'outcome':<14}{'analysis':<16}{'power':>16}{'type I':>16}{'bias':>16}"
+            f"{'outcome':<14}{'analysis':<{label}}{'power':>16}{'type I':>16}{'bias':>16}"
             f"{'coverage':>16}{'fail':>6}"
         )
         lines += ["", head, "-" * len(head)]
         for a in simulated:
             lines.append(
-                f"{a['outcome']:<14}{a['analysis']:<16}{_pm(a['power'], a['power_mcse']):>16}"
+                f"{a['outcome']:<14}{_label(a):<{label}}{_pm(a['power'], a['power_mcse']):>16}"
                 f"{_pm(a['type1'], a['type1_mcse']):>16}{_pm(a['bias'], a['bias_mcse'], 2):>16}"
                 f"{_pm(a['coverage'], a['coverage_mcse']):>16}{a['failures']:>6}"
             )

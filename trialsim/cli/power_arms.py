@@ -1,0 +1,63 @@
+"""`trialsim power` on a trial with three or more arms: every contrast and the decision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trialsim.cli.common import InputError
+
+
+def simulate_arms(result, s, outcome, names, reps, seed, alpha, plot, keep: Path | None) -> None:
+    """Simulate every arm against the reference with each analysis in ``names`` and add the
+    per-contrast rows to ``result["analyses"]`` and the decisions to ``result["multi_arm"]``
+    (``result["_first_contrast_ocs"]``: the first contrast's summaries, for the bias check)."""
+    from trialsim.analyse.registry import get_analysis
+    from trialsim.cli.power import _simulated_entry
+    from trialsim.power.multi_arm import simulate_multi_arm
+    from trialsim.report.progress import progress_bar
+
+    if keep is not None and keep.suffix.lower() not in (".parquet", ".csv"):
+        raise InputError(f"--keep-replicates {keep}: the file must end in .parquet or .csv")
+    analyses = [name if not isinstance(name, str) else get_analysis(name) for name in names]
+    summaries, tables, p_values = [], [], {}
+    with progress_bar(reps * len(analyses), "simulating") as advance:
+        for analysis in analyses:
+            summary, worlds = simulate_multi_arm(
+                s, analysis, reps=reps, seed=seed, outcome=outcome, alpha=alpha, progress=advance
+            )
+            summaries.append(summary)
+            for j, c in enumerate(summary.contrasts):
+                p_values[f"{analysis.name} {c.contrast}"] = worlds["effect"].p[:, j]
+                if keep is not None:
+                    tables.append(_replicates(c, worlds, j))
+    for summary in summaries:
+        for c in summary.contrasts:
+            entry = _simulated_entry(result, c.oc)
+            result["analyses"].append({**entry, "contrast": c.contrast, "arm": c.arm})
+    result["multi_arm"] = [summary.as_dict() for summary in summaries]
+    result["_first_contrast_ocs"] = [summary.contrasts[0].oc for summary in summaries]
+    if keep is not None:
+        import pandas as pd
+
+        from trialsim.data import write_table
+
+        write_table(pd.concat(tables, ignore_index=True), keep)
+        result["replicates_file"] = str(keep)
+    if plot:
+        from trialsim.report.plots import running_power_plot
+
+        running_power_plot(p_values, alpha, plot, title=f"{s.name}: {outcome}")
+
+
+def _replicates(c, worlds, j):
+    from trialsim.power.simulation import replicate_table
+
+    table = replicate_table(
+        c.oc.analysis,
+        c.oc.outcome,
+        c.oc.truth,
+        worlds["effect"].column(j),
+        worlds["null"].column(j),
+    )
+    table.insert(2, "contrast", c.contrast)
+    return table
