@@ -15,6 +15,7 @@ last$treated <- as.numeric(last$arm == "group-cbt")
 last$group <- ifelse(is.na(last$group), "none", last$group)
 last$trainer <- ifelse(is.na(last$trainer), "none", last$trainer)
 f <- lmer(bdi ~ arm + baseline + municipality + drug + length + (0 + treated | group) +
-  (0 + treated | trainer), data = last, REML = TRUE)
+  (0 + treated | trainer), data = last, REML = TRUE,
+  control = lmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-12, maxfun = 1e5)))
 print(summary(f)$coefficients["armgroup-cbt", ], digits = 15)
 print(as.data.frame(VarCorr(f))[, c("grp", "vcov")], digits = 15)
