@@ -22,6 +22,7 @@ import pytest
 from scipy import special, stats
 
 from trialsim.power.analytic import power_crt
+from trialsim.power.solve import _FUNCTIONS, SOLVABLE, solve_power
 from trialsim.power.analytic_glm import (
     power_crt_binary,
     power_crt_count,
@@ -215,3 +216,47 @@ def test_stepped_wedge_count_log_scale_is_the_difference_scale_divided_by_the_me
 def test_bad_input_names_the_argument(func, kw, message):
     with pytest.raises(ValueError, match=message):
         func(1.5, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# solve_power round trips for every solvable argument of the binary and count formulas
+
+_BASE = {
+    "irgt-binary": dict(odds_ratio=2.0, risk_control=0.3, n_groups=10, group_size=8,
+                        n_control=60, icc=0.05),
+    "irgt-count": dict(rate_ratio=1.3, rate_control=2.0, n_groups=10, group_size=8,
+                       n_control=60, cv_between=0.2, overdispersion=0.5),
+    "crt-binary": dict(odds_ratio=1.8, risk_control=0.2, n_clusters=10, cluster_size=20,
+                       icc=0.05),
+    "crt-count": dict(rate_ratio=1.3, rate_control=1.0, n_clusters=10, cluster_size=20,
+                      icc=0.05, overdispersion=0.5),
+    "stepped_wedge-binary": dict(odds_ratio=1.6, risk_control=0.2, n_per_period=10,
+                                 icc=0.05, clusters_per_step=2, n_steps=4),
+    "stepped_wedge-count": dict(rate_ratio=1.3, rate_control=1.0, n_per_period=10, icc=0.05,
+                                clusters_per_step=2, n_steps=4),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("design", "name"), [(d, n) for d in _BASE for n in SOLVABLE[d]])
+def test_solve_power_round_trip(design, name):
+    f, params = _FUNCTIONS[design], dict(_BASE[design])
+    if name == "power":
+        assert solve_power(design, **params, power=None) == f(**params)
+        return
+    if name in ("icc", "alpha", "dropout"):
+        params.setdefault(name, {"alpha": 0.05, "dropout": 0.2}.get(name))
+        known = params[name]
+        solved = solve_power(design, **dict(params, **{name: None}), power=f(**params))
+        assert solved == pytest.approx(known, rel=1e-7)
+        return
+    # counts: a target just above the base design's power (a fixed other arm caps the power)
+    target = 0.8 if name in ("odds_ratio", "rate_ratio") else f(**params) + 0.02
+    params[name] = None
+    solved = solve_power(design, **params, power=target)
+    params[name] = solved
+    if name in ("odds_ratio", "rate_ratio"):
+        assert solved > 1 and f(**params) == pytest.approx(0.8, abs=1e-8)
+        return
+    assert isinstance(solved, int) and f(**params) >= target
+    params[name] = solved - 1
+    assert solved <= 2 or f(**params) < target

@@ -170,7 +170,8 @@ def _power(theta, var, df, alpha, dist):
 
 
 def _power_crt(kind, ratio, control_mean, n_clusters, cluster_size, icc, cv_between,
-               cv_cluster_size, cluster_ratio, overdispersion, alpha, scale, dist, dropout):  # fmt: skip
+               cv_cluster_size, cluster_ratio, overdispersion, alpha, scale, dist,
+               dropout):  # fmt: skip
     mu0, mu1, phi = _check_effect(kind, control_mean, ratio, overdispersion)
     icc, cv_between = _check_between(icc, cv_between)
     k1 = _check_range("n_clusters", n_clusters, 1.0, np.inf, low_open=True, high_open=True)
