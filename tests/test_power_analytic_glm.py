@@ -22,7 +22,6 @@ import pytest
 from scipy import special, stats
 
 from trialsim.power.analytic import power_crt
-from trialsim.power.solve import _FUNCTIONS, SOLVABLE, solve_power
 from trialsim.power.analytic_glm import (
     power_crt_binary,
     power_crt_count,
@@ -31,6 +30,7 @@ from trialsim.power.analytic_glm import (
     power_stepped_wedge_binary,
     power_stepped_wedge_count,
 )
+from trialsim.power.solve import _FUNCTIONS, SOLVABLE, solve_power
 
 
 def odds_ratio(p1, p0):
