@@ -79,10 +79,10 @@ def test_stepped_wedge_mapping_follows_the_simulated_layout():
         analytic_solve(s, "clusters_per_step", 0.8)
 
 
-def test_non_continuous_outcome_is_refused_with_a_reason():
+def test_count_outcome_maps_to_the_count_formula():
+    # the binary and count formulas are tested in tests/test_power_analytic_glm*.py
     s = scenario(outcomes=("psp", "support_hours"))
-    with pytest.raises(ValueError, match="continuous"):
-        analytic_power(s, "support_hours")
+    assert analytic_power(s, "support_hours")["formula"] == "irgt-count"
 
 
 def _analytic_se(formula: str, p: dict) -> float:

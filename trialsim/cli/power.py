@@ -65,7 +65,8 @@ from trialsim.scenario import load_scenario
     "unknown",
     default=None,
     metavar="PARAM",
-    help="Solve the analytic formula for one unknown: effect (minimum detectable effect), "
+    help="Solve the analytic formula for one unknown: effect (minimum detectable effect; "
+    "for binary and count outcomes the odds or rate ratio nearest 1), "
     "icc, sd (largest residual ICC/SD after baseline adjustment), alpha, dropout; "
     "n_groups, group_size, n_control, n_participants (individual/waitlist/cohort); "
     "n_clusters, cluster_size (municipality); clusters_per_step, n_per_period (stepped "

@@ -69,7 +69,16 @@ import math
 import numpy as np
 
 from trialsim.power.analytic import power_crt, power_irgt, power_stepped_wedge
-from trialsim.power.solve import SOLVABLE, _lowest_count, solve_count, solve_power
+from trialsim.power.solve import (
+    _FUNCTIONS as _ALL_FUNCTIONS,
+)
+from trialsim.power.solve import (
+    SOLVABLE,
+    _lowest_count,
+    base_design,
+    solve_count,
+    solve_power,
+)
 from trialsim.scenario import (
     GAUSSIAN_OUTCOMES,
     BoundedOutcome,
@@ -80,7 +89,12 @@ from trialsim.scenario import (
 )
 from trialsim.simulate.outcomes import cluster_scales, control_group_scale
 
-_FUNCTIONS = {"irgt": power_irgt, "crt": power_crt, "stepped_wedge": power_stepped_wedge}
+_FUNCTIONS = {
+    "irgt": power_irgt,
+    "crt": power_crt,
+    "stepped_wedge": power_stepped_wedge,
+    **_ALL_FUNCTIONS,
+}
 
 
 def _arm_index(s: Scenario, arm: str | None) -> int:
@@ -123,12 +137,11 @@ def analytic_parameters(
 
     outcome = outcome or s.primary
     o = s.outcomes[outcome]
-    if not isinstance(o, GAUSSIAN_OUTCOMES):
-        raise ValueError(
-            f"analytic power covers continuous (bounded) outcomes; {outcome!r} is "
-            f"{o.type}: use --method simulation"
-        )
     code = _arm_index(s, arm)
+    if not isinstance(o, GAUSSIAN_OUTCOMES):  # binary and count outcomes
+        from trialsim.power.from_scenario_glm import glm_parameters
+
+        return glm_parameters(s, outcome, code)
     g, d = s.groups, s.design
     s_group, s_trainer = cluster_scales(g)
     rho = s.correlation.baseline_followup
@@ -319,12 +332,14 @@ def analytic_power(
     formula, params = analytic_parameters(s, outcome, arm)
     params["alpha"] = alpha
     power = _FUNCTIONS[formula](**params)
-    return {
-        "formula": formula,
-        "power": float(power),
-        **params,
-        "residual_note": residual_note(s, outcome or s.primary, params),
-    }
+    out = {"formula": formula, "power": float(power), **params}
+    if formula in ("irgt", "crt", "stepped_wedge"):
+        out["residual_note"] = residual_note(s, outcome or s.primary, params)
+    else:
+        from trialsim.power.effect_scale import effect_line
+
+        out["effect_scale"] = effect_line(formula, params)
+    return out
 
 
 def residual_note(s: Scenario, outcome: str, params: dict) -> str:
@@ -378,14 +393,18 @@ def analytic_solve(
         raise ValueError(f"--hold {hold}: choose one of {', '.join(HOLDS)}")
     formula, params = analytic_parameters(s, outcome, arm)
     params["alpha"] = alpha
+    design = base_design(formula)
+    ratio = next((k for k in ("odds_ratio", "rate_ratio") if k in params), None)
+    if unknown == "effect" and ratio is not None:
+        unknown = ratio  # the binary and count formulas' effect is a ratio
     solvable = [k for k in SOLVABLE[formula] if k != "power"]
-    if formula == "irgt":
+    if design == "irgt":
         solvable.append("n_participants")
-    if formula == "stepped_wedge" and "treatment_matrix" in params:
+    if design == "stepped_wedge" and "treatment_matrix" in params:
         solvable = [k for k in solvable if k != "clusters_per_step"]
     if unknown not in solvable:
         raise ValueError(f"--solve {unknown}: the {formula} formula solves for one of {solvable}")
-    if hold == "n_control" and not (formula == "irgt" and unknown in ("n_groups", "group_size")):
+    if hold == "n_control" and not (design == "irgt" and unknown in ("n_groups", "group_size")):
         raise ValueError(
             "--hold n_control applies when solving an individually randomised design for "
             "n_groups or group_size"
@@ -393,7 +412,17 @@ def analytic_solve(
     func = _FUNCTIONS[formula]
     scale = _scaling(formula, params, unknown, hold)
     warnings: list[str] = []
-    if scale is None:
+    if unknown == ratio:
+        from trialsim.power.solve import solve_ratio
+
+        value = solve_ratio(
+            lambda r: float(func(**dict(params, **{ratio: r}))),
+            target_power,
+            name=ratio,
+            below_one=params[ratio] < 1,
+        )
+        solved = dict(params, **{ratio: value})
+    elif scale is None:
         value = solve_power(formula, **dict(params, power=target_power, **{unknown: None}))
         solved = dict(params, **{unknown: value})
         if isinstance(value, int) and value == _lowest_count(formula, unknown, params):
@@ -434,6 +463,7 @@ def analytic_solve(
 def _scaling(formula: str, params: dict, unknown: str, hold: str) -> dict | None:
     """For irgt counts solved with the allocation held: the power inputs as a function of
     the unknown (controls scaled with the treated arm). None: solve_power's own solve."""
+    formula = base_design(formula)
     if formula != "irgt" or unknown not in ("n_groups", "group_size", "n_participants"):
         return None
     if hold == "n_control" and unknown != "n_participants":
@@ -460,6 +490,7 @@ def _scaling(formula: str, params: dict, unknown: str, hold: str) -> dict | None
 
 def _arm_totals(formula: str, p: dict) -> dict:
     """Participants (and groups or clusters) per arm at the solved design."""
+    formula = base_design(formula)
     if formula == "irgt":
         treated = p["n_groups"] * p["group_size"]
         out = {
@@ -493,6 +524,7 @@ def _arm_totals(formula: str, p: dict) -> dict:
 
 def _held_line(formula: str, unknown: str, hold: str, p: dict, arms: dict) -> str:
     """One line: what was held fixed and the totals per arm at the answer."""
+    formula = base_design(formula)
 
     def n(x) -> str:
         return f"{math.ceil(x - 1e-9):d}"
@@ -536,6 +568,7 @@ def _held_line(formula: str, unknown: str, hold: str, p: dict, arms: dict) -> st
 
 def _range_warnings(s: Scenario, formula, unknown, value, p: dict, arms: dict) -> list[str]:
     """The answer beyond what the scenario has, or at an edge of its allowed range."""
+    formula = base_design(formula)
     out = []
     n_munis = len(s.sites.participants)
     g = s.groups
@@ -584,4 +617,6 @@ _SOLVED_MEANING = {
     "sd": "largest residual SD (after baseline adjustment, outcome units) reaching the target",
     "alpha": "smallest two-sided significance level reaching the target",
     "dropout": "largest share lost to follow-up reaching the target",
+    "odds_ratio": "minimum detectable intention-to-treat odds ratio (marginal, nearest 1)",
+    "rate_ratio": "minimum detectable intention-to-treat rate ratio (marginal, nearest 1)",
 }

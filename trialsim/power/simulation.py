@@ -151,6 +151,22 @@ def true_effect(
 def _mean_difference(s: Scenario, outcome: str, estimand: str, share: float, c: float) -> float:
     """E[Y | treated] - E[Y | control] of a count or binary outcome (see :func:`true_effect`);
     ``full_dose``: every treated participant at dose factor 1 and no contamination."""
+    control, treated = _arm_means(s, outcome, estimand, share, c)
+    return float(treated - control)
+
+
+def arm_means(s: Scenario, outcome: str) -> tuple[float, float]:
+    """(control, treated) mean of a count or binary outcome at the final visit under the
+    intention-to-treat estimand -- the risks or mean counts of :func:`true_effect`'s
+    ``mean_scale`` (attendance, self-selection and contamination included; the first
+    contrast with three or more arms)."""
+    o = s.outcomes[outcome]
+    share = effect_shares(o, s.n_visits)[-1]
+    control_dose = 0.0 if s.structure.cluster_is_site else s.design.contamination
+    return _arm_means(s, outcome, "itt", share, control_dose)
+
+
+def _arm_means(s: Scenario, outcome: str, estimand: str, share: float, c: float):
     from scipy import special
 
     from trialsim.scenario import outcome_correlation
@@ -172,7 +188,7 @@ def _mean_difference(s: Scenario, outcome: str, estimand: str, share: float, c: 
         rr = s.arm_effects(outcome)[0]  # the first contrast with 3+ arms
         shift = np.exp(o.sd_log * a * prognosis - 0.5 * (o.sd_log * a) ** 2)
         treated = o.mean * np.mean(rr ** (share * dose) * shift)
-        return float(treated - o.mean * rr ** (share * c))
+        return float(o.mean * rr ** (share * c)), float(treated)
     s_group, s_trainer = cluster_scales(s.groups)
     v = 1.0 + s_group**2 + s_trainer**2  # the treated are in delivery groups
     base, log_or = special.logit(o.prevalence), np.log(s.arm_effects(outcome)[0])
@@ -180,7 +196,7 @@ def _mean_difference(s: Scenario, outcome: str, estimand: str, share: float, c: 
     cut = np.sqrt(v) * special.ndtri(1.0 - p) - a * prognosis
     with np.errstate(divide="ignore"):  # v = a^2: the outcome is the prognosis itself
         treated = np.mean(special.ndtr(-cut / np.sqrt(max(v - a**2, 0.0))))
-    return float(treated - special.expit(base + log_or * share * c))
+    return float(special.expit(base + log_or * share * c)), float(treated)
 
 
 def estimand_note(s: Scenario, outcome: str, analysis: str) -> str | None:

@@ -18,15 +18,31 @@ from collections.abc import Callable
 import numpy as np
 from scipy import optimize
 
+from trialsim.power import analytic_glm as glm
 from trialsim.power.analytic import power_crt, power_irgt, power_stepped_wedge
 
-__all__ = ["SOLVABLE", "solve_count", "solve_power"]
+__all__ = ["RATIOS", "SOLVABLE", "base_design", "solve_count", "solve_power", "solve_ratio"]
 
 _FUNCTIONS: dict[str, Callable[..., float]] = {
     "irgt": power_irgt,
     "crt": power_crt,
     "stepped_wedge": power_stepped_wedge,
+    "irgt-binary": glm.power_irgt_binary,
+    "irgt-count": glm.power_irgt_count,
+    "crt-binary": glm.power_crt_binary,
+    "crt-count": glm.power_crt_count,
+    "stepped_wedge-binary": glm.power_stepped_wedge_binary,
+    "stepped_wedge-count": glm.power_stepped_wedge_count,
 }
+
+#: The effect argument of the binary and count formulas (a ratio, solved on the log scale).
+RATIOS = {"binary": "odds_ratio", "count": "rate_ratio"}
+
+
+def base_design(formula: str) -> str:
+    """The design of a formula name: ``"irgt-binary"`` -> ``"irgt"``."""
+    return formula.split("-")[0]
+
 
 #: Arguments each design can solve for; the integer ones map to their smallest allowed value.
 SOLVABLE: dict[str, tuple[str, ...]] = {
@@ -54,6 +70,17 @@ SOLVABLE: dict[str, tuple[str, ...]] = {
         "dropout",
     ),
 }
+for _kind, _ratio in RATIOS.items():
+    _between = ("icc",) if _kind == "binary" else ()
+    SOLVABLE[f"irgt-{_kind}"] = (
+        _ratio, "power", "n_groups", "group_size", "n_control", *_between, "alpha", "dropout",
+    )  # fmt: skip
+    SOLVABLE[f"crt-{_kind}"] = (
+        _ratio, "power", "n_clusters", "cluster_size", "icc", "alpha", "dropout",
+    )  # fmt: skip
+    SOLVABLE[f"stepped_wedge-{_kind}"] = (
+        _ratio, "power", "clusters_per_step", "n_per_period", "alpha", "dropout",
+    )  # fmt: skip
 
 #: Continuous unknowns other than the effect: (lower end, upper end, power rises with it).
 #: The answer is the value at which power equals the target: the largest ICC, SD or dropout
@@ -104,6 +131,7 @@ _PLATEAU_REASON = {
 
 def _lowest_count(design: str, name: str, params: dict) -> int:
     """Smallest value of an integer unknown for which the power function is defined."""
+    design = base_design(design)
     if design == "irgt" and name == "n_control":
         dropout = float(params.get("dropout", 0.0))
         return max(2, math.floor(1.0 / (1.0 - dropout)) + 1)
@@ -117,9 +145,15 @@ def _lowest_count(design: str, name: str, params: dict) -> int:
     return 1
 
 
+def _optional(design: str, name: str) -> bool:
+    """The binary and count formulas take the ICC or Hayes & Bennett's cv_between: their
+    ``icc`` is unknown only when passed as None."""
+    return name == "icc" and design != base_design(design)
+
+
 def _solvable(design: str, params: dict) -> tuple[str, ...]:
     names = SOLVABLE[design]
-    if design == "stepped_wedge" and params.get("treatment_matrix") is not None:
+    if base_design(design) == "stepped_wedge" and params.get("treatment_matrix") is not None:
         # an explicit treatment matrix fixes the number of clusters
         names = tuple(n for n in names if n != "clusters_per_step")
     return names
@@ -132,7 +166,10 @@ def solve_power(design: str, /, **params):
     ----------
     design : "irgt" (:func:`~trialsim.power.analytic.power_irgt`), "crt"
         (:func:`~trialsim.power.analytic.power_crt`) or "stepped_wedge"
-        (:func:`~trialsim.power.analytic.power_stepped_wedge`).
+        (:func:`~trialsim.power.analytic.power_stepped_wedge`); for binary and count
+        outcomes the same with "-binary" or "-count" (:mod:`trialsim.power.analytic_glm`),
+        whose effect is ``odds_ratio`` or ``rate_ratio`` (solved as the ratio nearest 1
+        above 1 reaching the target).
     **params : the keyword arguments of that power function plus ``power`` (the target).
         Exactly one of the solvable arguments -- ``effect``, ``power`` and the design's counts
         (see :data:`SOLVABLE`) -- must be ``None`` or left out; all must be scalars.
@@ -167,7 +204,8 @@ def solve_power(design: str, /, **params):
     unknown = [
         name
         for name in solvable
-        if (name in params if name in _DEFAULTED else True) and params.get(name) is None
+        if (name in params if name in _DEFAULTED or _optional(design, name) else True)
+        and params.get(name) is None
     ]
     if len(unknown) != 1:
         what = "no argument is" if not unknown else f"{len(unknown)} arguments are"
@@ -196,6 +234,8 @@ def solve_power(design: str, /, **params):
 
     if target == "effect":
         return _solve_effect(shortfall, float(params.get("sd", 1.0)))
+    if target in RATIOS.values():
+        return solve_ratio(lambda r: shortfall(r) + goal, goal, name=target)
     if target in _CONTINUOUS:
         scale = abs(float(params.get("effect") or 1.0))
         return solve_continuous(target, shortfall, goal, scale=scale)
@@ -255,6 +295,31 @@ def solve_count(
     """Smallest whole ``x >= lowest`` with ``power_of(x) >= goal`` for any power function of
     one count that rises with it (e.g. groups with the controls scaled alongside)."""
     return _solve_count(design, name, lambda x: power_of(x) - goal, goal, lowest)
+
+
+def solve_ratio(
+    power_of: Callable[[float], float], goal: float, *, name: str, below_one: bool = False
+) -> float:
+    """The odds or rate ratio nearest 1 (above 1, or below it with ``below_one``) whose power
+    reaches ``goal``, solved on the log scale. The power of a log odds ratio falls again when
+    the treated risk nears 1 (its variance grows faster than the effect): the search stops
+    at the peak and says so."""
+    sign = -1.0 if below_one else 1.0
+
+    def at(log_r: float) -> float:
+        return power_of(float(np.exp(sign * log_r))) - goal
+
+    low, high, best = 0.0, 0.05, -np.inf
+    while at(high) < 0:
+        value = at(high) + goal
+        if value < best or high > 50:
+            raise ValueError(
+                f"target power {goal:g} is unreachable by changing {name}: power peaks at "
+                f"{best:.4f} (the risk or rate in the treated arm runs out of room)"
+            )
+        best, low, high = value, high, high * 1.5
+    root = optimize.brentq(at, low, high, xtol=1e-12, rtol=1e-12)
+    return float(np.exp(sign * root))
 
 
 def _solve_effect(shortfall: Callable[[float], float], scale: float) -> float:

@@ -18,6 +18,15 @@ def _analytic_line(analytic: dict, label: str = "analytic") -> str:
         return f"{label}: {analytic['error']}"
     icc = analytic.get("icc")
     icc_text = f", ICC {icc:.3f}" if icc is not None else ""
+    if "effect_scale" in analytic:  # binary and count outcomes: a ratio and the arms' means
+        between = f"ICC {icc:.3g}" if icc is not None else (
+            f"between-group CV {analytic['cv_between']:.3g}"
+        )  # fmt: skip
+        return (
+            f"{label} ({analytic['formula']}): power {analytic['power']:.3f} for a "
+            f"{analytic['effect_scale']} ({between} on the outcome scale, completion "
+            f"{1 - analytic['dropout']:.0%})"
+        )
     return (
         f"{label} ({analytic['formula']}): power {analytic['power']:.3f} for an ITT effect of "
         f"{analytic['effect']:.3g} (SD {analytic['sd']:.3g}{icc_text}, completion "
