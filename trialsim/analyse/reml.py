@@ -77,6 +77,8 @@ __all__ = [
     "fit_reml",
     "fit_reml_masked",
     "fit_reml_stats",
+    "effect_last",
+    "profiled_from_cross",
     "profiled_grid",
 ]
 
@@ -360,20 +362,47 @@ class ProfiledGrid:
         )
 
 
+def effect_last(W: np.ndarray, coef: int) -> np.ndarray:
+    """Column order of ``W = [X, y]`` (..., q) or its cross-products that puts column
+    ``coef`` of X just before y (the layout :func:`profiled_from_cross` reads)."""
+    p = W.shape[-1] - 1
+    return np.r_[np.delete(np.arange(p), coef), coef, p]
+
+
+def profiled_from_cross(A: np.ndarray, log_v: np.ndarray, resid_df: np.ndarray) -> ProfiledGrid:
+    """The :class:`ProfiledGrid` of ``A = [X, y]'V^-1[X, y]`` (R, K, q, q) with the effect's
+    column just before y (:func:`effect_last`) and ``log|V / sigma2|`` (R, K).
+
+    One Cholesky factor of ``A`` gives everything: its last pivot squared is ``Q``, the one
+    before it ``1 / c_kk``, and the GLS estimate is ``L_yk / L_kk`` (Schur complements). Every
+    model with random intercepts (one term here, nested terms in
+    :mod:`trialsim.analyse.reml_nested`) ends in this step."""
+    p = A.shape[-1] - 1
+    L, ok = safe_cholesky(A)
+    piv = np.diagonal(L, axis1=-2, axis2=-1)
+    ok &= (piv > 0).all(axis=-1)
+    piv = np.where(ok[..., None], piv, 1.0)
+    return ProfiledGrid(
+        log_v=log_v,
+        log_det_xx=2.0 * np.log(piv[..., :p]).sum(axis=-1),
+        Q=piv[..., p] ** 2,
+        beta=np.where(ok, L[..., p, p - 1], 0.0) / piv[..., p - 1],
+        c_kk=1.0 / piv[..., p - 1] ** 2,
+        resid_df=np.asarray(resid_df, dtype=float),
+        ok=ok,
+    )
+
+
 def profiled_grid(stats: ClusterStats, lam: np.ndarray, *, coef: int = 1) -> ProfiledGrid:
     """The terms of the profiled REML criterion at the ratios ``lam`` (K,) for every replicate
     of ``stats``: the one profiled likelihood behind the REML fit, calibration's ICC posterior
-    and the exact Bayesian posterior.
-
-    With the effect column moved next to y, one Cholesky factor of ``A(lam)`` gives
-    everything: its last pivot squared is ``Q``, the one before it ``1 / c_kk``, and the GLS
-    estimate is ``L_yk / L_kk`` (Schur complements); see the module docstring for ``A``."""
+    and the exact Bayesian posterior (see the module docstring for ``A``)."""
     lam = np.asarray(lam, dtype=float)
     S, T = stats.cross, stats.cross_size
     n_rep, q = S.shape[0], S.shape[-1]
     p = q - 1
     coef = check_coef(coef, p)
-    order = np.r_[np.delete(np.arange(p), coef), coef, p]
+    order = effect_last(S, coef)
     S = S[:, order][:, :, order]
     T = T[:, :, order][:, :, :, order]
     sizes = stats.sizes
@@ -381,19 +410,8 @@ def profiled_grid(stats: ClusterStats, lam: np.ndarray, *, coef: int = 1) -> Pro
     A = S[:, None] - np.matmul(w, T.reshape(n_rep, sizes.size, q * q)).reshape(
         n_rep, lam.size, q, q
     )
-    L, ok = safe_cholesky(A)
-    piv = np.diagonal(L, axis1=-2, axis2=-1)
-    ok &= (piv > 0).all(axis=-1)
-    piv = np.where(ok[..., None], piv, 1.0)
-    return ProfiledGrid(
-        log_v=np.matmul(stats.n_size, np.log1p(lam[:, None] * sizes).T),
-        log_det_xx=2.0 * np.log(piv[..., :p]).sum(axis=-1),
-        Q=piv[..., p] ** 2,
-        beta=np.where(ok, L[..., p, p - 1], 0.0) / piv[..., p - 1],
-        c_kk=1.0 / piv[..., p - 1] ** 2,
-        resid_df=(stats.n_obs - p).astype(float),
-        ok=ok,
-    )
+    log_v = np.matmul(stats.n_size, np.log1p(lam[:, None] * sizes).T)
+    return profiled_from_cross(A, log_v, stats.n_obs - p)
 
 
 def _fit_block(stats: ClusterStats, coef: int) -> dict[str, np.ndarray]:

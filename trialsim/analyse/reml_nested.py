@@ -79,7 +79,15 @@ import scipy.sparse as sparse
 from trialsim.analyse.estimate import Estimates
 from trialsim.analyse.linalg import safe_cholesky
 from trialsim.analyse.prepare import masked_inputs
-from trialsim.analyse.reml import drop_aliased, joined_estimates, profiled_gls, unfittable
+from trialsim.analyse.reml import (
+    ProfiledGrid,
+    drop_aliased,
+    effect_last,
+    joined_estimates,
+    profiled_from_cross,
+    profiled_gls,
+    unfittable,
+)
 from trialsim.parallel import map_in_threads
 
 __all__ = [
@@ -87,6 +95,8 @@ __all__ = [
     "RemlNestedFit",
     "check_nesting",
     "fit_reml_nested",
+    "nested_stats",
+    "profiled_pairs",
     "split_groups_by_cluster",
 ]
 
@@ -287,8 +297,9 @@ def _block_stats(W, used, cluster, group) -> NestedStats:
 # --------------------------------------------------------------------------- criterion
 
 
-def _deviance(st: NestedStats, S, resid_df, lam_c, lam_g):
-    """Profiled REML deviance (without constants) at lam pairs of shape (R, K)."""
+def _pair_cross(st: NestedStats, S, lam_c, lam_g):
+    """``A = W'V_lam^-1 W`` (R, K, q, q) and ``log|V_lam|`` (R, K) at lam pairs (R, K), for
+    the columns of ``S`` and ``st`` as they are (formulas: module docstring)."""
     n_rep, q = S.shape[0], S.shape[-1]
     s = st.sizes
     a = 1.0 / (1.0 + lam_g[..., None] * s)  # (R, K, S)
@@ -303,6 +314,12 @@ def _deviance(st: NestedStats, S, resid_df, lam_c, lam_g):
     A = S[:, None] - A
     log_v = (st.n_size[:, None] * np.log1p(lam_g[..., None] * s)).sum(-1)
     log_v += np.log1p(lam_c[..., None] * t).sum(-1)
+    return A, log_v
+
+
+def _deviance(st: NestedStats, S, resid_df, lam_c, lam_g):
+    """Profiled REML deviance (without constants) at lam pairs of shape (R, K)."""
+    A, log_v = _pair_cross(st, S, lam_c, lam_g)
     L, ok = safe_cholesky(A)
     pivots = np.diagonal(L, axis1=-2, axis2=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -312,6 +329,32 @@ def _deviance(st: NestedStats, S, resid_df, lam_c, lam_g):
             + (resid_df[:, None] - 1.0) * 2.0 * np.log(pivots[..., -1])
         )
     return np.where(ok & np.isfinite(d), d, np.inf)
+
+
+def nested_stats(
+    Xy: np.ndarray, cluster: np.ndarray, group: np.ndarray, used: np.ndarray, *, coef: int = 1
+) -> NestedStats:
+    """:class:`NestedStats` of a batch (inputs as :func:`fit_reml_nested`) with column
+    ``coef`` of X moved just before y, the layout :func:`profiled_pairs` reads."""
+    Xy, used, coef, cluster, group = masked_inputs(Xy, used, coef, cluster, group)
+    check_nesting(cluster, group)
+    Xy = Xy[..., effect_last(Xy, coef)]
+    if not np.isfinite(Xy).all():
+        raise ValueError("Xy has non-finite values; drop those rows from `used` and zero them")
+    return _block_stats(Xy, used, cluster, group)
+
+
+def profiled_pairs(st: NestedStats, lam_c: np.ndarray, lam_g: np.ndarray) -> ProfiledGrid:
+    """The profiled restricted likelihood at lam pairs ``(lam_c, lam_g)`` (K,) for every
+    replicate of ``st`` (from :func:`nested_stats`): arrays (R, K) for the effect column.
+    The one-term :func:`trialsim.analyse.reml.profiled_grid` is the case ``lam_c = 0`` (no
+    cluster term) or ``lam_g = 0``."""
+    n_rep = st.cross.shape[0]
+    p = st.cross.shape[-1] - 1
+    lc = np.broadcast_to(np.asarray(lam_c, dtype=float), (n_rep, np.size(lam_c)))
+    lg = np.broadcast_to(np.asarray(lam_g, dtype=float), (n_rep, np.size(lam_g)))
+    A, log_v = _pair_cross(st, st.cross, lc, lg)
+    return profiled_from_cross(A, log_v, st.n_obs - p)
 
 
 def _grid_deviance(st: NestedStats, S, resid_df, grid: np.ndarray):

@@ -24,6 +24,10 @@ from trialsim.bayes.summary import summarise
 from trialsim.data import TrialData
 
 GROUP_SD_SCALE = 0.5  # default group-SD prior: half-normal with scale = 0.5 outcome SDs
+# default participant-SD prior of the repeated-measures model: half-normal with scale = 1
+# outcome SD (a participant's level is usually the largest part of the outcome's variance:
+# correlations between visits of 0.4-0.8)
+PARTICIPANT_SD_SCALE = 1.0
 
 
 def parse_group_prior(spec: str | None, outcome_sd: float) -> ScalePrior:
@@ -58,8 +62,13 @@ class BayesSettings:
     group_prior: str | None = None
     rope: tuple[float, float] | None = None
     residual: str = "normal"
+    estimand: str = "last"  # repeated measures: the effect at the last visit, average, constant
 
     def __post_init__(self) -> None:
+        from trialsim.analyse.repeated import ESTIMANDS
+
+        if self.estimand not in ESTIMANDS:
+            raise ValueError(f"--estimand must be one of {', '.join(ESTIMANDS)}")
         if self.model not in MODELS:
             raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.residual not in RESIDUALS:
@@ -83,6 +92,20 @@ class BayesSettings:
     def priors(self, outcome_sd: float) -> tuple[EffectPrior, ScalePrior]:
         effect = resolve_prior(self.prior, mcid=self.signed_mcid, scale=outcome_sd, tail=self.tail)
         return effect, parse_group_prior(self.group_prior, outcome_sd)
+
+    def term_priors(self, roles: tuple[str, ...], outcome_sd: float) -> tuple[ScalePrior, ...]:
+        """SD priors of random-intercept terms with the given roles: ``--group-prior`` for
+        every term when given; else half-normal with scale 1 outcome SD for participants and
+        0.5 for groups and clusters (the one place these defaults are chosen)."""
+        if self.group_prior is not None:
+            return (parse_group_prior(self.group_prior, outcome_sd),) * len(roles)
+        return tuple(
+            ScalePrior(
+                "half-normal",
+                (PARTICIPANT_SD_SCALE if role == "participant" else GROUP_SD_SCALE) * outcome_sd,
+            )
+            for role in roles
+        )
 
     @classmethod
     def from_scenario(cls, scenario, outcome: str, **overrides) -> BayesSettings:
@@ -165,9 +188,18 @@ class BayesResult:
     summary: dict
     idata: object | None = None
     sampler: dict = field(default_factory=dict)
+    term_priors: dict[str, ScalePrior] | None = None  # several random terms: SD prior each
+    model_text: str | None = None  # the model in lme4 notation, when built from a spec
 
     def as_dict(self) -> dict:
+        extra = {}
+        if self.term_priors is not None:
+            extra["sd_priors"] = {k: v.describe() for k, v in self.term_priors.items()}
+        if self.model_text is not None:
+            extra["lme4"] = self.model_text
+            extra["estimand"] = self.settings.estimand
         return {
+            **extra,
             "outcome": self.outcome,
             "model": self.settings.model,
             "residual": self.settings.residual,
@@ -205,6 +237,22 @@ def fit_trial(
     ``method="exact"`` uses the quadrature posterior of :mod:`trialsim.bayes.fast` (Gaussian
     partially nested or cluster models only); ``"mcmc"`` samples the PyMC model.
     """
+    if settings.model == "repeated":
+        from trialsim.bayes.repeated import fit_repeated
+
+        return fit_repeated(
+            data,
+            outcome,
+            settings,
+            method=method,
+            rep=rep,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            seed=seed,
+            target_accept=target_accept,
+            sampler=sampler,
+        )
     a = ancova_arrays(data, outcome) if arrays is None else arrays
     sd = outcome_sd(a, rep)
     prior, group_prior = settings.priors(sd)
@@ -242,7 +290,13 @@ def fit_trial(
     )
     summary = summarise(run.idata, mcid=settings.mcid, rope=settings.rope, better=settings.better)
     summary["n_used"] = inp.n_used
-    info = {
+    info = mcmc_info(run, draws=draws, tune=tune, chains=chains, seed=seed, ta=target_accept)
+    return BayesResult(outcome, settings, prior, group_prior, summary, run.idata, info)
+
+
+def mcmc_info(run, *, draws, tune, chains, seed, ta) -> dict:
+    """How an MCMC posterior was obtained (the ``sampler`` entry of a result)."""
+    return {
         "method": "mcmc",
         "sampler": run.sampler,
         "compiled_now": run.compiled_now,
@@ -251,9 +305,8 @@ def fit_trial(
         "tune": tune,
         "chains": chains,
         "seed": seed,
-        "target_accept": target_accept,
+        "target_accept": ta,
     }
-    return BayesResult(outcome, settings, prior, group_prior, summary, run.idata, info)
 
 
 def exact_summary(post, settings: BayesSettings, level: float = 0.95) -> dict:

@@ -42,7 +42,7 @@ import numpy as np
 from scipy import special, stats
 
 from trialsim.analyse.linalg import safe_cholesky
-from trialsim.analyse.reml import ClusterStats, cluster_stats, profiled_grid
+from trialsim.analyse.reml import ClusterStats, ProfiledGrid, cluster_stats, profiled_grid
 from trialsim.bayes.priors import EffectPrior
 
 __all__ = ["FastPosterior", "ScalePrior", "fast_posterior", "fast_posterior_stats"]
@@ -166,6 +166,85 @@ def _ratio_grid(u0: float, n: int) -> tuple[np.ndarray, np.ndarray]:
     return u, w_t * u0 / (1.0 - t) ** 2
 
 
+def _sigma_ols(S: np.ndarray, failed: np.ndarray, resid: np.ndarray) -> float:
+    """Residual SD without random effects (last Cholesky pivot of ``W'W``), median over the
+    batch: the scale of the default ratio grids."""
+    L, ok = safe_cholesky(S)
+    piv = np.diagonal(L, axis1=-2, axis2=-1)[:, -1]
+    good = ~failed & ok & (piv > 0)
+    return float(np.median(piv[good] / np.sqrt(resid[good]))) if good.any() else 1.0
+
+
+def _default_ratio_scale(term_prior: ScalePrior, sigma_ols: float) -> float:
+    """``u0``, the middle of the grid in ``u = tau / sigma``: ``min(0.5, 2 scale / sigma)``
+    so that a narrow SD prior is resolved too."""
+    return min(0.5, 2.0 * term_prior.scale / max(sigma_ols, 1e-300))
+
+
+def mixture_posterior(
+    grid: ProfiledGrid,
+    ratio_sd: np.ndarray,
+    log_du: np.ndarray,
+    *,
+    prior: EffectPrior,
+    term_priors: tuple[ScalePrior, ...],
+    failed: np.ndarray,
+    n_sigma: int = N_SIGMA,
+) -> FastPosterior:
+    """The posterior of the effect as a mixture over variance-ratio nodes and ``log sigma``.
+
+    ``grid`` holds the profiled likelihood (R, K) at K nodes whose ratio SDs
+    ``u_t = tau_t / sigma`` are ``ratio_sd`` (K, T) for the T random-intercept terms with a
+    prior (terms held at zero are left out); ``log_du`` (K,) the log quadrature weights in
+    ``u``. The joint posterior of ``(u, sigma)`` is the module docstring's with one factor
+    ``p_tau_t(u_t sigma) sigma`` per term (the Jacobian of ``tau_t = u_t sigma``), so the power
+    of sigma is ``-(n - p - T)`` in ``s = log sigma``.
+    """
+    n_terms = ratio_sd.shape[1]
+    resid = grid.resid_df
+    chol_ok = grid.ok
+    log_det_m, Qres, c_kk, beta_hat = grid.log_det_xx, grid.Q, grid.c_kk, grid.beta
+    # Gauss-Hermite in s = log sigma around the conditional mode of sigma^2 = Q/(n-p-T)
+    x_gh, w_gh = np.polynomial.hermite.hermgauss(n_sigma)
+    nu = np.maximum(resid - n_terms, 1.0)[:, None]  # (R, 1)
+    s_mode = 0.5 * np.log(Qres / nu)
+    c_s = math.sqrt(2.0) / np.sqrt(2.0 * nu)  # sqrt(2) x conditional SD of log sigma
+    s = s_mode[..., None] + c_s[..., None] * x_gh  # (R, K, J)
+    sigma2 = np.exp(2.0 * s)
+    log_h = (
+        -(resid[:, None, None] - n_terms) * s
+        - 0.5 * Qres[..., None] / sigma2
+        - 0.5 * (grid.log_v + log_det_m)[..., None]
+    )
+    for t, term_prior in enumerate(term_priors):
+        log_h = log_h + term_prior.logpdf(ratio_sd[:, t, None] * np.exp(s))
+    var_lik = sigma2 * c_kk[..., None]
+    b = np.broadcast_to(beta_hat[..., None], var_lik.shape)
+    if prior.flat:
+        post_mean, post_var = b, var_lik
+    else:
+        total = var_lik + prior.sd**2
+        log_h = log_h - 0.5 * (b - prior.mean) ** 2 / total - 0.5 * np.log(total)
+        post_var = 1.0 / (1.0 / var_lik + 1.0 / prior.sd**2)
+        post_mean = post_var * (b / var_lik + prior.mean / prior.sd**2)
+    log_w = log_h + np.log(w_gh) + x_gh**2 + np.log(c_s)[..., None] + log_du[None, :, None]
+    log_w = np.where(chol_ok[..., None], log_w, -np.inf)
+    n_rep = log_w.shape[0]
+    log_w = log_w.reshape(n_rep, -1)
+    log_w -= log_w.max(axis=1, keepdims=True)
+    weights = np.exp(log_w)
+    weights /= weights.sum(axis=1, keepdims=True)
+    failed = failed | ~np.isfinite(weights).all(axis=1)
+    return FastPosterior(
+        weights=np.where(failed[:, None], 1.0 / weights.shape[1], weights),
+        means=np.where(failed[:, None], 0.0, post_mean.reshape(n_rep, -1)),
+        sds=np.where(failed[:, None], 1.0, np.sqrt(post_var).reshape(n_rep, -1)),
+        failed=failed,
+        prior=prior,
+        group_prior=term_priors[0] if term_priors else None,
+    )
+
+
 def fast_posterior_stats(
     stats_: ClusterStats,
     *,
@@ -189,7 +268,7 @@ def fast_posterior_stats(
     n_ratio, n_sigma : quadrature nodes in ``u`` and ``log sigma``.
     """
     S, T = stats_.cross, stats_.cross_size
-    n_rep, q = S.shape[0], S.shape[-1]
+    q = S.shape[-1]
     p = q - 1
     coef = coef % p
     resid = stats_.n_obs.astype(float) - p
@@ -198,72 +277,26 @@ def fast_posterior_stats(
     T = np.where(failed[:, None, None, None], 0.0, T)
     n_size = np.where(failed[:, None], 0.0, stats_.n_size)
     resid = np.where(failed, 2.0, resid)
-    sizes = stats_.sizes
-
     if ratio_scale is None:
-        # residual SD without random effects (last Cholesky pivot of W'W), median over the batch
-        L, ok = safe_cholesky(S)
-        piv = np.diagonal(L, axis1=-2, axis2=-1)[:, -1]
-        good = ~failed & ok & (piv > 0)
-        sigma_ols = float(np.median(piv[good] / np.sqrt(resid[good]))) if good.any() else 1.0
-        ratio_scale = min(0.5, 2.0 * group_prior.scale / max(sigma_ols, 1e-300))
+        ratio_scale = _default_ratio_scale(group_prior, _sigma_ols(S, failed, resid))
     u, du = _ratio_grid(ratio_scale, n_ratio)
-    lam = u**2
     neutral = ClusterStats(
         cross=S,
-        sizes=sizes,
+        sizes=stats_.sizes,
         n_size=n_size,
         cross_size=T,
         n_obs=resid + p,
         n_clusters=stats_.n_clusters,
     )
-    grid = profiled_grid(neutral, lam, coef=coef)  # the REML engine's profiled likelihood
-    chol_ok = grid.ok
-    log_det_m, Qres, c_kk, beta_hat = grid.log_det_xx, grid.Q, grid.c_kk, grid.beta
-    log_v = grid.log_v
-
-    # Gauss-Hermite in s = log sigma around the conditional mode of sigma^2 = Q/(n-p-1)
-    x_gh, w_gh = np.polynomial.hermite.hermgauss(n_sigma)
-    nu = np.maximum(resid - 1.0, 1.0)[:, None]  # (R, 1)
-    s_mode = 0.5 * np.log(Qres / nu)
-    c_s = math.sqrt(2.0) / np.sqrt(2.0 * nu)  # sqrt(2) x conditional SD of log sigma
-    s = s_mode[..., None] + c_s[..., None] * x_gh  # (R, K, J)
-    sigma2 = np.exp(2.0 * s)
-    log_h = (
-        group_prior.logpdf(u[:, None] * np.exp(s))
-        - (resid[:, None, None] - 1.0) * s
-        - 0.5 * Qres[..., None] / sigma2
-        - 0.5 * (log_v + log_det_m)[..., None]
-    )
-    var_lik = sigma2 * c_kk[..., None]
-    b = np.broadcast_to(beta_hat[..., None], var_lik.shape)
-    if prior.flat:
-        post_mean, post_var = b, var_lik
-    else:
-        total = var_lik + prior.sd**2
-        log_h = log_h - 0.5 * (b - prior.mean) ** 2 / total - 0.5 * np.log(total)
-        post_var = 1.0 / (1.0 / var_lik + 1.0 / prior.sd**2)
-        post_mean = post_var * (b / var_lik + prior.mean / prior.sd**2)
-    log_w = (
-        log_h
-        + np.log(w_gh)
-        + x_gh**2
-        + np.log(c_s)[..., None]
-        + np.log(np.where(du > 0, du, 1e-300))[None, :, None]
-    )
-    log_w = np.where(chol_ok[..., None], log_w, -np.inf)
-    log_w = log_w.reshape(n_rep, -1)
-    log_w -= log_w.max(axis=1, keepdims=True)
-    weights = np.exp(log_w)
-    weights /= weights.sum(axis=1, keepdims=True)
-    failed = failed | ~np.isfinite(weights).all(axis=1)
-    return FastPosterior(
-        weights=np.where(failed[:, None], 1.0 / weights.shape[1], weights),
-        means=np.where(failed[:, None], 0.0, post_mean.reshape(n_rep, -1)),
-        sds=np.where(failed[:, None], 1.0, np.sqrt(post_var).reshape(n_rep, -1)),
-        failed=failed,
+    grid = profiled_grid(neutral, u**2, coef=coef)  # the REML engine's profiled likelihood
+    return mixture_posterior(
+        grid,
+        u[:, None],
+        np.log(np.where(du > 0, du, 1e-300)),
         prior=prior,
-        group_prior=group_prior,
+        term_priors=(group_prior,),
+        failed=failed,
+        n_sigma=n_sigma,
     )
 
 

@@ -43,7 +43,7 @@ from trialsim.analyse.prepare import ModelArrays
 from trialsim.bayes.fast import ScalePrior
 from trialsim.bayes.priors import EffectPrior
 
-MODELS = ("partially-nested", "cluster", "stepped-wedge", "dose")
+MODELS = ("partially-nested", "cluster", "stepped-wedge", "dose", "repeated")
 RESIDUALS = ("normal", "student-t")
 
 
@@ -69,10 +69,29 @@ class ModelInput:
     # coefficients (they get the effect's prior too) and the arms of ``arm_effects``
     arm_index: tuple[int, ...] = ()
     arm_order: tuple[int, ...] = ()  # column of each non-reference arm (structure order)
+    # several random-intercept terms (repeated measures): (name, unit (n,), n_units) each;
+    # empty for the one-term models, whose term is ``cluster``
+    terms: tuple[tuple[str, np.ndarray, int], ...] = ()
+    # per term of ``terms``: centred parametrisation (``u ~ N(0, tau)``) instead of the
+    # non-centred ``tau * z``; better where each unit has several informative rows
+    centred: tuple[bool, ...] = ()
 
     @property
-    def shape_key(self) -> tuple[int, int, int]:
-        return (len(self.y), self.X.shape[1], self.n_clusters)
+    def random_terms(self) -> tuple[tuple[str, np.ndarray, int], ...]:
+        """Every random-intercept term as (name, unit 0..G-1 or -1, G)."""
+        if self.terms:
+            return self.terms
+        return (
+            (
+                "cluster" if self.kind in ("cluster", "stepped-wedge") else "group",
+                self.cluster,
+                self.n_clusters,
+            ),
+        )
+
+    @property
+    def shape_key(self) -> tuple[int, ...]:
+        return (len(self.y), self.X.shape[1], *(g for _, _, g in self.random_terms))
 
     @property
     def n_used(self) -> int:
@@ -83,6 +102,8 @@ def model_input(a: ModelArrays, rep: int, kind: str = "partially-nested") -> Mod
     """Arrays of replicate ``rep`` for model ``kind`` (complete cases weighted 1)."""
     if kind not in MODELS:
         raise ValueError(f"unknown model {kind!r}; choose from {', '.join(MODELS)}")
+    if kind == "repeated":
+        raise ValueError("the repeated-measures model takes its rows from terms_input")
     keep = a.mask[rep]
     X = np.where(keep[:, None], a.X[rep], 0.0)
     columns = list(a.columns)
@@ -107,12 +128,7 @@ def model_input(a: ModelArrays, rep: int, kind: str = "partially-nested") -> Mod
             f"only {n_used} complete cases for {X.shape[1]} coefficients: too few to fit"
         )
     y_used = a.y[rep, keep]
-    # relabel the units of this replicate 0..G-1 (every participant's unit, used or not, so
-    # that replicates and files of one design have the same shapes and share a compiled model)
-    unit = units[rep]
-    present, index = np.unique(unit[unit >= 0], return_inverse=True)
-    cluster = np.full(unit.shape, -1)
-    cluster[unit >= 0] = index
+    cluster, n_units = _relabel(units[rep])
     # the other non-reference arms (joint design): their columns, and every arm's column in
     # the order of the structure's arms (the contrast's arm is column coef)
     coef = a.treat_column
@@ -129,62 +145,156 @@ def model_input(a: ModelArrays, rep: int, kind: str = "partially-nested") -> Mod
         columns=tuple(columns),
         coef=a.treat_column,
         cluster=cluster,
-        n_clusters=max(len(present), 1),
+        n_clusters=n_units,
         y_centre=float(y_used.mean()),
         y_scale=float(y_used.std()) or 1.0,
     )
 
 
-def _prior_data(data: ModelInput, prior: EffectPrior, group_prior: ScalePrior) -> dict:
+def _relabel(unit: np.ndarray) -> tuple[np.ndarray, int]:
+    """Units of one replicate relabelled 0..G-1 (every row's unit, used or not, so that
+    replicates and files of one design have the same shapes and share a compiled model)."""
+    present, index = np.unique(unit[unit >= 0], return_inverse=True)
+    out = np.full(unit.shape, -1)
+    out[unit >= 0] = index
+    return out, max(len(present), 1)
+
+
+def terms_input(
+    Xy: np.ndarray,
+    used: np.ndarray,
+    columns: tuple[str, ...],
+    terms: tuple[tuple[str, np.ndarray], ...],
+    rep: int = 0,
+    kind: str = "repeated",
+    centred: tuple[bool, ...] | None = None,
+) -> ModelInput:
+    """Replicate ``rep`` of a design with any random-intercept terms (the layout of
+    :class:`trialsim.analyse.formula.FormulaArrays`: ``Xy`` (R, M, p + 1) zero outside
+    ``used``, column 1 the effect; ``terms`` (name, ids (R, M)) with -1 for none), e.g. the
+    repeated-measures model, one row per participant and visit. ``centred``: per term, the
+    centred parametrisation (default none)."""
+    keep = np.asarray(used[rep], dtype=bool)
+    X, y = Xy[rep, :, :-1], Xy[rep, :, -1]
+    n_used = int(keep.sum())
+    if n_used < X.shape[1] + 2:
+        raise ValueError(
+            f"only {n_used} rows with the outcome for {X.shape[1]} coefficients: too few to fit"
+        )
+    relabelled = []
+    for name, ids in terms:
+        unit, n_units = _relabel(np.asarray(ids[rep]))
+        relabelled.append((name, unit, n_units))
+    y_used = y[keep]
+    # every column but the intercept centred over the rows used: the slopes (the effect
+    # among them) are unchanged, the intercept is no longer correlated with them in the
+    # posterior, which NUTS with a diagonal mass matrix needs to mix well
+    X = X - np.where(np.arange(X.shape[1]) > 0, X[keep].mean(axis=0), 0.0)
+    first = relabelled[0] if relabelled else ("none", np.full(len(y), -1), 1)
+    arm_cols = [j for j, c in enumerate(columns) if c.startswith("arm[")]
+    other_cols = [j for j in range(X.shape[1]) if j != 1]
+    return ModelInput(
+        kind=kind,
+        y=np.where(keep, y, 0.0),
+        X=np.where(keep[:, None], X, 0.0),
+        weight=keep.astype(float),
+        columns=tuple(columns),
+        coef=1,
+        cluster=first[1],
+        n_clusters=first[2],
+        y_centre=float(y_used.mean()),
+        y_scale=float(y_used.std()) or 1.0,
+        arm_index=tuple(other_cols.index(j) for j in arm_cols),
+        arm_order=(1, *arm_cols),
+        terms=tuple(relabelled),
+        centred=tuple(centred) if centred is not None else (False,) * len(relabelled),
+    )
+
+
+def _suffix(data: ModelInput, name: str) -> str:
+    """Names of a term's variables: ``tau_z``, ``z`` for the one-term models of
+    :func:`model_input`, ``tau_z_<term>``, ``z_<term>`` for the terms of :func:`terms_input`."""
+    return f"_{name}" if data.terms else ""
+
+
+def _term_priors(data: ModelInput, group_prior: ScalePrior, term_priors) -> tuple:
+    priors = tuple(term_priors) if term_priors else (group_prior,) * len(data.random_terms)
+    if len(priors) != len(data.random_terms):
+        raise ValueError(f"{len(data.random_terms)} random terms need as many SD priors")
+    return priors
+
+
+def _prior_data(
+    data: ModelInput, prior: EffectPrior, group_prior: ScalePrior, term_priors=None
+) -> dict:
     s = data.y_scale
-    return {
+    out = {
         "prior_mean": np.asarray(0.0 if prior.flat else prior.mean / s),
         "prior_sd": np.asarray(1.0 if prior.flat else prior.sd / s),
-        "tau_scale": np.asarray(group_prior.scale / s),
         "y_scale": np.asarray(s),
     }
+    for (name, _, _), tp in zip(
+        data.random_terms, _term_priors(data, group_prior, term_priors), strict=True
+    ):
+        out[f"tau_scale{_suffix(data, name)}"] = np.asarray(tp.scale / s)
+    return out
 
 
 def _row_values(data: ModelInput) -> dict:
     other = [j for j in range(data.X.shape[1]) if j != data.coef]
     Xo = data.X[:, other].copy()
     Xo[:, 0] = 1.0  # the intercept absorbs the centring of y
-    return {
+    out = {
         "y": np.where(data.weight > 0, (data.y - data.y_centre) / data.y_scale, 0.0),
         "weight": data.weight,
         "X_other": Xo,
         "treat": data.X[:, data.coef].astype(float),
-        "unit": np.maximum(data.cluster, 0).astype(float),  # float: one data buffer for nutpie
-        "has_unit": (data.cluster >= 0).astype(float),
     }
+    for name, unit, _ in data.random_terms:
+        sfx = _suffix(data, name)
+        out[f"unit{sfx}"] = np.maximum(unit, 0).astype(float)  # float: one nutpie buffer
+        out[f"has_unit{sfx}"] = (unit >= 0).astype(float)
+    return out
+
+
+def _indicator(unit: np.ndarray, n_units: int) -> np.ndarray:
+    Z = np.zeros((len(unit), n_units))
+    rows = np.flatnonzero(unit >= 0)
+    Z[rows, unit[rows]] = 1.0
+    return Z
 
 
 def sufficient_statistics(data: ModelInput) -> dict:
     """Weighted cross-products that determine the Gaussian log-likelihood exactly.
 
-    With ``A = [X_other, treat]``, ``W = diag(weight)`` and ``Z`` the (n, G) indicator of the
-    random-effect unit (zero rows for participants without one), the residual sum of squares
-    of ``y - A b - tau Z z`` is ``y'Wy - 2 b'A'Wy + b'A'WA b - 2 tau z'(Z'Wy - Z'WA b)
-    + tau^2 z' diag(Z'WZ) z``: the likelihood needs only these small arrays, whatever the
-    number of participants (the usual sufficient-statistic reduction of the linear mixed model,
-    e.g. Gelman et al. 2013, Bayesian Data Analysis, 3rd ed., §14.2).
+    With ``A = [X_other, treat]``, ``W = diag(weight)`` and ``Z_k`` the (n, G_k) indicator of
+    random-intercept term k's units (zero rows for participants without one), the residual
+    sum of squares of ``y - A b - sum_k tau_k Z_k z_k`` is ``y'Wy - 2 b'A'Wy + b'A'WA b
+    - 2 sum_k tau_k z_k'(Z_k'Wy - Z_k'WA b) + sum_k tau_k^2 z_k' diag(Z_k'WZ_k) z_k
+    + 2 sum_{k<l} tau_k tau_l z_k' Z_k'WZ_l z_l``: the likelihood needs only these small
+    arrays, whatever the number of rows (the usual sufficient-statistic reduction of the
+    linear mixed model, e.g. Gelman et al. 2013, Bayesian Data Analysis, 3rd ed., §14.2).
     """
     v = _row_values(data)
     w, y = v["weight"], v["y"]
     A = np.column_stack([v["X_other"], v["treat"]])
-    Z = np.zeros((len(y), data.n_clusters))
-    rows = np.flatnonzero(data.cluster >= 0)
-    Z[rows, data.cluster[rows]] = 1.0
-    WA, Wy, WZ = A * w[:, None], y * w, Z * w[:, None]
-    return {
+    WA, Wy = A * w[:, None], y * w
+    out = {
         "n_obs": np.asarray(w.sum()),
         "yWy": np.asarray(y @ Wy),
         "AWy": A.T @ Wy,
         "AWA": A.T @ WA,
-        "ZWy": Z.T @ Wy,
-        "ZWA": WZ.T @ A,
-        "n_unit": WZ.sum(axis=0),
     }
+    Z = [_indicator(unit, g) for _, unit, g in data.random_terms]
+    names = [_suffix(data, name) for name, _, _ in data.random_terms]
+    for k, (Zk, sfx) in enumerate(zip(Z, names, strict=True)):
+        WZ = Zk * w[:, None]
+        out[f"ZWy{sfx}"] = Zk.T @ Wy
+        out[f"ZWA{sfx}"] = WZ.T @ A
+        out[f"n_unit{sfx}"] = WZ.sum(axis=0)
+        for l_ in range(k + 1, len(Z)):
+            out[f"ZWZ{sfx}{names[l_]}"] = WZ.T @ Z[l_]
+    return out
 
 
 def uses_sufficient_statistics(residual: str) -> bool:
@@ -194,14 +304,18 @@ def uses_sufficient_statistics(residual: str) -> bool:
 
 
 def data_values(
-    data: ModelInput, prior: EffectPrior, group_prior: ScalePrior, residual: str = "normal"
+    data: ModelInput,
+    prior: EffectPrior,
+    group_prior: ScalePrior,
+    residual: str = "normal",
+    term_priors=None,
 ) -> dict:
     """Values of every ``pm.Data`` of the model for ``data`` (for reuse of a compiled model)."""
     if uses_sufficient_statistics(residual):
         values = sufficient_statistics(data)
     else:
         values = _row_values(data)
-    return {**values, **_prior_data(data, prior, group_prior)}
+    return {**values, **_prior_data(data, prior, group_prior, term_priors)}
 
 
 def build_model(
@@ -210,18 +324,23 @@ def build_model(
     prior: EffectPrior,
     group_prior: ScalePrior,
     residual: str = "normal",
+    term_priors: tuple[ScalePrior, ...] | None = None,
 ):
     """The PyMC model for ``data`` (see the module docstring for its structure).
 
     The effect is ``effect`` in outcome units; ``tau`` the group (cluster) SD and ``sigma``
     the residual SD, both in outcome units; ``beta_other`` are the other coefficients on the
-    standardised scale (in the order of ``data.columns`` without the treatment).
+    standardised scale (in the order of ``data.columns`` without the treatment). With several
+    random-intercept terms (``data.terms``, e.g. participant and group in repeated measures)
+    each term ``t`` has its SD ``sd_<t>`` (outcome units) with the prior ``term_priors[k]``
+    (default ``group_prior`` for every term).
     """
     import pymc as pm
 
     if residual not in RESIDUALS:
         raise ValueError(f"--residual must be one of {', '.join(RESIDUALS)}, got {residual!r}")
-    values = data_values(data, prior, group_prior, residual)
+    priors = _term_priors(data, group_prior, term_priors)
+    values = data_values(data, prior, group_prior, residual, priors)
     sufficient = uses_sufficient_statistics(residual)
     p_other = (values["AWA"].shape[0] - 1) if sufficient else values["X_other"].shape[1]
     with pm.Model() as model:
@@ -234,19 +353,25 @@ def build_model(
             effect_z = pm.Normal("effect_z", mu=d["prior_mean"], sigma=d["prior_sd"])
         log_sigma = pm.Flat("log_sigma")
         sigma_z = pm.math.exp(log_sigma)
-        if group_prior.family == "half-normal":
-            tau_z = pm.HalfNormal("tau_z", sigma=d["tau_scale"])
-        else:
-            tau_z = pm.HalfStudentT("tau_z", nu=group_prior.nu, sigma=d["tau_scale"])
-        z = pm.Normal("z", 0.0, 1.0, shape=data.n_clusters)
+        random = []  # (suffix, tau_z, z, multiplier of z in the linear predictor) per term
+        centred = data.centred or (False,) * len(priors)
+        for (name, _, n_units), tp, c in zip(data.random_terms, priors, centred, strict=True):
+            sfx = _suffix(data, name)
+            if tp.family == "half-normal":
+                tau_z = pm.HalfNormal(f"tau_z{sfx}", sigma=d[f"tau_scale{sfx}"])
+            else:
+                tau_z = pm.HalfStudentT(f"tau_z{sfx}", nu=tp.nu, sigma=d[f"tau_scale{sfx}"])
+            if c:  # z is the intercept itself, u ~ N(0, tau)
+                random.append((sfx, tau_z, pm.Normal(f"z{sfx}", 0.0, tau_z, shape=n_units), 1.0))
+            else:
+                z = pm.Normal(f"z{sfx}", 0.0, 1.0, shape=n_units)
+                random.append((sfx, tau_z, z, tau_z))
         if sufficient:
-            pm.Potential("loglik", _normal_loglik(d, beta_other, effect_z, log_sigma, tau_z, z))
+            pm.Potential("loglik", _normal_loglik(d, beta_other, effect_z, log_sigma, random))
         else:
-            mu = (
-                pm.math.dot(d["X_other"], beta_other)
-                + effect_z * d["treat"]
-                + d["has_unit"] * tau_z * z[d["unit"].astype("int64")]
-            )
+            mu = pm.math.dot(d["X_other"], beta_other) + effect_z * d["treat"]
+            for sfx, _, z, mult in random:
+                mu = mu + d[f"has_unit{sfx}"] * mult * z[d[f"unit{sfx}"].astype("int64")]
             # weighted log-likelihood: rows with weight 0 (not complete cases) contribute nothing
             nu = pm.Gamma("nu", alpha=2.0, beta=0.1)
             dist = pm.StudentT.dist(nu=nu, mu=mu, sigma=sigma_z)
@@ -263,20 +388,25 @@ def build_model(
             pm.Deterministic("arm_effects", pt.concatenate([effect_z[None], others]) * s)
         pm.Deterministic("effect", effect_z * s)
         pm.Deterministic("sigma", sigma_z * s)
-        pm.Deterministic("tau", tau_z * s)
+        for sfx, tau_z, _, _ in random:
+            pm.Deterministic(f"sd{sfx}" if sfx else "tau", tau_z * s)
         if data.kind == "dose":
             pm.Deterministic("dose_slope", beta_other[-1] * s)
     return model
 
 
-def _normal_loglik(d, beta_other, effect_z, log_sigma, tau_z, z):
+def _normal_loglik(d, beta_other, effect_z, log_sigma, random):
     """Gaussian log-likelihood from :func:`sufficient_statistics` (equal to the sum over
-    complete cases of ``log N(y_i | mu_i, sigma)``)."""
+    complete cases of ``log N(y_i | mu_i, sigma)``); ``random`` (suffix, tau, z, multiplier
+    of z: tau when non-centred, 1 when centred) per term."""
     import pytensor.tensor as pt
 
     b = pt.concatenate([beta_other, effect_z[None]])
-    rss_fixed = d["yWy"] - 2.0 * pt.dot(b, d["AWy"]) + pt.dot(b, pt.dot(d["AWA"], b))
-    cross = pt.dot(z, d["ZWy"] - pt.dot(d["ZWA"], b))
-    rss = rss_fixed - 2.0 * tau_z * cross + tau_z**2 * pt.dot(d["n_unit"], z**2)
+    rss = d["yWy"] - 2.0 * pt.dot(b, d["AWy"]) + pt.dot(b, pt.dot(d["AWA"], b))
+    for k, (sfx, _, z, m) in enumerate(random):
+        cross = pt.dot(z, d[f"ZWy{sfx}"] - pt.dot(d[f"ZWA{sfx}"], b))
+        rss = rss - 2.0 * m * cross + m**2 * pt.dot(d[f"n_unit{sfx}"], z**2)
+        for sfx_l, _, z_l, m_l in random[k + 1 :]:
+            rss = rss + 2.0 * m * m_l * pt.dot(z, pt.dot(d[f"ZWZ{sfx}{sfx_l}"], z_l))
     n = d["n_obs"]
     return -n * (log_sigma + 0.5 * np.log(2.0 * np.pi)) - 0.5 * rss * pt.exp(-2.0 * log_sigma)

@@ -221,14 +221,15 @@ def nutpie_available() -> bool:
     return True
 
 
-def _key(data: ModelInput, prior: EffectPrior, group_prior: ScalePrior, residual: str):
+def _key(data: ModelInput, prior: EffectPrior, term_priors: tuple, residual: str):
     # with sufficient statistics the data shapes do not depend on the number of participants
     shape = data.shape_key[1:] if uses_sufficient_statistics(residual) else data.shape_key
     return (
         data.kind,
         prior.flat,
-        group_prior.family,
-        group_prior.nu,
+        tuple((tp.family, tp.nu) for tp in term_priors),
+        tuple(name for name, _, _ in data.random_terms),
+        data.centred,
         residual,
         shape,
         data.arm_index,
@@ -248,11 +249,15 @@ def sample_model(
     target_accept: float = 0.9,
     sampler: str = "auto",
     compiler: str = "fast",
+    term_priors: tuple[ScalePrior, ...] | None = None,
 ) -> SamplerRun:
     """Sample the posterior of ``data``'s model; ``sampler`` is auto, nutpie or pymc.
 
     ``compiler`` (nutpie only): ``fast`` (:func:`compile_fast`, the default) or ``nutpie``
-    (``nutpie.compile_pymc_model``)."""
+    (``nutpie.compile_pymc_model``). ``term_priors``: one SD prior per random-intercept
+    term of ``data`` (default ``group_prior`` for each)."""
+    term_priors = tuple(term_priors) if term_priors else (group_prior,) * len(data.random_terms)
+    given = {"prior": prior, "group_prior": group_prior, "residual": residual}
     if sampler not in ("auto", "nutpie", "pymc"):
         raise ValueError(f"sampler must be auto, nutpie or pymc, got {sampler!r}")
     if compiler not in COMPILERS:
@@ -262,15 +267,16 @@ def sample_model(
     if use_nutpie:
         import nutpie
 
-        key = (*_key(data, prior, group_prior, residual), compiler)
+        key = (*_key(data, prior, term_priors, residual), compiler)
         compiled = _COMPILED.get(key)
         compiled_now = compiled is None
         if compiled_now:
-            model = build_model(data, prior=prior, group_prior=group_prior, residual=residual)
+            model = build_model(data, **given, term_priors=term_priors)
             compiled = _compile(model, compiler)
             _COMPILED[key] = compiled
         else:
-            compiled = compiled.with_data(**data_values(data, prior, group_prior, residual))
+            values = data_values(data, prior, group_prior, residual, term_priors)
+            compiled = compiled.with_data(**values)
         if isinstance(compiled, FastCompiled):
             compiled = compiled.compiled
         idata = nutpie.sample(
@@ -282,11 +288,14 @@ def sample_model(
             cores=min(chains, 2),
             target_accept=target_accept,
             progress_bar=False,
+            # several random terms (repeated measures): fixed effects and the participants'
+            # intercepts are correlated a posteriori; a low-rank mass matrix follows that
+            low_rank_modified_mass_matrix=bool(data.terms),
         )
         return SamplerRun(idata, "nutpie", compiled_now, time.perf_counter() - start)
     import pymc as pm
 
-    model = build_model(data, prior=prior, group_prior=group_prior, residual=residual)
+    model = build_model(data, **given, term_priors=term_priors)
     idata = pm.sample(
         model=model,
         draws=draws,

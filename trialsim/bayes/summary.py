@@ -42,6 +42,7 @@ def summarise(
 
     post = idata.posterior
     names = [v for v in SUMMARY_VARS if v in post.data_vars]
+    names += [str(v) for v in post.data_vars if str(v).startswith("sd_")]  # several terms
     table = az.summary(idata, var_names=names, hdi_prob=hdi_prob, round_to="none")
     rows = []
     for name, row in table.iterrows():

@@ -28,11 +28,20 @@ from trialsim.cli.common import (
 )
 @click.option(
     "--model",
-    type=click.Choice(["partially-nested", "cluster", "stepped-wedge", "dose"]),
+    type=click.Choice(["partially-nested", "cluster", "stepped-wedge", "dose", "repeated"]),
     default=None,
     help="partially-nested: a random effect per delivery group where there are groups; "
     "cluster / stepped-wedge: effects of the randomised cluster; dose: adds a slope in the "
-    "attended fraction of sessions. Default: from the trial's structure, printed.",
+    "attended fraction of sessions; repeated: every post-baseline visit with a participant "
+    "intercept plus the structure's group/cluster intercepts (see --estimand). Default: from "
+    "the trial's structure, printed.",
+)
+@click.option(
+    "--estimand",
+    type=click.Choice(["last", "average", "constant"]),
+    default=None,
+    help="--model repeated: the treatment effect at the last visit (default), averaged over "
+    "the visits, or one effect common to every visit.",
 )
 @click.option(
     "--contrast",
@@ -53,7 +62,8 @@ from trialsim.cli.common import (
     default=None,
     metavar="SPEC",
     help="Group-SD prior half-normal:SCALE or half-t:NU,SCALE (default half-normal, scale = "
-    "half the baseline SD).",
+    "half the baseline SD); with --model repeated the prior of every random intercept "
+    "(default: participants scale = one baseline SD, groups and clusters half).",
 )
 @click.option(
     "--residual", type=click.Choice(["normal", "student-t"]), default="normal", show_default=True
@@ -99,6 +109,7 @@ def bayes(
     outcome,
     model,
     contrast,
+    estimand,
     prior,
     rope,
     group_prior,
@@ -129,11 +140,17 @@ def bayes(
         --map arm=gruppe,group=hold
       trialsim bayes tests/data/real/btheb.csv --outcome bdi --better lower --mcid 5 \
         --method exact
+      trialsim bayes tests/data/real/btheb.csv --outcome bdi --better lower --mcid 5 \
+        --model repeated --estimand average --method exact
     """
     from trialsim.bayes.analysis import BayesSettings, default_model, fit_trial
     from trialsim.bayes.output import versions
     from trialsim.files import file_sha256, write_json
 
+    if estimand is not None and model != "repeated":
+        raise InputError("--estimand applies to --model repeated only")
+    if formula is not None and model == "repeated":
+        raise InputError("--formula and --model repeated: give one (the formula is the model)")
     spec = None
     if formula is not None:
         from trialsim.cli.analyse import load_with_formula
@@ -174,6 +191,7 @@ def bayes(
         rope=parse_rope(rope),
         group_prior=group_prior,
         residual=residual,
+        estimand=estimand,
     )
     from trialsim.report.progress import sampling_message, status
 
@@ -204,7 +222,7 @@ def bayes(
         "structure": st.describe(),
         "contrast": f"{st.arms[data.contrast]} - {st.reference}",
         "model_choice": model_line,
-        "formula": spec.lme4() if spec is not None else None,
+        "formula": spec.lme4() if spec is not None else result.model_text,
         "data_sha256": file_sha256(data_file),
         "seed": seed,
         "versions": versions(),
@@ -298,6 +316,7 @@ def _write_mcmc_outputs(result, out: Path, spec=None) -> None:
     )
     plots.plot_prior_posterior(draws, result.prior, out / "prior_posterior.png", xlabel=label)
     names = [v for v in ("effect", "tau", "sigma") if v in result.idata.posterior]
+    names += [str(v) for v in result.idata.posterior.data_vars if str(v).startswith("sd_")]
     plots.plot_trace(result.idata, names, out / "trace.png")
 
 
@@ -305,9 +324,17 @@ def _table(r: dict) -> str:
     lines = [
         f"outcome {r['outcome']}, model {r['model']} ({r['residual']} residuals)",
         f"effect prior    {r['prior_text']}",
-        f"group-SD prior  {r['group_sd_prior']}",
+    ]
+    if "lme4" in r:
+        lines.insert(1, f"  {r['lme4']}")
+    if "sd_priors" in r:
+        width = max(len(name) for name in r["sd_priors"]) + 11
+        lines += [f"{name + '-SD prior':<{width}}{text}" for name, text in r["sd_priors"].items()]
+    else:
+        lines.append(f"group-SD prior  {r['group_sd_prior']}")
+    lines += [
         "",
-        f"{'parameter':<12}{'mean':>10}{'sd':>9}{'low':>10}{'high':>10}{'r_hat':>8}{'ess':>8}",
+        f"{'parameter':<16}{'mean':>10}{'sd':>9}{'low':>10}{'high':>10}{'r_hat':>8}{'ess':>8}",
     ]
     for p in r["parameters"]:
         low = p.get("hdi_low", p.get("ci_low"))
@@ -315,11 +342,11 @@ def _table(r: dict) -> str:
         rhat = f"{p['r_hat']:>8.3f}" if "r_hat" in p else f"{'-':>8}"
         ess = f"{p['ess_bulk']:>8.0f}" if "ess_bulk" in p else f"{'-':>8}"
         lines.append(
-            f"{p['parameter']:<12}{p['mean']:>10.3f}{p['sd']:>9.3f}{low:>10.3f}{high:>10.3f}"
+            f"{p['parameter']:<16}{p['mean']:>10.3f}{p['sd']:>9.3f}{low:>10.3f}{high:>10.3f}"
             f"{rhat}{ess}"
         )
     interval = r.get("interval", f"{r.get('hdi_prob', 0.95):.0%} HDI")
-    lines.insert(4, f"(low, high: {interval})")
+    lines.insert(lines.index("") + 1, f"(low, high: {interval})")
     lines.append("")
     sign = ">" if r["better"] == "higher" else "<"
     lines.append(f"P(benefit: effect {sign} 0)      {r['p_benefit']:.3f}")
