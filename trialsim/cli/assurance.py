@@ -20,6 +20,7 @@ from trialsim.cli.common import (
     outcome_option,
     parse_rope,
     refuse_overwrite,
+    rope_option,
     scenario_argument,
     seed_option,
     set_option,
@@ -47,7 +48,7 @@ from trialsim.cli.common import (
 @outcome_option
 @click.option("--prior", default=None, metavar="PRIOR", help=f"Analysis prior: {PRIOR_HELP}.")
 @click.option("--mcid", type=FiniteFloat(), default=None, help="MCID (default: the scenario's).")
-@click.option("--rope", default=None, metavar="L,U", help="Region of practical equivalence.")
+@rope_option
 @click.option(
     "--model",
     type=click.Choice(["partially-nested", "cluster", "stepped-wedge"]),

@@ -19,6 +19,7 @@ from trialsim.cli.common import (
     out_option,
     parse_rope,
     refuse_overwrite_in,
+    rope_option,
     seed_option,
 )
 
@@ -62,7 +63,7 @@ BAYES_FILES = (
     help=f"Effect prior: {PRIOR_HELP} (outcome units). Default: the scenario's, else "
     "weakly-informative.",
 )
-@click.option("--rope", default=None, metavar="L,U", help="Region of practical equivalence.")
+@rope_option
 @click.option(
     "--group-prior",
     default=None,

@@ -455,6 +455,14 @@ def parse_interval(text: str | None, option: str, example: str = "-2,2"):
     return (low, high)
 
 
+rope_option = click.option(
+    "--rope",
+    default=None,
+    metavar="LOW,HIGH",
+    help="Region of practical equivalence (outcome units), e.g. --rope=-2,2.",
+)
+
+
 def parse_rope(text: str | None) -> tuple[float, float] | None:
     """``--rope L,U`` (outcome units) as a pair, or None."""
     return parse_interval(text, "--rope")
