@@ -170,9 +170,10 @@ def test_cli_assurance_json(tmp_path):
     assert record["design_priors"] == {"effect": "normal:7,3", "icc": "beta:2,30"}
     assert 0 <= record["assurance"] <= 1 and record["n_draws"] == 2
     assert record["prior_text"].startswith("weakly-informative")
-    assert json.loads((out / "assurance.json").read_text())["scenario_sha256"] == record[
-        "scenario_sha256"
-    ]
+    assert (
+        json.loads((out / "assurance.json").read_text())["scenario_sha256"]
+        == record["scenario_sha256"]
+    )
     assert {p.name for p in out.iterdir()} == {
         "assurance.json",
         "assurance.csv",

@@ -326,3 +326,24 @@ def test_csv_text_writes_decimal_commas_in_text_columns_too():
     frame = pd.DataFrame({"a": [1.5, None], "b": ["x;y", 0.25], "n": [1, 2]})
     assert csv_text(frame, dialect="semicolon") == 'a;b;n\n1,5;"x;y";1\n;0,25;2\n'
     assert csv_text(frame) == "a,b,n\n1.5,x;y,1\n,0.25,2\n"
+
+
+# ---- examples run twice in a row ---------------------------------------------------------------
+
+
+def test_every_writing_example_can_run_twice():
+    """Every example in --help, README.md and docs/ that writes a file carries --force (a
+    second run into the same place would otherwise stop with exit code 2)."""
+    import shlex
+
+    from tests.test_examples import DOCS, HELP
+
+    missing = []
+    for example in [*HELP, *DOCS]:
+        tokens = shlex.split(example.line)
+        writes = tokens[1] in WRITES_BY_DEFAULT or any(
+            t.split("=")[0] in ("--out", "--plot", "--keep-replicates") for t in tokens
+        )
+        if writes and example.expect == 0 and "--force" not in tokens:
+            missing.append(f"{example.source}: {example.line}")
+    assert not missing, "\n".join(missing)

@@ -143,9 +143,9 @@ def bayes(
     Examples:
       trialsim bayes scenarios/data/sft-example.csv --outcome psp --better higher \
         --mcid 7 --prior sceptical --map participant=deltager,municipality=kommune \
-        --map arm=gruppe,group=hold
+        --map arm=gruppe,group=hold --force
       trialsim bayes tests/data/real/btheb.csv --outcome bdi --better lower --mcid 5 \
-        --method exact
+        --method exact --force
     """
     from trialsim.bayes.analysis import BayesSettings, default_model, fit_trial
     from trialsim.bayes.output import versions

@@ -74,7 +74,7 @@ def calibrate(data_file, out, declared, template, icc_prior, force, fmt, csv_dia
     Example (the Danish example export; names mapped to the schema):
       trialsim calibrate scenarios/data/sft-example.csv --out scenarios/sft-next.toml \\
         --map participant=deltager,municipality=kommune,arm=gruppe,group=hold \\
-        --map trainer=træner,sessions_offered=tilbudt,sessions_attended=fremmøde
+        --map trainer=træner,sessions_offered=tilbudt,sessions_attended=fremmøde --force
     """
     from trialsim.calibrate import calibrate_trial, write_scenario
     from trialsim.data import read_trial_data
