@@ -464,7 +464,7 @@ rope_option = click.option(
 
 
 def parse_rope(text: str | None) -> tuple[float, float] | None:
-    """``--rope L,U`` (outcome units) as a pair, or None."""
+    """``--rope LOW,HIGH`` (outcome units) as a pair, or None."""
     return parse_interval(text, "--rope")
 
 
