@@ -419,6 +419,45 @@ def scenario_page() -> str:
 # ---- the CLI page ------------------------------------------------------------------------------
 
 
+#: the conventions every command follows (tests/test_cli_conventions.py checks them)
+CONVENTIONS = [
+    "## Conventions",
+    "",
+    "One spelling per concept, in every command:",
+    "",
+    "* **`--analysis NAME`** is the analysis (`trialsim analyses` lists them).",
+    "* **`--method`** is how an answer is computed: `power` analytic, simulation or both; "
+    "`bayes` mcmc or exact. No other command has it.",
+    "* **`--out`** is a *folder* for commands that write several files (`bayes`, `compare`, "
+    "`budget`, `sweep`, `assurance`) and a *file* for commands that write one (`simulate`, "
+    "`calibrate`); each `--out` help says which. A file name given for a folder (or a folder "
+    "for a file) stops with one line, exit code 2. `--plot` and `--keep-replicates` are files.",
+    "* **`--format table|json|csv`** on every command that prints results. CSV is tidy: one "
+    "header row, one row per result, on stdout (notes go to stderr).",
+    "* **`--csv-dialect comma|semicolon`** on every command that prints or writes CSV: "
+    "`semicolon` writes `;` between fields and a decimal comma (`1,5`), what a Danish or other "
+    "European Excel opens. trialsim reads both dialects back.",
+    "* **`--force`**: an existing output (file, or a file a command would write into its "
+    "folder) is kept and the command stops with exit code 2 before any work, unless `--force` "
+    "is given. `sweep --resume` continues the sweep in its folder; `sweep --force` starts it "
+    "again. Every write is atomic (a temporary file renamed over the target when complete).",
+    "* **Intervals are `LOW,HIGH`**: `--ci 0.55,1.02`, `--rope=-2,2`, `--bounds NAME=0,100`. "
+    "Lists of values to run over are `a,b,c` or `start:stop:n` (`--vary`, `--curve`, "
+    "`--range`, `--sizes`).",
+    "",
+    "Old spellings work for one release, hidden from `--help`, and print one line on stderr "
+    "(`warning: OLD is deprecated; use NEW`):",
+    "",
+    "| Old | New |",
+    "|---|---|",
+    "| `trialsim analyse --method NAME` | `--analysis NAME` |",
+    "| `trialsim reanalyse --ci LOW HIGH` | `--ci LOW,HIGH` |",
+    "| `trialsim assurance --out FILE.json` (FILE.csv, FILE-draws.csv beside it) | "
+    "`--out FOLDER` (assurance.json, assurance.csv, assurance-draws.csv in it) |",
+    "",
+]
+
+
 def cli_page() -> str:
     import click
 
@@ -433,6 +472,7 @@ def cli_page() -> str:
         "success, 2 bad input or usage (one line saying what, where and how to fix it; nothing "
         "is written), 1 an internal error.",
         "",
+        *CONVENTIONS,
     ]
     ctx = click.Context(main, info_name="trialsim", terminal_width=HELP_WIDTH)
     out += ["## trialsim", "", "```text", main.get_help(ctx).rstrip(), "```", ""]

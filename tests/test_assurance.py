@@ -143,7 +143,7 @@ def test_assurance_grows_with_the_design_prior_mean(clean_scenario):
 
 
 def test_cli_assurance_json(tmp_path):
-    out = tmp_path / "a.json"
+    out = tmp_path / "a"
     result = CliRunner().invoke(
         main,
         [
@@ -170,7 +170,15 @@ def test_cli_assurance_json(tmp_path):
     assert record["design_priors"] == {"effect": "normal:7,3", "icc": "beta:2,30"}
     assert 0 <= record["assurance"] <= 1 and record["n_draws"] == 2
     assert record["prior_text"].startswith("weakly-informative")
-    assert json.loads(out.read_text())["scenario_sha256"] == record["scenario_sha256"]
+    assert (
+        json.loads((out / "assurance.json").read_text())["scenario_sha256"]
+        == record["scenario_sha256"]
+    )
+    assert {p.name for p in out.iterdir()} == {
+        "assurance.json",
+        "assurance.csv",
+        "assurance-draws.csv",
+    }
 
 
 @pytest.mark.parametrize(

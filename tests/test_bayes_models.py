@@ -135,7 +135,7 @@ def test_cli_bayes_exact_matches_mcmc_and_writes_outputs(one_trial, tmp_path):
     [
         (["--prior", "sceptical"], "needs a non-zero MCID"),
         (["--mcid", "-7"], "positive number"),
-        (["--rope", "2"], "expected L,U"),
+        (["--rope", "2"], "expected LOW,HIGH"),
         (["--outcome", "who5"], "not an outcome of"),
         (["--model", "cluster", "--method", "exact"], "randomised clusters"),
         (["--residual", "student-t", "--method", "exact"], "--method mcmc"),

@@ -277,7 +277,7 @@ def test_budget_errors_and_cli(tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "optimum:" in result.output and (out / "budget.png").is_file()
-    bad = CliRunner().invoke(main, [*args[:3], "100", *args[4:]])
+    bad = CliRunner().invoke(main, [*args[:3], "100", *args[4:], "--force"])
     assert bad.exit_code == 2 and "does not buy" in bad.output
 
 

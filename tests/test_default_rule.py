@@ -211,7 +211,7 @@ def test_cli_budget_prints_the_rule(tmp_path):
     summary = json.loads((tmp_path / "budget.json").read_text())
     assert summary["analysis"] == {"name": choice.name, "reason": choice.reason}
     bad = CliRunner().invoke(main, [*args[:1], str(ROOT / "scenarios/sft-19m-municipality.toml"),
-                                    *args[2:]])  # fmt: skip
+                                    *args[2:], "--force"])  # fmt: skip
     assert bad.exit_code == 2 and "municipality design" in bad.output
 
 

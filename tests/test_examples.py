@@ -167,7 +167,7 @@ def markdown_examples(path: Path) -> list[Example]:
 
 def is_command_line(span: str) -> bool:
     """An inline code span that is a whole command line, not a mention of a command
-    (`trialsim bayes`), a pattern (`trialsim analyse DATA --method NAME`) or output."""
+    (`trialsim bayes`), a pattern (`trialsim analyse DATA --analysis NAME`) or output."""
     try:
         tokens = shlex.split(span)
     except ValueError:
@@ -328,7 +328,7 @@ def test_inline_spans_that_are_command_lines():
     assert is_command_line("trialsim analyses")
     assert not is_command_line("trialsim bayes")
     assert not is_command_line("trialsim bayes --method exact")
-    assert not is_command_line("trialsim analyse DATA --method NAME")
+    assert not is_command_line("trialsim analyse DATA --analysis NAME")
     assert not is_command_line("trialsim simulate ... --out FILE.csv")
     assert not is_command_line("trialsim app: http://127.0.0.1:8000 (planning x; Ctrl+C stops)")
 

@@ -262,7 +262,7 @@ def test_outputs_the_user_can_fix_are_one_line(tmp_path):
     (tmp_path / "taken.csv").mkdir()
     (tmp_path / "file").write_text("x")
     for out, expected in [
-        (tmp_path / "taken.csv", "is a directory"),
+        (tmp_path / "taken.csv", "is a folder"),
         (tmp_path / "file" / "x.csv", "in the way"),
         (Path("/proc/self/x.csv"), "not an ordinary folder"),
     ]:
@@ -281,7 +281,7 @@ def test_a_full_disk_is_one_line_and_leaves_the_old_file_and_no_temporary(tmp_pa
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", full)
-    result = run("simulate", SFT, "--reps", "2", "--out", str(target))
+    result = run("simulate", SFT, "--reps", "2", "--out", str(target), "--force")
     assert result.exit_code == 2
     assert "no space left" in one_line_error(result)
     assert target.read_text() == "old\n"

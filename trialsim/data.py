@@ -236,17 +236,19 @@ def _nullable(ids: np.ndarray) -> pd.arrays.IntegerArray:
     return out
 
 
-def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write CSV or Parquet (by suffix) atomically: a temporary file, then a rename."""
+def write_table(frame: pd.DataFrame, path: str | Path, *, csv_dialect: str = "comma") -> Path:
+    """Write CSV (in ``csv_dialect``, see :data:`trialsim.files.CSV_DIALECTS`) or Parquet (by
+    suffix) atomically: a temporary file, then a rename."""
+    from trialsim.files import write_csv
+
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise ValueError(f"{path}: output must end in .csv or .parquet")
+    if suffix == ".csv":
+        return write_csv(frame, path, dialect=csv_dialect)
     with atomic_path(path) as tmp:
-        if suffix == ".csv":
-            frame.to_csv(tmp, index=False, na_rep="")
-        else:
-            frame.to_parquet(tmp, index=False)
+        frame.to_parquet(tmp, index=False)
     return path
 
 

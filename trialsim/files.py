@@ -11,6 +11,7 @@ way, a /proc path) raises :class:`trialsim.errors.OutputError` with one line.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -27,6 +28,11 @@ import numpy as np
 from trialsim.errors import OutputError, UserError, os_error_message
 
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+#: CSV dialects trialsim writes (``--csv-dialect``): separator and decimal mark. ``semicolon``
+#: is what a Danish or other European Excel opens (``;`` between fields, ``1,5``); trialsim's
+#: reader (:func:`trialsim.io.readers.sniff_dialect`) reads both.
+CSV_DIALECTS = {"comma": (",", "."), "semicolon": (";", ",")}
 
 #: a write is refused up front when its folder has less free space than this
 MIN_FREE_BYTES = 1 << 20
@@ -176,12 +182,79 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         _TermAsInterrupt.exit()
 
 
+def _decimal_text(value, decimal: str):
+    """A float in a text (object) column with the dialect's decimal mark."""
+    if isinstance(value, float | np.floating) and not isinstance(value, bool):
+        return repr(float(value)).replace(".", decimal)
+    return value
+
+
+def csv_text(frame, *, dialect: str = "comma", float_format: str | None = None) -> str:
+    """``frame`` as CSV text in ``dialect`` (see :data:`CSV_DIALECTS`): one header row, no
+    index, empty cells for missing values; numbers in text columns get the decimal mark too."""
+    buffer = io.StringIO()
+    write_csv_frame(frame, buffer, dialect=dialect, float_format=float_format)
+    return buffer.getvalue()
+
+
+def write_csv_frame(
+    frame, handle, *, dialect: str = "comma", header: bool = True, float_format: str | None = None
+) -> None:
+    """Write ``frame`` as CSV in ``dialect`` to an open text handle or a path (not atomic:
+    callers write to :func:`atomic_path`'s temporary)."""
+    if dialect not in CSV_DIALECTS:
+        raise UserError(f"--csv-dialect {dialect}: choose one of {', '.join(CSV_DIALECTS)}")
+    sep, decimal = CSV_DIALECTS[dialect]
+    if decimal != ".":
+        frame = frame.copy()
+        for name in frame.columns:
+            if frame[name].dtype == object:
+                frame[name] = frame[name].map(lambda v: _decimal_text(v, decimal))
+    frame.to_csv(
+        handle,
+        index=False,
+        na_rep="",
+        header=header,
+        sep=sep,
+        decimal=decimal,
+        float_format=float_format,
+    )
+
+
+def write_csv(
+    frame, path: str | Path, *, dialect: str = "comma", float_format: str | None = None
+) -> Path:
+    """Write ``frame`` as a CSV file in ``dialect``, atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            write_csv_frame(frame, handle, dialect=dialect, float_format=float_format)
+    return Path(path)
+
+
+def read_csv_table(path: str | Path):
+    """A CSV table trialsim wrote, in either dialect (the separator and decimal mark are
+    detected as for trial data)."""
+    import pandas as pd
+
+    from trialsim.io.readers import sniff_dialect
+
+    with open(path, encoding="utf-8-sig") as handle:
+        sample = handle.read(65536)
+    sep, decimal = sniff_dialect(sample)
+    return pd.read_csv(path, sep=sep, decimal=decimal, encoding="utf-8-sig")
+
+
 @contextmanager
-def table_writer(path: str | Path, *, metadata: dict[bytes, bytes] | None = None) -> Iterator:
+def table_writer(
+    path: str | Path,
+    *,
+    metadata: dict[bytes, bytes] | None = None,
+    csv_dialect: str = "comma",
+) -> Iterator:
     """Write a table in chunks, atomically: ``write(frame)`` appends rows (CSV: the header
     once; Parquet: one row group per chunk with the first chunk's schema, plus ``metadata``
-    in the schema's metadata). Memory is one chunk; the bytes of a CSV equal those of the
-    whole table written at once.
+    in the schema's metadata; ``csv_dialect`` as in :data:`CSV_DIALECTS`). Memory is one
+    chunk; the bytes of a CSV equal those of the whole table written at once.
 
     >>> with table_writer("sim.parquet") as write:  # doctest: +SKIP
     ...     for frame in chunks:
@@ -196,11 +269,11 @@ def table_writer(path: str | Path, *, metadata: dict[bytes, bytes] | None = None
             with open(tmp, "w", encoding="utf-8", newline="") as handle:
                 first = [True]
 
-                def write_csv(frame) -> None:
-                    frame.to_csv(handle, index=False, na_rep="", header=first[0])
+                def write_chunk(frame) -> None:
+                    write_csv_frame(frame, handle, dialect=csv_dialect, header=first[0])
                     first[0] = False
 
-                yield write_csv
+                yield write_chunk
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -227,12 +300,16 @@ def table_writer(path: str | Path, *, metadata: dict[bytes, bytes] | None = None
 
 
 def write_table_chunks(
-    path: str | Path, frames: Iterable, *, metadata: dict[bytes, bytes] | None = None
+    path: str | Path,
+    frames: Iterable,
+    *,
+    metadata: dict[bytes, bytes] | None = None,
+    csv_dialect: str = "comma",
 ) -> int:
     """Write every frame of ``frames`` (an iterator: one in memory at a time) to one CSV or
     Parquet table, atomically; the number of rows written."""
     rows = 0
-    with table_writer(path, metadata=metadata) as write:
+    with table_writer(path, metadata=metadata, csv_dialect=csv_dialect) as write:
         for frame in frames:
             write(frame)
             rows += len(frame)

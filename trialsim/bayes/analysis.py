@@ -81,7 +81,7 @@ class BayesSettings:
                 "direction comes from --better)"
             )
         if self.rope is not None and not self.rope[0] < self.rope[1]:
-            raise ValueError(f"--rope L,U needs L < U, got {self.rope}")
+            raise ValueError(f"--rope LOW,HIGH needs LOW < HIGH, got {self.rope}")
 
     @property
     def signed_mcid(self) -> float | None:

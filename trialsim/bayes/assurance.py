@@ -231,7 +231,7 @@ def run_assurance(
     if "p_beyond_mcid" in decision.quantities and settings.mcid is None:
         raise ValueError("the decision uses p_beyond_mcid: give --mcid or outcomes.<name>.mcid")
     if "p_in_rope" in decision.quantities and settings.rope is None:
-        raise ValueError("the decision uses p_in_rope: give --rope L,U")
+        raise ValueError("the decision uses p_in_rope: give --rope LOW,HIGH, e.g. --rope=-2,2")
     prior, group_prior = settings.priors(o.sd)
     raw = scenario.model_dump(mode="json", exclude_none=True)
     keys = {resolve_design_key(k, outcome): d for k, d in design_priors.items()}

@@ -50,14 +50,16 @@ def draws_frame(posterior) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def write_draws(posterior, folder: str | Path) -> tuple[Path, Path]:
-    """Write :func:`draws_frame` to ``folder/draws.csv`` and ``folder/draws.parquet`` (each
-    atomically: a temporary file, then a rename) and return the two paths."""
+def write_draws(posterior, folder: str | Path, *, csv_dialect: str = "comma") -> tuple[Path, Path]:
+    """Write :func:`draws_frame` to ``folder/draws.csv`` (in ``csv_dialect``, see
+    :data:`trialsim.files.CSV_DIALECTS`) and ``folder/draws.parquet`` (each atomically: a
+    temporary file, then a rename) and return the two paths."""
+    from trialsim.files import write_csv
+
     folder = Path(folder)
     frame = draws_frame(posterior)
     csv, parquet = folder / "draws.csv", folder / "draws.parquet"
-    with atomic_path(csv) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.10g")
+    write_csv(frame, csv, dialect=csv_dialect, float_format="%.10g")
     with atomic_path(parquet) as tmp:
         frame.to_parquet(tmp, index=False)
     return csv, parquet

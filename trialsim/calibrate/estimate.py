@@ -8,7 +8,7 @@ Estimates and where they come from
 ----------------------------------
 * outcome ``mean`` / ``sd``: baseline (before randomisation, both arms, every participant);
 * ``effect`` (bounded outcomes): the partially nested mixed model at the last visit
-  (``trialsim analyse --method mixed``), an intention-to-treat effect; hence
+  (``trialsim analyse --analysis mixed``), an intention-to-treat effect; hence
   ``dose_response = "none"`` in the written scenario, so the scenario's effect *is* that ITT
   effect; counts / binary: crude rate / odds ratios at the last visit;
 * ``correlation.*``: within-municipality ML correlations in the control arm (no group

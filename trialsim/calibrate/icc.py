@@ -1,6 +1,6 @@
 """Posterior of the group ICC and of the effect from the restricted likelihood, by quadrature.
 
-Model (one trial): the partially nested ANCOVA of ``trialsim analyse --method mixed``,
+Model (one trial): the partially nested ANCOVA of ``trialsim analyse --analysis mixed``,
 
     y = X beta + u_group + e,   u ~ N(0, lam sigma2),   e ~ N(0, sigma2),
 

@@ -7,17 +7,18 @@ from pathlib import Path
 import click
 
 from trialsim.cli.common import (
+    ConventionCommand,
     InputError,
     RunFailed,
     data_options,
-    echo_json,
+    emit,
     format_option,
     friendly,
     load_trial,
 )
 
 
-@click.command()
+@click.command(cls=ConventionCommand, aliases={"--method": "--analysis"})
 @click.argument("data_file", metavar="DATA", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--outcome",
@@ -26,7 +27,6 @@ from trialsim.cli.common import (
 )
 @click.option(
     "--analysis",
-    "--method",
     "analysis_name",
     default=None,
     metavar="NAME",
@@ -57,7 +57,9 @@ from trialsim.cli.common import (
 @data_options
 @format_option
 @friendly
-def analyse(data_file, outcome, analysis_name, contrast, formula, estimand, declared, fmt):
+def analyse(
+    data_file, outcome, analysis_name, contrast, formula, estimand, declared, fmt, csv_dialect
+):
     """Run one analysis on a trial-data file (real or simulated).
 
     DATA is CSV (also Danish ';' with decimal commas), Parquet, .xlsx, .dta or .sav, long or
@@ -116,26 +118,27 @@ def analyse(data_file, outcome, analysis_name, contrast, formula, estimand, decl
     header = [f"{data_file}: {'; '.join(st.describe()[:4])}", f"outcome {spec.describe()}", line]
     header += [f"model: {lme4}"] if lme4 else []
     header += adjustments
-    if fmt == "csv":
+    if fmt == "csv":  # what the rows are, on stderr: stdout stays one CSV table
         click.echo("\n".join(header), err=True)
-        click.echo(frame.to_csv(index=False), nl=False)
-    elif fmt == "json":
-        echo_json(
-            {
-                "data": str(data_file),
-                "outcome": outcome,
-                "outcome_spec": spec.describe(),
-                "analysis": analysis.name,
-                "model": lme4,
-                "multiplicity": adjustments,
-                "default_analysis": {"name": default.name, "reason": default.reason},
-                "structure": st.describe(),
-                "results": frame.to_dict(orient="records"),
-            }
-        )
-    else:
-        click.echo("\n".join(header))
-        click.echo(frame.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    emit(
+        fmt,
+        text=lambda: "\n".join(
+            [*header, frame.to_string(index=False, float_format=lambda x: f"{x:.4g}")]
+        ),
+        record={
+            "data": str(data_file),
+            "outcome": outcome,
+            "outcome_spec": spec.describe(),
+            "analysis": analysis.name,
+            "model": lme4,
+            "multiplicity": adjustments,
+            "default_analysis": {"name": default.name, "reason": default.reason},
+            "structure": st.describe(),
+            "results": frame.to_dict(orient="records"),
+        },
+        rows=frame,
+        csv_dialect=csv_dialect,
+    )
     failed = int(frame["failed"].sum())
     if failed and data.n_reps == 1:
         raise RunFailed(

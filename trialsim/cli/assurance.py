@@ -11,10 +11,16 @@ from trialsim.bayes.priors import PRIOR_HELP
 from trialsim.cli.common import (
     FiniteFloat,
     InputError,
-    echo_json,
+    deprecation,
+    emit,
+    force_option,
+    format_option,
     friendly,
+    out_option,
     outcome_option,
     parse_rope,
+    refuse_overwrite,
+    rope_option,
     scenario_argument,
     seed_option,
     set_option,
@@ -42,7 +48,7 @@ from trialsim.cli.common import (
 @outcome_option
 @click.option("--prior", default=None, metavar="PRIOR", help=f"Analysis prior: {PRIOR_HELP}.")
 @click.option("--mcid", type=FiniteFloat(), default=None, help="MCID (default: the scenario's).")
-@click.option("--rope", default=None, metavar="L,U", help="Region of practical equivalence.")
+@rope_option
 @click.option(
     "--model",
     type=click.Choice(["partially-nested", "cluster", "stepped-wedge"]),
@@ -79,22 +85,15 @@ from trialsim.cli.common import (
     help="Re-analyse this many trials by NUTS and compare with the exact posterior.",
 )
 @seed_option
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the result to this file (.json) and, beside it, the same numbers as CSV: "
-    "OUT.csv (assurance and the operating characteristics with their MCSE) and OUT-draws.csv "
-    "(one row per design-prior draw with its success rate).",
+@out_option(
+    "folder",
+    "for assurance.json (the result), assurance.csv (assurance and the operating "
+    "characteristics with their MCSE; what --format csv prints) and assurance-draws.csv (one "
+    "row per design-prior draw with its success rate). Default: nothing written.",
+    legacy=(".json", ".csv"),
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-    help="Output on screen (csv: the summary table of OUT.csv).",
-)
+@force_option
+@format_option
 @set_option
 @friendly
 def assurance(
@@ -112,7 +111,9 @@ def assurance(
     check_mcmc,
     seed,
     out,
+    force,
     fmt,
+    csv_dialect,
     overrides,
 ):
     """Assurance of SCENARIO: the probability that the trial meets --decision, averaged over
@@ -135,6 +136,9 @@ def assurance(
     from trialsim.report.progress import progress_bar
     from trialsim.scenario import load_scenario
 
+    json_path = output_json(out)
+    if json_path is not None:
+        refuse_overwrite([json_path, *csv_paths(json_path)], force)
     s = load_scenario(scenario, overrides)
     outcome = outcome or s.primary
     if outcome not in s.outcomes:
@@ -190,15 +194,9 @@ def assurance(
         "mcid": settings.mcid,
         **result.as_dict(),
     }
-    if out is not None:
-        write_json(out.with_suffix(".json") if out.suffix.lower() == ".csv" else out, record)
-        write_csv_tables(out, result)
-    if fmt == "json":
-        echo_json(record)
-        return
-    if fmt == "csv":
-        click.echo(summary_frame(result).to_csv(index=False, float_format="%.10g"), nl=False)
-        return
+    if json_path is not None:
+        write_json(json_path, record)
+        write_csv_tables(json_path, result, csv_dialect=csv_dialect)
     r = result
     lines = [
         f"scenario {s.name}, outcome {outcome} ({settings.better} is better), model "
@@ -225,7 +223,25 @@ def assurance(
             f"MCMC check      {c['trials']} trials: decisions agree {c['decision_agreement']:.0%}"
             f"; max |MCMC - exact|: {diffs}"
         )
-    click.echo("\n".join(lines))
+    emit(
+        fmt,
+        text="\n".join(lines),
+        record=record,
+        rows=summary_frame(result),
+        csv_dialect=csv_dialect,
+    )
+
+
+def output_json(out: Path | None) -> Path | None:
+    """The JSON result's path for ``--out``: FOLDER/assurance.json; the old form ``--out
+    FILE.json`` (FILE.csv and FILE-draws.csv beside it) still works for one release, with a
+    deprecation line."""
+    if out is None:
+        return None
+    if out.suffix.lower() in (".json", ".csv"):
+        deprecation(f"--out {out.name}", "--out FOLDER (assurance.json and its CSVs go in it)")
+        return out.with_suffix(".json")
+    return out / "assurance.json"
 
 
 def summary_frame(result):
@@ -252,18 +268,15 @@ def csv_paths(out: Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + "-draws.csv")
 
 
-def write_csv_tables(out: Path, result) -> tuple[Path, Path]:
+def write_csv_tables(out: Path, result, *, csv_dialect: str = "comma") -> tuple[Path, Path]:
     """Write the summary (:func:`summary_frame`) and the per-draw table (design-prior values
-    and success rate per draw) as CSV beside the JSON result, atomically."""
+    and success rate per draw) as CSV in ``csv_dialect`` beside the JSON result, atomically."""
     import pandas as pd
 
-    from trialsim.files import atomic_path
+    from trialsim.files import write_csv
 
     summary_path, draws_path = csv_paths(out)
-    with atomic_path(summary_path) as tmp:
-        summary_frame(result).to_csv(tmp, index=False, float_format="%.10g")
-    with atomic_path(draws_path) as tmp:
-        pd.DataFrame(result.draws).rename_axis("draw").reset_index().to_csv(
-            tmp, index=False, float_format="%.10g"
-        )
+    write_csv(summary_frame(result), summary_path, dialect=csv_dialect, float_format="%.10g")
+    draws = pd.DataFrame(result.draws).rename_axis("draw").reset_index()
+    write_csv(draws, draws_path, dialect=csv_dialect, float_format="%.10g")
     return summary_path, draws_path

@@ -11,11 +11,27 @@ from trialsim.cli.common import (
     FiniteFloat,
     InputError,
     data_options,
-    echo_json,
+    emit,
+    force_option,
+    format_option,
     friendly,
     load_trial,
+    out_option,
     parse_rope,
+    refuse_overwrite_in,
+    rope_option,
     seed_option,
+)
+
+#: what bayes writes into --out (the draws and plots with MCMC only)
+BAYES_FILES = (
+    "summary.json",
+    "posterior.nc",
+    "draws.csv",
+    "draws.parquet",
+    "posterior_mcid.png",
+    "prior_posterior.png",
+    "trace.png",
 )
 
 
@@ -56,7 +72,7 @@ from trialsim.cli.common import (
     help=f"Effect prior: {PRIOR_HELP} (outcome units). Default: the scenario's, else "
     "weakly-informative.",
 )
-@click.option("--rope", default=None, metavar="L,U", help="Region of practical equivalence.")
+@rope_option
 @click.option(
     "--group-prior",
     default=None,
@@ -94,15 +110,13 @@ from trialsim.cli.common import (
 )
 @seed_option
 @data_options
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder for summary.json, posterior.nc and plots (default results/<data>/bayes).",
+@out_option(
+    "folder",
+    "for summary.json, posterior.nc, draws.csv, draws.parquet and the plots (default "
+    "results/<data>/bayes).",
 )
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@force_option
+@format_option
 @friendly
 def bayes(
     data_file,
@@ -123,12 +137,15 @@ def bayes(
     formula,
     declared,
     out,
+    force,
     fmt,
+    csv_dialect,
 ):
     """Bayesian analysis of a trial-data file: posterior of the treatment effect.
 
     Reports the posterior mean, SD, 95% HDI, R-hat and ESS, P(benefit), P(benefit beyond the
-    MCID) and P(inside the ROPE), with the priors used. Sampler problems (divergences, R-hat,
+    MCID) and P(inside the ROPE), with the priors used (--format csv: one row per contrast
+    and parameter, the probabilities on the effect's row). Sampler problems (divergences, R-hat,
     low ESS) are printed as warnings with a remedy. Writes summary.json, posterior.nc (ArviZ
     InferenceData), the draws as draws.csv and draws.parquet, and plots (posterior vs MCID,
     trace, prior vs posterior) to --out.
@@ -137,11 +154,11 @@ def bayes(
     Examples:
       trialsim bayes scenarios/data/sft-example.csv --outcome psp --better higher \
         --mcid 7 --prior sceptical --map participant=deltager,municipality=kommune \
-        --map arm=gruppe,group=hold
+        --map arm=gruppe,group=hold --force
       trialsim bayes tests/data/real/btheb.csv --outcome bdi --better lower --mcid 5 \
-        --method exact
+        --method exact --force
       trialsim bayes tests/data/real/btheb.csv --outcome bdi --better lower --mcid 5 \
-        --model repeated --estimand average --method exact
+        --model repeated --estimand average --method exact --force
     """
     from trialsim.bayes.analysis import BayesSettings, default_model, fit_trial
     from trialsim.bayes.output import versions
@@ -151,6 +168,8 @@ def bayes(
         raise InputError("--estimand applies to --model repeated only")
     if formula is not None and model == "repeated":
         raise InputError("--formula and --model repeated: give one (the formula is the model)")
+    out = out or Path("results") / data_file.stem / "bayes"
+    refuse_overwrite_in(out, BAYES_FILES, force)
     spec = None
     if formula is not None:
         from trialsim.cli.analyse import load_with_formula
@@ -228,16 +247,21 @@ def bayes(
         "versions": versions(),
         **result.as_dict(),
     }
-    out = out or Path("results") / data_file.stem / "bayes"
     write_json(out / "summary.json", record)
     if result.idata is not None:
-        _write_mcmc_outputs(result, out, st.outcome(outcome))
-    if fmt == "json":
-        echo_json(record)
-    else:
-        click.echo(f"{data_file}: {'; '.join(st.describe()[:4])}")
-        click.echo(f"contrast: {record['contrast']}; {model_line}")
-        click.echo(_table(record))
+        _write_mcmc_outputs(result, out, st.outcome(outcome), csv_dialect)
+    text = [
+        f"{data_file}: {'; '.join(st.describe()[:4])}",
+        f"contrast: {record['contrast']}; {model_line}",
+        _table(record),
+    ]
+    emit(
+        fmt,
+        text="\n".join(text),
+        record=record,
+        rows=parameter_rows(record["contrast"], record),
+        csv_dialect=csv_dialect,
+    )
     for line in record.get("diagnostics", {}).get("warnings", []):
         click.echo(f"warning: {line}", err=True)
 
@@ -275,34 +299,64 @@ def _all_contrasts(data, outcome, settings, spec, model_line, opts) -> None:
         "versions": versions(),
         **res.as_dict(),
     }
-    out = opts["out"] or Path("results") / data_file.stem / "bayes"
-    write_json(out / "summary.json", record)
-    if opts["fmt"] == "json":
-        echo_json(record)
-    else:
-        click.echo(f"{data_file}: {'; '.join(st.describe()[:4])}")
-        click.echo(f"every arm against {st.reference}; {model_line}")
-        click.echo(f"({res.note})")
-        for name, result in res.results.items():
-            click.echo("")
-            click.echo(f"contrast: {name}")
-            click.echo(_table(result.as_dict()))
-        if res.p_best is not None:
-            click.echo("")
-            best = ", ".join(f"{arm} {p:.3f}" for arm, p in res.p_best.items())
-            click.echo(f"P(best arm, {settings.better} is better): {best}")
+    write_json(opts["out"] / "summary.json", record)
+    text = [
+        f"{data_file}: {'; '.join(st.describe()[:4])}",
+        f"every arm against {st.reference}; {model_line}",
+        f"({res.note})",
+    ]
+    for name, result in res.results.items():
+        text += ["", f"contrast: {name}", _table(result.as_dict())]
+    if res.p_best is not None:
+        best = ", ".join(f"{arm} {p:.3f}" for arm, p in res.p_best.items())
+        text += ["", f"P(best arm, {settings.better} is better): {best}"]
+    rows = [row for name, r in res.results.items() for row in parameter_rows(name, r.as_dict())]
+    emit(
+        opts["fmt"],
+        text="\n".join(text),
+        record=record,
+        rows=rows,
+        csv_dialect=opts["csv_dialect"],
+    )
     first = next(iter(res.results.values()))
     for line in (first.summary.get("diagnostics") or {}).get("warnings", []):
         click.echo(f"warning: {line}", err=True)
 
 
-def _write_mcmc_outputs(result, out: Path, spec=None) -> None:
+def parameter_rows(contrast: str, r: dict) -> list[dict]:
+    """``--format csv``: one row per parameter of one contrast's posterior (mean, sd, the
+    interval, R-hat, ESS); the effect's row also holds P(benefit), P(beyond the MCID) and
+    P(inside the ROPE)."""
+    probabilities = {k: r[k] for k in ("p_benefit", "p_beyond_mcid", "p_in_rope") if k in r}
+    interval = r.get("interval", f"{r.get('hdi_prob', 0.95):.0%} HDI")
+    rows = []
+    for p in r["parameters"]:
+        row = {
+            "contrast": contrast,
+            "outcome": r["outcome"],
+            "model": r["model"],
+            "parameter": p["parameter"],
+            "mean": p["mean"],
+            "sd": p["sd"],
+            "low": p.get("hdi_low", p.get("ci_low")),
+            "high": p.get("hdi_high", p.get("ci_high")),
+            "interval": interval,
+            "r_hat": p.get("r_hat"),
+            "ess_bulk": p.get("ess_bulk"),
+            "mcid": r.get("mcid"),
+            "better": r.get("better"),
+        }
+        rows.append({**row, **(probabilities if p["parameter"] == "effect" else {})})
+    return rows
+
+
+def _write_mcmc_outputs(result, out: Path, spec=None, csv_dialect: str = "comma") -> None:
     from trialsim.bayes import plots
     from trialsim.bayes.output import write_draws, write_netcdf
     from trialsim.report.style import effect_label
 
     write_netcdf(result.idata, out / "posterior.nc")
-    write_draws(result.idata, out)
+    write_draws(result.idata, out, csv_dialect=csv_dialect)
     draws = result.idata.posterior["effect"].values
     mcid = result.settings.signed_mcid
     label = effect_label(spec.name if spec else None, spec)

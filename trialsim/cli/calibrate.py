@@ -7,7 +7,16 @@ from pathlib import Path
 
 import click
 
-from trialsim.cli.common import InputError, data_options, echo_json, friendly
+from trialsim.cli.common import (
+    InputError,
+    data_options,
+    emit,
+    force_option,
+    format_option,
+    friendly,
+    out_option,
+    refuse_overwrite,
+)
 from trialsim.scenario import SFT_SCENARIO
 
 
@@ -24,12 +33,11 @@ def _beta(text: str) -> tuple[float, float]:
 
 @click.command()
 @click.argument("data_file", metavar="DATA", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    "out",
+@out_option(
+    "file",
+    "(.toml): the scenario to write, e.g. scenarios/sft-next.toml (its stem becomes the name).",
+    suffixes=(".toml",),
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Scenario file to write, e.g. scenarios/sft-next.toml (its stem becomes the name).",
 )
 @data_options
 @click.option(
@@ -47,17 +55,10 @@ def _beta(text: str) -> tuple[float, float]:
     help="Prior of the group ICC: the default is the published range for group treatments "
     "(mean 0.07); beta:1,1 is uniform (then few groups pull the posterior far up).",
 )
-@click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Summary on screen.",
-)
+@force_option
+@format_option
 @friendly
-def calibrate(data_file, out, declared, template, icc_prior, force, fmt):
+def calibrate(data_file, out, declared, template, icc_prior, force, fmt, csv_dialect):
     """Estimate from a trial-data file what a scenario needs, and write it.
 
     Estimated: outcome means and SDs (baseline), baseline-follow-up and between-outcome
@@ -73,15 +74,14 @@ def calibrate(data_file, out, declared, template, icc_prior, force, fmt):
     Example (the Danish example export; names mapped to the schema):
       trialsim calibrate scenarios/data/sft-example.csv --out scenarios/sft-next.toml \\
         --map participant=deltager,municipality=kommune,arm=gruppe,group=hold \\
-        --map trainer=træner,sessions_offered=tilbudt,sessions_attended=fremmøde
+        --map trainer=træner,sessions_offered=tilbudt,sessions_attended=fremmøde --force
     """
     from trialsim.calibrate import calibrate_trial, write_scenario
     from trialsim.data import read_trial_data
     from trialsim.io import load_trial_frame
     from trialsim.scenario import load_scenario
 
-    if out.exists() and not force:
-        raise InputError(f"{out} exists; choose another --out or add --force")
+    refuse_overwrite([out], force)
     prior = _beta(icc_prior)
     template = template or SFT_SCENARIO
     tmpl = load_scenario(template)
@@ -102,25 +102,18 @@ def calibrate(data_file, out, declared, template, icc_prior, force, fmt):
     date = dt.datetime.now(dt.UTC).date().isoformat()
     write_scenario(cal, out, source=str(data_file), date=date, template_path=str(template))
     summary = cal.summary()
-    if fmt == "json":
-        echo_json({"data": str(data_file), "scenario": str(out), "date": date, **summary})
-        return
+    record = {"data": str(data_file), "scenario": str(out), "date": date, **summary}
     lo, hi = summary["icc_group_90_interval"]
-    click.echo(
-        "\n".join(
-            [
-                f"wrote {out} (n={summary['n_participants']}, "
-                f"primary {summary['primary_outcome']}, {summary['randomisation']} "
-                "randomisation)",
-                cal.analysis.line(),
-                f"effect      {summary['effect_posterior_mean']:.3g} "
-                f"(posterior SD {summary['effect_posterior_sd']:.3g}), ITT at the last visit",
-                f"icc_group   {summary['icc_group']:.3g} (posterior mean; SD "
-                f"{summary['icc_group_posterior_sd']:.3f}, 90% {lo:.3f}-{hi:.3f}; prior "
-                f"{icc_prior})",
-                f"design priors: effect={summary['design_priors']['effect']} "
-                f"icc={summary['design_priors']['icc']}",
-                f"check it:   trialsim validate {out}",
-            ]
-        )
-    )
+    text = [
+        f"wrote {out} (n={summary['n_participants']}, primary {summary['primary_outcome']}, "
+        f"{summary['randomisation']} randomisation)",
+        cal.analysis.line(),
+        f"effect      {summary['effect_posterior_mean']:.3g} "
+        f"(posterior SD {summary['effect_posterior_sd']:.3g}), ITT at the last visit",
+        f"icc_group   {summary['icc_group']:.3g} (posterior mean; SD "
+        f"{summary['icc_group_posterior_sd']:.3f}, 90% {lo:.3f}-{hi:.3f}; prior {icc_prior})",
+        f"design priors: effect={summary['design_priors']['effect']} "
+        f"icc={summary['design_priors']['icc']}",
+        f"check it:   trialsim validate {out}",
+    ]
+    emit(fmt, text="\n".join(text), record=record, rows=record, csv_dialect=csv_dialect)

@@ -204,16 +204,6 @@ def target_power_option(help: str | None = None):
     )
 
 
-format_option = click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-    help="Output on screen.",
-)
-
-
 # ---- reading trial-data files ----
 
 map_option = click.option(
@@ -342,19 +332,6 @@ def data_options(func):
     return wrapper
 
 
-def parse_rope(text: str | None) -> tuple[float, float] | None:
-    """``--rope L,U`` (outcome units) as a pair, or None."""
-    if text is None:
-        return None
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"--rope {text!r}: expected L,U (outcome units), e.g. -2,2") from None
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise InputError(f"--rope {text!r}: needs finite L < U (outcome units), e.g. -2,2")
-    return (low, high)
-
-
 def echo_json(obj) -> None:
     from trialsim.files import to_json
 
@@ -409,3 +386,254 @@ formula_option = click.option(
     '"psp ~ arm + baseline + municipality + (1 | group) + (1 | trainer)"; printed back '
     "with the results.",
 )
+
+
+# ---- the command-line conventions (one spelling per concept across commands) -----------------
+#
+# the analysis is --analysis; how an answer is computed is --method; --out is a folder for
+# commands that write several files and a file for those that write one; --format
+# table|json|csv (+ --csv-dialect) for results on screen; an existing output is kept unless
+# --force; an interval is written LOW,HIGH. Old spellings are hidden aliases for one release.
+
+
+def deprecation(old: str, new: str) -> None:
+    """The one-line notice printed when a deprecated spelling is used (it still works)."""
+    click.echo(f"warning: {old} is deprecated; use {new}", err=True)
+
+
+class ConventionCommand(click.Command):
+    """A command that accepts old option spellings for one release: ``aliases`` maps an old
+    option (``--method``) to its new name (``--analysis``); ``interval_pairs`` lists interval
+    options (``--ci``) whose old form took two values (``--ci LOW HIGH``), now ``LOW,HIGH``.
+    Neither shows in ``--help``; each use prints :func:`deprecation` on stderr."""
+
+    def __init__(self, *args, aliases=None, interval_pairs=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deprecated_aliases = dict(aliases or {})
+        self.interval_pairs = tuple(interval_pairs)
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, self.rewrite_deprecated(list(args)))
+
+    def rewrite_deprecated(self, args: list[str]) -> list[str]:
+        out: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                out += args[i:]
+                break
+            name, eq, value = arg.partition("=")
+            if name in self.deprecated_aliases:
+                new = self.deprecated_aliases[name]
+                deprecation(name, new)
+                out.append(new + eq + value)
+                i += 1
+                continue
+            if arg in self.interval_pairs and _two_numbers(args[i + 1 : i + 3]):
+                deprecation(f"{arg} LOW HIGH", f"{arg} LOW,HIGH")
+                out += [arg, f"{args[i + 1]},{args[i + 2]}"]
+                i += 3
+                continue
+            out.append(arg)
+            i += 1
+        return out
+
+
+def _two_numbers(tokens: list[str]) -> bool:
+    if len(tokens) != 2 or any("," in t for t in tokens):
+        return False
+    try:
+        [float(t) for t in tokens]
+    except ValueError:
+        return False
+    return True
+
+
+def parse_interval(text: str | None, option: str, example: str = "-2,2"):
+    """An interval ``LOW,HIGH`` (``--rope``, ``--ci``, ...) as a pair of finite floats with
+    LOW < HIGH, or None; else a one-line :class:`InputError` naming the option."""
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"{option} {text!r}: expected LOW,HIGH, e.g. {option} {example}") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise InputError(f"{option} {text!r}: give finite numbers, e.g. {option} {example}")
+    if not low < high:
+        raise InputError(f"{option} {text!r}: HIGH must exceed LOW, e.g. {option} {example}")
+    return (low, high)
+
+
+rope_option = click.option(
+    "--rope",
+    default=None,
+    metavar="LOW,HIGH",
+    help="Region of practical equivalence (outcome units), e.g. --rope=-2,2.",
+)
+
+
+def parse_rope(text: str | None) -> tuple[float, float] | None:
+    """``--rope LOW,HIGH`` (outcome units) as a pair, or None."""
+    return parse_interval(text, "--rope")
+
+
+# ---- output locations: --out (file or folder), --force -----------------------------------------
+
+#: suffixes that make a name a file, not a folder (a folder --out given one is a mistake)
+FILE_SUFFIXES = (
+    ".csv", ".json", ".parquet", ".png", ".svg", ".pdf", ".toml", ".html", ".md", ".nc",
+    ".txt", ".xlsx", ".tsv",
+)  # fmt: skip
+
+
+class OutPath(click.ParamType):
+    """An output path that must be a folder (``kind="folder"``) or a file (``"file"``, with
+    one of ``suffixes``): the other is a one-line usage error (exit 2). ``legacy`` suffixes
+    of a folder option pass through (an old file form the command still accepts)."""
+
+    name = "path"
+
+    def __init__(self, kind: str, suffixes: tuple[str, ...] = (), legacy: tuple[str, ...] = ()):
+        assert kind in ("file", "folder")
+        self.kind, self.suffixes, self.legacy = kind, suffixes, legacy
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "FOLDER" if self.kind == "folder" else "FILE"
+
+    def convert(self, value, param, ctx):
+        path = Path(value)
+        option = param.opts[0] if param is not None else "--out"
+        if self.kind == "folder":
+            if path.suffix.lower() in self.legacy:
+                return path
+            if path.exists() and not path.is_dir():
+                self.fail(f"{path} is a file; {option} is a folder (several files go in it)")
+            if path.suffix.lower() in FILE_SUFFIXES:
+                self.fail(
+                    f"{path} is a file name; {option} is a folder (several files go in it), "
+                    f"e.g. {option} {path.with_suffix('')}"
+                )
+            return path
+        if path.is_dir():
+            example = path / ("out" + (self.suffixes or (".csv",))[0])
+            self.fail(f"{path} is a folder; {option} is one file, e.g. {option} {example}")
+        if self.suffixes and path.suffix.lower() not in self.suffixes:
+            self.fail(f"{path}: {option} must end in {', '.join(self.suffixes)}")
+        return path
+
+
+def out_option(kind: str, text: str, *, suffixes=(), legacy=(), required=False, name="--out"):
+    """``--out`` (or another output option): ``kind`` "folder" or "file"; the help opens
+    with which it is ("Folder ..."/"File ...") followed by ``text``."""
+    return click.option(
+        name,
+        type=OutPath(kind, tuple(suffixes), tuple(legacy)),
+        default=None,
+        required=required,
+        help=f"{'Folder' if kind == 'folder' else 'File'} {text}",
+    )
+
+
+force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite existing outputs (without it an existing output file is kept and the "
+    "command stops with exit code 2).",
+)
+
+
+def refuse_overwrite(paths, force: bool, option: str = "--out") -> None:
+    """Stop (exit 2, one line) before any work when an output in ``paths`` exists and
+    ``--force`` was not given; the old files stay as they are."""
+    if force:
+        return
+    existing = [Path(p) for p in paths if p is not None and Path(p).exists()]
+    if existing:
+        n = len(existing) - 1
+        more = f" (and {n} more output{'s' if n > 1 else ''})" if n else ""
+        raise InputError(
+            f"{existing[0]} exists{more}; add --force to overwrite, or choose another {option}"
+        )
+
+
+def refuse_overwrite_in(folder: Path, names, force: bool, option: str = "--out") -> None:
+    """:func:`refuse_overwrite` for the files ``names`` a command writes into ``folder``."""
+    refuse_overwrite([Path(folder) / n for n in names], force, option)
+
+
+# ---- results on screen: --format table|json|csv and --csv-dialect -----------------------------
+
+csv_dialect_option = click.option(
+    "--csv-dialect",
+    type=click.Choice(["comma", "semicolon"]),
+    default="comma",
+    show_default=True,
+    help="CSV written or printed: comma (',' between fields, '1.5') or semicolon (';' and "
+    "the decimal comma '1,5', what a Danish or other European Excel opens).",
+)
+
+_format = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="Results on screen: a table to read, JSON, or CSV (tidy rows, one header).",
+)
+
+
+def format_option(func):
+    """``--format table|json|csv`` and ``--csv-dialect`` (keywords ``fmt``, ``csv_dialect``);
+    print with :func:`emit`."""
+    return _format(csv_dialect_option(func))
+
+
+def tidy_frame(rows):
+    """A DataFrame of ``rows`` (a DataFrame, a list of records or one record): nested records
+    flattened to dotted columns (``design_priors.icc``), lists of values joined by '; '."""
+    import pandas as pd
+
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    if isinstance(rows, dict):
+        rows = [rows]
+    return pd.DataFrame([_flatten(r) for r in rows])
+
+
+def _flatten(record: dict, prefix: str = "") -> dict:
+    import json
+
+    from trialsim.files import json_default
+
+    out: dict = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        elif isinstance(value, list | tuple):
+            if all(isinstance(v, str | int | float | bool) or v is None for v in value):
+                out[name] = "; ".join("" if v is None else str(v) for v in value)
+            else:
+                out[name] = json.dumps(value, default=json_default)
+        else:
+            out[name] = value
+    return out
+
+
+def emit(fmt: str, *, text, record, rows, csv_dialect: str = "comma") -> None:
+    """Print a command's results as ``--format`` says: ``text`` (a string, or a function that
+    prints or returns it), the JSON ``record``, or ``rows`` as tidy CSV (:func:`tidy_frame`)
+    in ``csv_dialect`` on stdout."""
+    if fmt == "json":
+        echo_json(record)
+    elif fmt == "csv":
+        from trialsim.files import csv_text
+
+        frame = tidy_frame(rows() if callable(rows) else rows)
+        click.echo(csv_text(frame, dialect=csv_dialect), nl=False)
+    else:
+        shown = text() if callable(text) else text
+        if shown is not None:
+            click.echo(shown)

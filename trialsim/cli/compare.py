@@ -10,7 +10,8 @@ import click
 from trialsim.cli.common import (
     FiniteFloat,
     alpha_option,
-    echo_json,
+    emit,
+    force_option,
     format_option,
     friendly,
     outcome_option,
@@ -20,14 +21,17 @@ from trialsim.cli.common import (
     set_option,
     target_power_option,
 )
+from trialsim.cli.common import out_option as _out_option
+from trialsim.cli.common import refuse_overwrite_in as _refuse
+from trialsim.report.provenance import PROVENANCE_FILE
 from trialsim.scenario import DESIGNS, load_scenario
 
-out_option = click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Output folder (default: results/<scenario>/<command>).",
-)
+COMPARE_FILES = ("compare.csv", "compare.json", "compare.png", PROVENANCE_FILE)
+BUDGET_FILES = ("budget.csv", "budget.json", "budget.png", PROVENANCE_FILE)
+
+
+def out_option(command: str, files: tuple[str, ...]):
+    return _out_option("folder", f"for {', '.join(files)} (default: results/<scenario>/{command}).")
 
 
 def _designs(ctx, param, value: str) -> list[str]:
@@ -63,12 +67,25 @@ def _designs(ctx, param, value: str) -> list[str]:
 @seed_option
 @alpha_option
 @target_power_option("Power for the MDE, groups and participants needed.")
-@out_option
+@out_option("compare", COMPARE_FILES)
+@force_option
 @format_option
 @set_option
 @friendly
 def compare(
-    scenario, designs, analyses, outcome, reps, seed, alpha, target_power, out, fmt, overrides
+    scenario,
+    designs,
+    analyses,
+    outcome,
+    reps,
+    seed,
+    alpha,
+    target_power,
+    out,
+    force,
+    fmt,
+    csv_dialect,
+    overrides,
 ):
     """Compare randomisation designs of SCENARIO side by side on common random numbers.
 
@@ -83,10 +100,11 @@ def compare(
     Examples:
 
     \b
-      trialsim compare scenarios/sft-19m.toml --reps 1000
+      trialsim compare scenarios/sft-19m.toml --reps 1000 --force
 
     \b
-      trialsim compare scenarios/sft-19m.toml --designs individual,cohort --analysis cr2
+      trialsim compare scenarios/sft-19m.toml --designs individual,cohort --analysis cr2 \\
+        --out results/two-designs --force
     """
     from trialsim.design.compare import compare_designs, comparison_records, format_comparison
     from trialsim.design.figures import compare_figure
@@ -96,6 +114,7 @@ def compare(
 
     s = load_scenario(scenario, overrides)
     out = out or Path("results") / s.name / "compare"
+    _refuse(out, COMPARE_FILES, force)
     with progress_bar(reps * len(designs) * max(len(analyses), 1), "comparing designs") as advance:
         result = compare_designs(
             s,
@@ -126,18 +145,19 @@ def compare(
 
     from trialsim.data import write_table
 
-    write_table(pd.DataFrame(records), out / "compare.csv")
+    write_table(pd.DataFrame(records), out / "compare.csv", csv_dialect=csv_dialect)
     summary = {**dataclasses.asdict(result), "rows": records}
     write_json(out / "compare.json", summary)
     compare_figure(result.rows, out / "compare.png", title=f"{s.name}: {result.outcome} by design")
     write_provenance(out, provenance)
-    if fmt == "json":
-        echo_json({**summary, "provenance": provenance})
-    elif fmt == "csv":
-        click.echo(pd.DataFrame(records).to_csv(index=False), nl=False)
-    else:
-        click.echo(format_comparison(result))
-        click.echo(f"outputs in {out}/", err=True)
+    emit(
+        fmt,
+        text=lambda: format_comparison(result),
+        record={**summary, "provenance": provenance},
+        rows=pd.DataFrame(records),
+        csv_dialect=csv_dialect,
+    )
+    click.echo(f"outputs in {out}/", err=True)
 
 
 def _sizes(ctx, param, value: str | None):
@@ -180,7 +200,8 @@ def _sizes(ctx, param, value: str | None):
     help="Group sizes to consider: list 4,6,8 or range 3:10:8 (default: min_size..max_size).",
 )
 @outcome_option
-@out_option
+@out_option("budget", BUDGET_FILES)
+@force_option
 @format_option
 @set_option
 @friendly
@@ -193,7 +214,9 @@ def budget(
     sizes,
     outcome,
     out,
+    force,
     fmt,
+    csv_dialect,
     overrides,
 ):
     """Most powerful number of groups and group size that a budget buys.
@@ -208,7 +231,7 @@ def budget(
 
     \b
       trialsim budget scenarios/sft-19m.toml --budget 2000000 --cost-group 30000 \\
-        --cost-participant 2500 --cost-trainer 15000
+        --cost-participant 2500 --cost-trainer 15000 --force
     """
     from trialsim.analyse.registry import default_analysis
     from trialsim.data import write_table
@@ -218,11 +241,12 @@ def budget(
     from trialsim.report.provenance import build_provenance, write_provenance
 
     s = load_scenario(scenario, overrides)
+    out = out or Path("results") / s.name / "budget"
+    _refuse(out, BUDGET_FILES, force)
     choice = default_analysis(s.structure, outcome or s.primary)
     costs = Costs(cost_group, cost_participant, cost_trainer)
     best, curve = optimise_budget(s, budget, costs, group_sizes=sizes, outcome=outcome)
-    out = out or Path("results") / s.name / "budget"
-    write_table(curve, out / "budget.csv")
+    write_table(curve, out / "budget.csv", csv_dialect=csv_dialect)
     summary = {
         "scenario": s.name,
         "budget": budget,
@@ -247,20 +271,21 @@ def budget(
             outcome=outcome,
         ),
     )
-    if fmt == "json":
-        echo_json(summary)
-    elif fmt == "csv":
-        click.echo(curve.to_csv(index=False), nl=False)
-    else:
-        click.echo(f"{s.name}: budget {budget:,.0f}; best per group size (analytic power)")
-        click.echo(choice.line() + "; the power is its analytic approximation")
+
+    def table() -> str:
         shown = curve.assign(
             cost=curve["cost"].map("{:,.0f}".format), power=curve["power"].round(3)
         )
-        click.echo(shown.to_string(index=False))
-        click.echo(
-            f"optimum: {best['n_groups']} groups of {best['group_size']} "
-            f"({best['n_control']} controls, {best['trainers']} trainers), cost "
-            f"{best['cost']:,.0f}, power {best['power']:.3f}"
+        return "\n".join(
+            [
+                f"{s.name}: budget {budget:,.0f}; best per group size (analytic power)",
+                choice.line() + "; the power is its analytic approximation",
+                shown.to_string(index=False),
+                f"optimum: {best['n_groups']} groups of {best['group_size']} "
+                f"({best['n_control']} controls, {best['trainers']} trainers), cost "
+                f"{best['cost']:,.0f}, power {best['power']:.3f}",
+            ]
         )
-        click.echo(f"outputs in {out}/", err=True)
+
+    emit(fmt, text=table, record=summary, rows=curve, csv_dialect=csv_dialect)
+    click.echo(f"outputs in {out}/", err=True)

@@ -9,10 +9,13 @@ import click
 from trialsim.cli.common import (
     InputError,
     alpha_option,
-    echo_json,
+    emit,
+    force_option,
     format_option,
     formula_option,
     friendly,
+    out_option,
+    refuse_overwrite,
     reps_option,
     scenario_argument,
     seed_option,
@@ -80,12 +83,12 @@ from trialsim.scenario import load_scenario
     help="When solving for n_groups or group_size: keep the allocation ratio (the controls "
     "grow with the treated arm) or keep the scenario's controls fixed.",
 )
-@click.option(
-    "--keep-replicates",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write every simulated replicate's estimate, SE, p-value, interval and failure (with "
-    "and without the effect, with the truth) to this .parquet or .csv file.",
+@out_option(
+    "file",
+    "(.parquet or .csv) to write every simulated replicate's estimate, SE, p-value, interval "
+    "and failure to (with and without the effect, with the truth).",
+    suffixes=(".parquet", ".csv"),
+    name="--keep-replicates",
 )
 @click.option(
     "--curve",
@@ -113,12 +116,13 @@ from trialsim.scenario import load_scenario
     "or the effect reaches --target-power, e.g. icc=beta:2,30 or effect=normal:7,2.",
 )
 @target_power_option("Power the --solve unknown or the --curve must reach.")
-@click.option(
-    "--plot",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write a running-power plot (PNG/SVG) showing Monte Carlo convergence.",
+@out_option(
+    "file",
+    "(.png, .svg or .pdf) to draw the running power in (Monte Carlo convergence).",
+    suffixes=(".png", ".svg", ".pdf"),
+    name="--plot",
 )
+@force_option
 @format_option
 @set_option
 @friendly
@@ -140,14 +144,17 @@ def power(
     design_prior,
     target_power,
     plot,
+    force,
     fmt,
+    csv_dialect,
     overrides,
 ):
     """Power of SCENARIO: analytic, by simulation, or both; or solve for a sample size.
 
     JSON (--format json) has a top-level 'analyses' list: per simulated analysis name,
     outcome, power, power_mcse, type1, bias, coverage, failures (and their MCSEs); per
-    analytic formula name ('analytic-irgt', ...), outcome and power.
+    analytic formula name ('analytic-irgt', ...), outcome and power. CSV (--format csv) has
+    one row per entry of that list (with --curve: per size; with --range: per value).
 
     Simulation reports, for each analysis, power, type-I error (the same trials with zero
     effect), bias, empirical SE, coverage and failures, each with its Monte Carlo SE. Bias
@@ -167,16 +174,29 @@ def power(
       trialsim power scenarios/sft-19m.toml --outcome psp --outcome mhrm --decision all \
         --reps 500
     """
+    refuse_overwrite([plot], force, "--plot")
+    refuse_overwrite([keep_replicates], force, "--keep-replicates")
     s = load_scenario(scenario, overrides)
     if formula is not None:
         analyses, outcomes = _formula(s, formula, analyses, outcomes, curve)
+    shown = {"fmt": fmt, "csv_dialect": csv_dialect}
     if curve:
         _curve(
-            scenario, overrides, s, curve, analyses, outcomes, reps, seed, alpha, target_power, fmt
+            scenario,
+            overrides,
+            s,
+            curve,
+            analyses,
+            outcomes,
+            reps,
+            seed,
+            alpha,
+            target_power,
+            shown,
         )
         return
     if over_range or design_prior:
-        _uncertain(s, unknown, hold, over_range, design_prior, target_power, alpha, fmt)
+        _uncertain(s, unknown, hold, over_range, design_prior, target_power, alpha, shown)
         return
     outcomes = list(dict.fromkeys(outcomes or [s.primary]))
     unknown_outcomes = [o for o in outcomes if o not in s.outcomes]
@@ -238,33 +258,42 @@ def power(
             from trialsim.cli.power_arms import simulate_arms
 
             names = _choose(result, s, outcomes[0], analyses)
-            simulate_arms(result, s, outcomes[0], names, reps, seed, alpha, plot, keep_replicates)
+            simulate_arms(
+                result, s, outcomes[0], names, reps, seed, alpha, plot, keep_replicates, csv_dialect
+            )
             _flag_biased(
                 result, s, outcomes[0], result.pop("_first_contrast_ocs"), reps, seed, alpha
             )
         else:
             _simulate_one(
-                result, s, outcomes[0], analyses, reps, seed, alpha, plot, keep_replicates
+                result,
+                s,
+                outcomes[0],
+                analyses,
+                reps,
+                seed,
+                alpha,
+                plot,
+                keep_replicates,
+                csv_dialect,
             )
     result.pop("_formula", None)
-    if fmt == "json":
-        echo_json(result)
-    else:
-        from trialsim.report.tables import power_table
 
-        click.echo(power_table(result))
+    def table() -> str:
+        from trialsim.report.tables import multi_arm_lines, power_table
+
+        lines = [power_table(result)]
         if "multi_arm" in result:
-            from trialsim.report.tables import multi_arm_lines
-
-            for line in multi_arm_lines(result["multi_arm"], result["alpha"]):
-                click.echo(line)
-        for line in planning_lines(result):
-            click.echo(line)
+            lines += multi_arm_lines(result["multi_arm"], result["alpha"])
+        lines += planning_lines(result)
         for entry in result.get("choices", []):
             prefix = f"{entry['outcome']}: " if several else ""
-            click.echo(prefix + entry["line"])
+            lines.append(prefix + entry["line"])
             if "note" in entry:
-                click.echo(f"note: {entry['note']}")
+                lines.append(f"note: {entry['note']}")
+        return "\n".join(lines)
+
+    emit(fmt, text=table, record=result, rows=lambda: power_rows(result), csv_dialect=csv_dialect)
 
 
 def _formula(s, text, analyses, outcomes, curve):
@@ -287,7 +316,23 @@ def _formula(s, text, analyses, outcomes, curve):
     return (formula_analysis(spec),), (spec.outcome,)
 
 
-def _uncertain(s, unknown, hold, over_range, design_prior, target, alpha, fmt) -> None:
+def power_rows(result: dict) -> list[dict]:
+    """``--format csv``: one row per simulated analysis and analytic formula (the JSON's
+    'analyses'), then one per decision rule over several outcomes, with the scenario, seed,
+    replicates and alpha on every row."""
+    common = {k: result[k] for k in ("scenario", "seed", "reps", "alpha")}
+    rows = [{**common, **entry} for entry in result["analyses"]]
+    for rule, decision in result.get("decisions", {}).items():
+        rows.append({**common, "name": f"decision-{rule}", "method": "simulation", **decision})
+    for arms in result.get("multi_arm", []):  # several arms: one row per adjustment
+        for rule, decision in arms["decisions"].items():
+            d = {k: v for k, v in decision.items() if k not in ("adjustment", "contrast_power")}
+            name = f"{arms['analysis']} decision-{rule}"
+            rows.append({**common, "name": name, "method": "simulation", **d})
+    return rows
+
+
+def _uncertain(s, unknown, hold, over_range, design_prior, target, alpha, shown) -> None:
     """``--range`` / ``--design-prior`` with ``--solve``: sample size under uncertainty."""
     from trialsim.design.grid import parse_vary
     from trialsim.power import uncertain
@@ -322,13 +367,14 @@ def _uncertain(s, unknown, hold, over_range, design_prior, target, alpha, fmt) -
         )
         out["averaged"] = averaged
         lines.append(uncertain.format_averaged(averaged))
-    if fmt == "json":
-        echo_json(out)
-    else:
-        click.echo("\n".join(lines))
+    rows = [{"kind": "range", "key": axis.key, **r} for r in out.get("range", [])]
+    if "averaged" in out:
+        rows.append({"kind": "design-prior", **out["averaged"]})
+    common = {"scenario": s.name, "solve": unknown, "target_power": target, "alpha": alpha}
+    emit(text="\n".join(lines), record=out, rows=[{**common, **r} for r in rows], **shown)
 
 
-def _curve(path, overrides, s, text, analyses, outcomes, reps, seed, alpha, target, fmt):
+def _curve(path, overrides, s, text, analyses, outcomes, reps, seed, alpha, target, shown):
     """``--curve SIZE=VALUES``: the power curve over a sample size."""
     from trialsim.design.grid import parse_vary
     from trialsim.power.curve import SIZE_KEYS, format_curve, power_curve
@@ -370,13 +416,20 @@ def _curve(path, overrides, s, text, analyses, outcomes, reps, seed, alpha, targ
             "a rejection rate above the power at the true effect. Bias sources: "
             + ("; ".join(bias_sources(s, c.outcome)) or "none that trialsim knows of")
         )
-    if fmt == "json":
-        echo_json({"scenario": s.name, "alpha": alpha, "curve": out})
-        return
-    for line in format_curve(c):
-        click.echo(line)
-    if "warning" in out:
-        click.echo(f"warning: {out['warning']}")
+    lines = list(format_curve(c)) + ([f"warning: {out['warning']}"] if "warning" in out else [])
+    emit(
+        text="\n".join(lines),
+        record={"scenario": s.name, "alpha": alpha, "curve": out},
+        rows=lambda: [{"scenario": s.name, "alpha": alpha, **p} for p in curve_points(out)],
+        **shown,
+    )
+
+
+def curve_points(curve: dict) -> list[dict]:
+    """The points of a power curve's JSON, one record each (the curve's analysis, outcome and
+    size key repeated on every row)."""
+    scalars = {k: v for k, v in curve.items() if not isinstance(v, list | dict)}
+    return [{**scalars, **p} for p in curve["points"]]
 
 
 def _check_several_outcomes(analyses, unknown, plot) -> None:
@@ -494,13 +547,13 @@ def _analytic(s, outcomes: list[str], *, strict: bool, alpha: float = 0.05):
     return by_outcome[outcomes[0]] if len(outcomes) == 1 else by_outcome
 
 
-def _simulate_one(result, s, outcome, analyses, reps, seed, alpha, plot, keep=None) -> None:
+def _simulate_one(
+    result, s, outcome, analyses, reps, seed, alpha, plot, keep=None, csv_dialect="comma"
+) -> None:
     from trialsim.power.simulation import simulate_operating_characteristics
     from trialsim.report.progress import progress_bar
 
     names = _choose(result, s, outcome, analyses)
-    if keep is not None and keep.suffix.lower() not in (".parquet", ".csv"):
-        raise InputError(f"--keep-replicates {keep}: the file must end in .parquet or .csv")
     tables = [] if keep is not None else None
     with progress_bar(reps, "simulating") as advance:
         ocs, p_values = simulate_operating_characteristics(
@@ -518,7 +571,7 @@ def _simulate_one(result, s, outcome, analyses, reps, seed, alpha, plot, keep=No
 
         from trialsim.data import write_table
 
-        write_table(pd.concat(tables, ignore_index=True), keep)
+        write_table(pd.concat(tables, ignore_index=True), keep, csv_dialect=csv_dialect)
         result["replicates_file"] = str(keep)
     result["analyses"] += [_simulated_entry(result, oc) for oc in ocs]
     _flag_biased(result, s, outcome, ocs, reps, seed, alpha)

@@ -7,7 +7,9 @@ from pathlib import Path
 from trialsim.cli.common import InputError
 
 
-def simulate_arms(result, s, outcome, names, reps, seed, alpha, plot, keep: Path | None) -> None:
+def simulate_arms(
+    result, s, outcome, names, reps, seed, alpha, plot, keep: Path | None, csv_dialect="comma"
+) -> None:
     """Simulate every arm against the reference with each analysis in ``names`` and add the
     per-contrast rows to ``result["analyses"]`` and the decisions to ``result["multi_arm"]``
     (``result["_first_contrast_ocs"]``: the first contrast's summaries, for the bias check)."""
@@ -41,7 +43,7 @@ def simulate_arms(result, s, outcome, names, reps, seed, alpha, plot, keep: Path
 
         from trialsim.data import write_table
 
-        write_table(pd.concat(tables, ignore_index=True), keep)
+        write_table(pd.concat(tables, ignore_index=True), keep, csv_dialect=csv_dialect)
         result["replicates_file"] = str(keep)
     if plot:
         from trialsim.report.plots import running_power_plot

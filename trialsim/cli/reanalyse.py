@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from trialsim.bayes.priors import PRIOR_HELP
-from trialsim.cli.common import FiniteFloat, InputError, echo_json, friendly
+from trialsim.cli.common import (
+    ConventionCommand,
+    FiniteFloat,
+    InputError,
+    emit,
+    force_option,
+    format_option,
+    friendly,
+    out_option,
+    parse_interval,
+    refuse_overwrite,
+)
 
 
-@click.command()
+@click.command(cls=ConventionCommand, interval_pairs=("--ci",))
 @click.option("--estimate", required=True, type=FiniteFloat(), help="Published point estimate.")
 @click.option(
     "--ci",
-    nargs=2,
-    type=FiniteFloat(),
     default=None,
-    metavar="LOW HIGH",
-    help="Published 95% confidence interval (on the reported scale).",
+    metavar="LOW,HIGH",
+    help="Published 95% confidence interval (on the reported scale), e.g. --ci 0.4,10.",
 )
 @click.option(
     "--se", type=FiniteFloat(), default=None, help="Standard error on the analysis scale."
@@ -58,21 +65,16 @@ from trialsim.cli.common import FiniteFloat, InputError, echo_json, friendly
     show_default=True,
     help="Direction of benefit (lower for mortality ratios).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
+@format_option
+@out_option(
+    "file",
+    "(.png, .svg or .pdf) to draw the prior, likelihood and posterior in.",
+    suffixes=(".png", ".svg", ".pdf"),
+    name="--plot",
 )
-@click.option(
-    "--plot",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write prior, likelihood and posterior to a PNG/SVG/PDF file.",
-)
+@force_option
 @friendly
-def reanalyse(estimate, ci, se, scale, mcid, prior, tail, better, fmt, plot):
+def reanalyse(estimate, ci, se, scale, mcid, prior, tail, better, fmt, csv_dialect, plot, force):
     """Bayesian (normal-normal) reanalysis of a published effect estimate.
 
     The estimate and its CI (or SE) are read as a normal likelihood on the analysis scale
@@ -83,18 +85,16 @@ def reanalyse(estimate, ci, se, scale, mcid, prior, tail, better, fmt, plot):
 
     \b
     Examples:
-      trialsim reanalyse --estimate 5.2 --ci 0.4 10.0 --mcid 7 --prior sceptical
-      trialsim reanalyse --estimate 0.75 --ci 0.55 1.02 --scale log --mcid 0.52 \\
+      trialsim reanalyse --estimate 5.2 --ci 0.4,10.0 --mcid 7 --prior sceptical
+      trialsim reanalyse --estimate 0.75 --ci 0.55,1.02 --scale log --mcid 0.52 \\
         --better lower --prior flat --format json
     """
     from trialsim.bayes.reanalysis import reanalyse as run
 
-    if plot is not None:
-        from trialsim.files import check_figure_path
-
-        check_figure_path(plot)
+    refuse_overwrite([plot], force, "--plot")
+    ci = parse_interval(ci, "--ci", "0.4,10")
     if (ci is None) == (se is None):
-        raise InputError("give exactly one of --ci LOW HIGH or --se S")
+        raise InputError("give exactly one of --ci LOW,HIGH or --se S")
     result = run(
         estimate, se=se, ci=ci, scale=scale, mcid=mcid, prior=prior, better=better, tail=tail
     )
@@ -103,9 +103,6 @@ def reanalyse(estimate, ci, se, scale, mcid, prior, tail, better, fmt, plot):
 
         plot_reanalysis(result, plot)
     record = result.to_dict()
-    if fmt == "json":
-        echo_json(record)
-        return
     ratio = scale == "log"
     lines = [
         f"prior        {result.prior.describe()}" + ("  (log scale)" if ratio else ""),
@@ -125,4 +122,4 @@ def reanalyse(estimate, ci, se, scale, mcid, prior, tail, better, fmt, plot):
         f"P(benefit)   P(effect {sign} {null}) = {result.p_benefit:.3f}",
         f"P(beyond MCID) P(effect {sign} {mcid:g}) = {result.p_beyond_mcid:.3f}",
     ]
-    click.echo("\n".join(lines))
+    emit(fmt, text="\n".join(lines), record=record, rows=record, csv_dialect=csv_dialect)

@@ -8,9 +8,12 @@ import click
 
 from trialsim.cli.common import (
     InputError,
-    echo_json,
+    emit,
+    force_option,
     format_option,
     friendly,
+    out_option,
+    refuse_overwrite,
     reps_option,
     scenario_argument,
     seed_option,
@@ -24,13 +27,14 @@ from trialsim.scenario import load_scenario
 @reps_option(500)
 @seed_option
 @format_option
-@click.option(
-    "--plot",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also draw the timeline (cumulative enrolment per municipality and arm, group starts "
-    "and cancellations, 10th-90th percentile bands) to FILE.png, .svg or .pdf.",
+@out_option(
+    "file",
+    "(.png, .svg or .pdf) to draw the timeline in (cumulative enrolment per municipality "
+    "and arm, group starts and cancellations, 10th-90th percentile bands).",
+    suffixes=(".png", ".svg", ".pdf"),
+    name="--plot",
 )
+@force_option
 @set_option
 @friendly
 def recruit(
@@ -38,7 +42,9 @@ def recruit(
     reps: int,
     seed: int,
     fmt: str,
+    csv_dialect: str,
     plot: Path | None,
+    force: bool,
     overrides: tuple[str, ...],
 ) -> None:
     """Simulate how long recruitment of SCENARIO takes and what it costs.
@@ -57,17 +63,15 @@ def recruit(
     Examples:
 
     \b
-      trialsim recruit scenarios/sft-19m.toml --reps 1000 --plot recruit.png
+      trialsim recruit scenarios/sft-19m.toml --reps 1000 --plot recruit.png --force
       trialsim recruit scenarios/sft-19m.toml --set design.randomisation=cohort --format json
       trialsim recruit scenarios/sft-19m.toml --set sites.recruitment.max_wait_months=4
     """
-    from trialsim.files import check_figure_path
     from trialsim.report.progress import progress_bar
     from trialsim.report.timeline import recruitment_table, timeline_plot
     from trialsim.simulate.recruitment import simulate_recruitment
 
-    if plot is not None:
-        check_figure_path(plot)
+    refuse_overwrite([plot], force, "--plot")
     s = load_scenario(scenario, overrides)
     if s.sites.recruitment is None:
         raise InputError(
@@ -79,20 +83,20 @@ def recruit(
     summary = result.summary()
     if plot is not None:
         timeline_plot(result, plot)
-    if fmt == "json":
-        echo_json(
-            {
-                **summary,
-                "provenance": _provenance(s, seed, reps, overrides),
-                **({"plot": str(plot)} if plot is not None else {}),
-            }
-        )
-    elif fmt == "csv":
-        click.echo(result.to_frame().to_csv(index=False), nl=False)
-    else:
-        click.echo(recruitment_table(summary))
-        if plot is not None:
-            click.echo(f"wrote the timeline plot to {plot}")
+    text = recruitment_table(summary)
+    if plot is not None:
+        text += f"\nwrote the timeline plot to {plot}"
+    emit(
+        fmt,
+        text=text,
+        record={
+            **summary,
+            "provenance": _provenance(s, seed, reps, overrides),
+            **({"plot": str(plot)} if plot is not None else {}),
+        },
+        rows=result.to_frame,
+        csv_dialect=csv_dialect,
+    )
 
 
 def _provenance(s, seed: int, reps: int, overrides) -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from trialsim.cli.common import friendly
+from trialsim.cli.common import force_option, friendly, refuse_overwrite_in
 
 
 @click.command()
@@ -17,8 +17,9 @@ from trialsim.cli.common import friendly
     metavar="CODE",
     help="Currency of the budget's amounts, e.g. DKK (shown as 'DKK 2,000,000').",
 )
+@force_option
 @friendly
-def report(directory, currency):
+def report(directory, currency, force):
     """Write DIRECTORY/report.md and DIRECTORY/report.html from the outputs found there.
 
     Works on any results folder (power, recruitment, compare, budget, sweep, bayes and
@@ -31,9 +32,10 @@ def report(directory, currency):
     Example:
 
     \b
-      trialsim report results/sft-19m --currency DKK
+      trialsim report results/sft-19m --currency DKK --force
     """
     from trialsim.report.report import write_report
 
+    refuse_overwrite_in(directory, ("report.md", "report.html"), force, "DIRECTORY")
     md, html = write_report(directory, currency=currency)
     click.echo(f"wrote {md} and {html}")

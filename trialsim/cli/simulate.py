@@ -7,8 +7,11 @@ from pathlib import Path
 import click
 
 from trialsim.cli.common import (
-    InputError,
+    csv_dialect_option,
+    force_option,
     friendly,
+    out_option,
+    refuse_overwrite,
     reps_option,
     scenario_argument,
     seed_option,
@@ -21,11 +24,12 @@ from trialsim.scenario import load_scenario
 @scenario_argument
 @reps_option(100)
 @seed_option
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+@out_option(
+    "file",
+    "(.csv or .parquet): the table, long format, one row per participant per visit (its "
+    "structure and provenance beside it in FILE.trialsim.json).",
+    suffixes=(".csv", ".parquet"),
     required=True,
-    help="Output table: FILE.csv or FILE.parquet (long format, one row per participant per visit).",
 )
 @click.option(
     "--outcomes",
@@ -33,6 +37,8 @@ from trialsim.scenario import load_scenario
     metavar="NAMES",
     help="Comma-separated subset of the scenario's outcomes (default: all).",
 )
+@force_option
+@csv_dialect_option
 @set_option
 @friendly
 def simulate(
@@ -41,6 +47,8 @@ def simulate(
     seed: int,
     out: Path,
     outcomes: str | None,
+    force: bool,
+    csv_dialect: str,
     overrides: tuple[str, ...],
 ) -> None:
     """Simulate replicate trials of SCENARIO and write them as a tidy table.
@@ -55,8 +63,9 @@ def simulate(
 
     \b
     Examples:
-      trialsim simulate scenarios/sft-19m.toml --reps 10 --out sft.csv
-      trialsim simulate scenarios/sft-19m.toml --reps 10 --outcomes psp,mhrm --out sft.parquet
+      trialsim simulate scenarios/sft-19m.toml --reps 10 --out sft.csv --force
+      trialsim simulate scenarios/sft-19m.toml --reps 10 --outcomes psp,mhrm \\
+        --out sft.parquet --force
     """
     from trialsim.files import to_json, write_table_chunks
     from trialsim.parallel import thread_count
@@ -64,8 +73,7 @@ def simulate(
     from trialsim.seeds import BLOCK_SIZE
     from trialsim.simulate import simulate_trials
 
-    if out.suffix.lower() not in (".csv", ".parquet"):
-        raise InputError(f"--out {out}: use a .csv or .parquet file name")
+    refuse_overwrite([out, sidecar_path(out)], force)
     s = load_scenario(scenario, overrides)
     if outcomes:
         s = s.with_outcomes([name.strip() for name in outcomes.split(",")])
@@ -84,7 +92,7 @@ def simulate(
             yield data.to_frame()
 
     with progress_bar(reps, "simulating") as advance:
-        rows = write_table_chunks(out, frames(advance), metadata=metadata)
+        rows = write_table_chunks(out, frames(advance), metadata=metadata, csv_dialect=csv_dialect)
     sidecar = write_sidecar_record(out, record)
     click.echo(
         f"wrote {rows:,} rows ({reps} replicates x {shape['n']} "

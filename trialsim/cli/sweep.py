@@ -11,10 +11,12 @@ from trialsim.cli.common import (
     InputError,
     RunFailed,
     alpha_option,
-    echo_json,
+    emit,
+    force_option,
     format_option,
     formula_option,
     friendly,
+    out_option,
     outcome_option,
     reps_option,
     scenario_argument,
@@ -73,13 +75,17 @@ def _axes(ctx, param, values):
 @click.option(
     "--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler, e.g. tcp://10.0.0.5:8786."
 )
-@click.option("--resume", is_flag=True, help="Keep finished cells in --out and run only the rest.")
 @click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Output folder (default: results/<scenario>/sweep).",
+    "--resume",
+    is_flag=True,
+    help="Continue the sweep in --out: keep its finished cells, run the rest.",
 )
+@out_option(
+    "folder",
+    "for results.csv, results.parquet, timings.csv, the figures, provenance.json and the "
+    "finished cells (default: results/<scenario>/sweep).",
+)
+@force_option
 @format_option
 @set_option
 @friendly
@@ -97,7 +103,9 @@ def sweep(
     scheduler,
     resume,
     out,
+    force,
     fmt,
+    csv_dialect,
     overrides,
 ):
     """Simulate SCENARIO over a grid of assumptions: one row per cell in OUT/results.csv.
@@ -107,17 +115,19 @@ def sweep(
     counts; OUT also gets results.parquet, power curves and heatmaps (PNG) and
     provenance.json. A cell's seed derives from its parameters and --seed, so the table is
     the same for any --jobs, executor or order. Finished cells are saved as they finish
-    (OUT/cells/); after an interruption, rerun with --resume.
+    (OUT/cells/); after an interruption, rerun with --resume. A folder holding a sweep is
+    not overwritten: --resume continues it, --force starts it again.
 
     Examples:
 
     \b
       trialsim sweep scenarios/sft-19m.toml --vary groups.icc_group=0:0.1:5 \\
-        --vary groups.mean_size=5,6.3,8 --reps 1000 --jobs 2 --out results/icc-sweep
+        --vary groups.mean_size=5,6.3,8 --reps 1000 --jobs 2 --out results/icc-sweep --force
 
     \b
       trialsim sweep scenarios/sft-19m.toml --vary design.randomisation=individual,cohort \\
-        --reps 500 --executor dask --scheduler tcp://10.0.0.5:8786 --out results/designs
+        --reps 500 --executor dask --scheduler tcp://10.0.0.5:8786 --out results/designs \\
+        --force
     """
     from trialsim.design.sweep import format_sweep, run_sweep
     from trialsim.report.progress import progress_bar
@@ -127,6 +137,7 @@ def sweep(
         raise InputError("--scheduler needs --executor dask")
     s = load_scenario(scenario, overrides)
     out = out or Path("results") / s.name / "sweep"
+    _prepare_folder(out, resume, force)
     n_cells = 1
     for axis in axes:
         n_cells *= len(axis.values)
@@ -148,6 +159,7 @@ def sweep(
                 scheduler=scheduler,
                 resume=resume,
                 progress=advance,
+                csv_dialect=csv_dialect,
             )
     except KeyboardInterrupt:
         click.echo(
@@ -167,12 +179,13 @@ def sweep(
         if note is not None:
             click.echo(f"note: {note}", err=True)
     table = result.table
-    if fmt == "json":
-        echo_json(table.to_dict("records"))
-    elif fmt == "csv":
-        click.echo(table.to_csv(index=False), nl=False)
-    else:
-        click.echo(format_sweep(table, [a.key for a in axes], alpha))
+    emit(
+        fmt,
+        text=lambda: format_sweep(table, [a.key for a in axes], alpha),
+        record=table.to_dict("records"),
+        rows=table,
+        csv_dialect=csv_dialect,
+    )
     click.echo(
         f"{result.cells_run} cells run, {result.cells_reused} reused, {result.cells_failed} "
         f"failed (see the error column); outputs in {out}/",
@@ -183,3 +196,20 @@ def sweep(
         raise RunFailed(
             f"every one of the {n_cells} cells failed (see the error column of {out}/results.csv)"
         )
+
+
+def _prepare_folder(out: Path, resume: bool, force: bool) -> None:
+    """One overwrite policy: a folder holding a sweep is continued (--resume), started again
+    (--force: its finished cells are removed) or refused (exit 2, nothing touched)."""
+    from trialsim.design.sweep import holds_sweep, remove_cells
+
+    if resume and force:
+        raise InputError("--resume continues the sweep in --out, --force starts it again: give one")
+    if resume or not holds_sweep(out):
+        return
+    if not force:
+        raise InputError(
+            f"{out} holds a sweep; add --resume to continue it, --force to start it again, or "
+            "choose another --out"
+        )
+    remove_cells(out)

@@ -184,6 +184,7 @@ def run_sweep(
     progress: Callable[[int], None] | None = None,
     on_cell: Callable[[int, dict], None] | None = None,
     plots: bool = True,
+    csv_dialect: str = "comma",
 ) -> SweepResult:
     """Run (or resume) a sweep of ``scenario_path`` over the product of ``axes`` into ``out``.
 
@@ -205,6 +206,7 @@ def run_sweep(
     progress : ``advance(n)`` over ``cells x reps`` replicates (e.g. a progress bar).
     on_cell : called as ``on_cell(i, record)`` after cell ``i`` is saved (tests use it to
         interrupt a sweep).
+    csv_dialect : of results.csv and timings.csv (:data:`trialsim.files.CSV_DIALECTS`).
 
     Example
     -------
@@ -276,10 +278,10 @@ def run_sweep(
         if on_cell is not None:
             on_cell(i, record)
     table = sweep_table(tasks, records, list(axes))
-    write_table(table, out / "results.csv")
+    write_table(table, out / "results.csv", csv_dialect=csv_dialect)
     write_table(table, out / "results.parquet")
     # run times vary between runs: kept apart so the results tables are byte-identical
-    write_table(timings_table(tasks, records), out / "timings.csv")
+    write_table(timings_table(tasks, records), out / "timings.csv", csv_dialect=csv_dialect)
     figures = ()
     if plots:
         from trialsim.design.figures import sweep_figures
@@ -349,6 +351,22 @@ def cell_task(base_raw: dict, params: dict, settings: dict, chunk_size: int, pat
     }
 
 
+def holds_sweep(out: Path) -> bool:
+    """True when ``out`` holds a sweep's results (its table or finished cells)."""
+    out = Path(out)
+    return (out / "results.csv").is_file() or any((out / CELLS_DIR).glob("*.json"))
+
+
+def remove_cells(out: Path) -> None:
+    """Start a sweep in ``out`` again: remove its finished cells, settings and results.csv
+    (the other tables and the figures are replaced, atomically, when the new sweep ends)."""
+    out = Path(out)
+    for cell in (out / CELLS_DIR).glob("*.json"):
+        cell.unlink()
+    (out / SETTINGS_FILE).unlink(missing_ok=True)
+    (out / "results.csv").unlink(missing_ok=True)
+
+
 def _check_folder(out: Path, settings: dict) -> None:
     """Refuse to mix the results of different scenarios or settings in one folder.
 
@@ -356,8 +374,7 @@ def _check_folder(out: Path, settings: dict) -> None:
     failed before its first cell do not block a corrected run.
     """
     path = out / SETTINGS_FILE
-    has_results = (out / "results.csv").is_file() or any((out / CELLS_DIR).glob("*.json"))
-    if not has_results:
+    if not holds_sweep(out):
         return
     if not path.is_file():
         raise ValueError(

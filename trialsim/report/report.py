@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from trialsim.files import write_text
+from trialsim.files import read_csv_table, write_text
 from trialsim.report.numbers import cell as _cell
 from trialsim.report.provenance import PROVENANCE_FILE
 
@@ -142,7 +142,7 @@ def _file_blocks(path: Path) -> list[Block]:
     if suffix == ".png":
         return [title, Block("image", path.name, path=path)]
     if suffix == ".csv":
-        return [title, *table_blocks(pd.read_csv(path))]
+        return [title, *table_blocks(read_csv_table(path))]
     # a list of records that the same-named CSV also holds is shown once, from the CSV
     return [title, *json_blocks(read_json(path), lists=not path.with_suffix(".csv").is_file())]
 

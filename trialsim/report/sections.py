@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
-
+from trialsim.files import read_csv_table
 from trialsim.report.numbers import count, missing, money, number, percent, pm, span
 from trialsim.report.provenance import PROVENANCE_FILE
 from trialsim.report.report import Block, read_json, table
@@ -309,7 +308,7 @@ def sweep_section(root: Path, ctx: dict):
     path = _find(root, "results.csv")
     if path is None:
         return None
-    frame = pd.read_csv(path)
+    frame = read_csv_table(path)
     if "power" not in frame or "cell" not in frame:
         return None
     used = [path, path.with_suffix(".parquet")]
@@ -568,7 +567,7 @@ def data_section(root: Path, ctx: dict):
     path = _find(root, "example-trials.csv")
     if path is None:
         return None
-    frame = pd.read_csv(path)
+    frame = read_csv_table(path)
     reps = frame["rep"].nunique() if "rep" in frame else 1
     answer = (
         f"{count(reps)} simulated trials in the long format `trialsim analyse` reads: "
