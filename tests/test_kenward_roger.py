@@ -170,3 +170,39 @@ def test_kenward_roger_needs_reml_and_a_mixed_model():
         fit_lmm(Xy, terms, used, df="containment")
     with pytest.raises(ValueError, match="not a REML mixed model"):
         get_analysis("ancova").with_df("kenward-roger")
+
+
+def test_cli_analyse_with_kenward_roger(tmp_path):
+    """``trialsim analyse star.csv --analysis lmm --df kenward-roger`` reports pbkrtest's SE
+    and df; a model that is not a REML mixed model refuses the option (exit 2)."""
+    from click.testing import CliRunner
+
+    from trialsim.cli import main
+
+    runner = CliRunner()
+    args = ["analyse", str(REAL / "star.csv"), "--outcome", "math", "--reference", "reg"]
+    result = runner.invoke(
+        main, [*args, "--analysis", "lmm", "--df", "kenward-roger", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["df_method"] == "kenward-roger"
+    row = next(r for r in out["results"] if r["contrast"] == "small - reg")
+    ref = KR["real"]["star_three_arm"]["terms"]["armsmall"]
+    assert row["se"] == pytest.approx(ref["se_kr"], rel=RTOL)
+    assert row["df"] == pytest.approx(ref["df_kr"], rel=RTOL)
+    refused = runner.invoke(main, [*args, "--analysis", "ancova", "--df", "kenward-roger"])
+    assert refused.exit_code == 2
+    assert "not a REML mixed model" in refused.output
+    analytic = runner.invoke(
+        main,
+        [
+            "power",
+            str(HERE.parent / "scenarios" / "sft-19m.toml"),
+            "--method",
+            "analytic",
+            "--df",
+            "kenward-roger",
+        ],
+    )
+    assert analytic.exit_code == 2 and "applies to simulated analyses" in analytic.output

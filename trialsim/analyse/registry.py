@@ -128,6 +128,12 @@ def _cluster_level(data: TrialData, outcome: str) -> Estimates:
     return cluster_level_ttest(data, outcome)
 
 
+def _mar_formula(st: TrialStructure, outcome: str) -> str:
+    from trialsim.analyse.mar import mar_spec
+
+    return f"{mar_spec(st, outcome).lme4()} [attendance_c where attendance is recorded]"
+
+
 def _from(module: str, function: str) -> Callable[..., Estimates]:
     def run(data: TrialData, outcome: str, **options) -> Estimates:
         import importlib
@@ -183,8 +189,14 @@ ANALYSES: dict[str, Analysis] = {
         ),
         Analysis(
             "mar",
-            _from("trialsim.analyse.missing", "mar_all_visits"),
-            "likelihood-based MAR analysis using all visits (monotone factorisation)",
+            _from("trialsim.analyse.mar", "mar_repeated"),
+            "likelihood-based analysis under missing at random: the repeated-measures model "
+            "plus the attended fraction (centred in each arm, a slope per visit) where "
+            "attendance is recorded; effect at the last visit; REML, Satterthwaite df",
+            joint=True,
+            kenward_roger=True,
+            joint_fit=_from("trialsim.analyse.mar", "mar_joint_fit"),
+            formula=_mar_formula,
         ),
         Analysis(
             "repeated",
@@ -371,7 +383,7 @@ def _indicator(arm: str) -> str:
 
 def default_formula(name: str, st: TrialStructure, outcome: str) -> str | None:
     """The lme4 (or lm/glm) formula of a built-in analysis on this structure; None for the
-    analyses that are not one regression model (IV, per-protocol, cluster-level, MAR)."""
+    analyses that are not one regression model (IV, per-protocol, cluster-level)."""
     fixed = _fixed_text(st, outcome)
     groups = st.has_groups and not st.groups_are_clusters
     if name in ("ancova", "complete-case"):

@@ -10,6 +10,7 @@ from trialsim.cli.common import (
     InputError,
     RunFailed,
     data_options,
+    df_option,
     echo_json,
     format_option,
     friendly,
@@ -54,10 +55,13 @@ from trialsim.cli.common import (
     help="Repeated measures (--analysis repeated): the treatment effect at the last visit "
     "(default), averaged over the visits, or constant over the visits.",
 )
+@df_option
 @data_options
 @format_option
 @friendly
-def analyse(data_file, outcome, analysis_name, contrast, formula, estimand, declared, fmt):
+def analyse(
+    data_file, outcome, analysis_name, contrast, formula, estimand, df_method, declared, fmt
+):
     """Run one analysis on a trial-data file (real or simulated).
 
     DATA is CSV (also Danish ';' with decimal commas), Parquet, .xlsx, .dta or .sav, long or
@@ -75,6 +79,8 @@ def analyse(data_file, outcome, analysis_name, contrast, formula, estimand, decl
       trialsim analyse tests/data/real/anorexia.csv --reference Cont
       trialsim analyse tests/data/real/btheb.csv --outcome bdi --covariate drug \\
         --covariate length --covariate bdi.pre --better lower
+      trialsim analyse tests/data/real/star.csv --outcome math --reference reg \\
+        --analysis lmm --df kenward-roger
     """
     from trialsim.analyse.registry import (
         adjust_contrasts,
@@ -105,6 +111,7 @@ def analyse(data_file, outcome, analysis_name, contrast, formula, estimand, decl
         if analysis.name == "repeated":
             analysis = repeated_analysis(estimand or "last")
         line = f"analysis: {analysis.name} (chosen; the default is {default.name})"
+    analysis = analysis.with_df(df_method)
     if contrast is not None:
         data = data.for_contrast(contrast)
         frame = estimate_contrasts(analysis, data, outcome, arms=(contrast,))
@@ -115,6 +122,8 @@ def analyse(data_file, outcome, analysis_name, contrast, formula, estimand, decl
     lme4 = analysis.model(st, outcome)
     header = [f"{data_file}: {'; '.join(st.describe()[:4])}", f"outcome {spec.describe()}", line]
     header += [f"model: {lme4}"] if lme4 else []
+    if analysis.df != "satterthwaite":
+        header.append("small-sample inference: Kenward-Roger adjusted SE and df (pbkrtest)")
     header += adjustments
     if fmt == "csv":
         click.echo("\n".join(header), err=True)
@@ -127,6 +136,7 @@ def analyse(data_file, outcome, analysis_name, contrast, formula, estimand, decl
                 "outcome_spec": spec.describe(),
                 "analysis": analysis.name,
                 "model": lme4,
+                "df_method": analysis.df,
                 "multiplicity": adjustments,
                 "default_analysis": {"name": default.name, "reason": default.reason},
                 "structure": st.describe(),

@@ -9,6 +9,7 @@ import click
 from trialsim.cli.common import (
     InputError,
     alpha_option,
+    df_option,
     echo_json,
     format_option,
     friendly,
@@ -116,6 +117,7 @@ from trialsim.scenario import load_scenario
     default=None,
     help="Write a running-power plot (PNG/SVG) showing Monte Carlo convergence.",
 )
+@df_option
 @format_option
 @set_option
 @friendly
@@ -136,6 +138,7 @@ def power(
     design_prior,
     target_power,
     plot,
+    df_method,
     fmt,
     overrides,
 ):
@@ -164,9 +167,22 @@ def power(
         --reps 500
     """
     s = load_scenario(scenario, overrides)
+    if df_method != "satterthwaite" and method == "analytic":
+        raise InputError(f"--df {df_method} applies to simulated analyses; use --method simulation")
     if curve:
         _curve(
-            scenario, overrides, s, curve, analyses, outcomes, reps, seed, alpha, target_power, fmt
+            scenario,
+            overrides,
+            s,
+            curve,
+            analyses,
+            outcomes,
+            reps,
+            seed,
+            alpha,
+            target_power,
+            fmt,
+            df_method,
         )
         return
     if over_range or design_prior:
@@ -191,6 +207,7 @@ def power(
         "seed": seed,
         "reps": reps,
         "alpha": alpha,
+        "df": df_method,
         "versions": _versions(),
         "analyses": [],  # simulated analyses and analytic formulas, one entry each
     }
@@ -223,10 +240,21 @@ def power(
         )
     if method in ("simulation", "both"):
         if several:
-            _simulate_several(result, s, outcomes, analyses, decision or "all", reps, seed, alpha)
+            _simulate_several(
+                result, s, outcomes, analyses, decision or "all", reps, seed, alpha, df_method
+            )
         else:
             _simulate_one(
-                result, s, outcomes[0], analyses, reps, seed, alpha, plot, keep_replicates
+                result,
+                s,
+                outcomes[0],
+                analyses,
+                reps,
+                seed,
+                alpha,
+                plot,
+                keep_replicates,
+                df_method,
             )
     if fmt == "json":
         echo_json(result)
@@ -241,6 +269,8 @@ def power(
             click.echo(prefix + entry["line"])
             if "note" in entry:
                 click.echo(f"note: {entry['note']}")
+        if df_method != "satterthwaite" and method != "analytic":
+            click.echo(f"small-sample df of the mixed models: {df_method}")
 
 
 def _uncertain(s, unknown, hold, over_range, design_prior, target, alpha, fmt) -> None:
@@ -284,7 +314,7 @@ def _uncertain(s, unknown, hold, over_range, design_prior, target, alpha, fmt) -
         click.echo("\n".join(lines))
 
 
-def _curve(path, overrides, s, text, analyses, outcomes, reps, seed, alpha, target, fmt):
+def _curve(path, overrides, s, text, analyses, outcomes, reps, seed, alpha, target, fmt, df):
     """``--curve SIZE=VALUES``: the power curve over a sample size."""
     from trialsim.design.grid import parse_vary
     from trialsim.power.curve import SIZE_KEYS, format_curve, power_curve
@@ -316,6 +346,7 @@ def _curve(path, overrides, s, text, analyses, outcomes, reps, seed, alpha, targ
             analysis=analyses[0] if analyses else None,
             source=str(path),
             progress=advance,
+            df=df,
         )
     biased = [p for p in c.points if flagged(p.type1, p.type1_mcse, alpha)]
     out = c.as_dict()
@@ -442,7 +473,7 @@ def _analytic(s, outcomes: list[str], *, strict: bool, alpha: float = 0.05):
     return by_outcome[outcomes[0]] if len(outcomes) == 1 else by_outcome
 
 
-def _simulate_one(result, s, outcome, analyses, reps, seed, alpha, plot, keep=None) -> None:
+def _simulate_one(result, s, outcome, analyses, reps, seed, alpha, plot, keep, df) -> None:
     from trialsim.power.simulation import simulate_operating_characteristics
     from trialsim.report.progress import progress_bar
 
@@ -460,6 +491,7 @@ def _simulate_one(result, s, outcome, analyses, reps, seed, alpha, plot, keep=No
             alpha=alpha,
             progress=advance,
             replicates=tables,
+            df=df,
         )
     if keep is not None:
         import pandas as pd
@@ -469,7 +501,7 @@ def _simulate_one(result, s, outcome, analyses, reps, seed, alpha, plot, keep=No
         write_table(pd.concat(tables, ignore_index=True), keep)
         result["replicates_file"] = str(keep)
     result["analyses"] += [_simulated_entry(result, oc) for oc in ocs]
-    _flag_biased(result, s, outcome, ocs, reps, seed, alpha)
+    _flag_biased(result, s, outcome, ocs, reps, seed, alpha, df)
     if plot:
         from trialsim.report.plots import running_power_plot
 
@@ -478,7 +510,7 @@ def _simulate_one(result, s, outcome, analyses, reps, seed, alpha, plot, keep=No
         running_power_plot(p_values, alpha, plot, title=f"{s.name}: {outcome}", analytic=analytic)
 
 
-def _flag_biased(result, s, outcome, ocs, reps, seed, alpha) -> None:
+def _flag_biased(result, s, outcome, ocs, reps, seed, alpha, df) -> None:
     """Analyses whose type-I error exceeds alpha by > 3 MCSE: name the scenario's bias
     sources and simulate the power at the true effect with them switched off (same seed)."""
     from trialsim.power.headlines import bias_sources, flagged, unbiased_scenario
@@ -497,6 +529,7 @@ def _flag_biased(result, s, outcome, ocs, reps, seed, alpha) -> None:
             seed=seed,
             outcome=outcome,
             alpha=alpha,
+            df=df,
         )
         fair = {oc.analysis: oc for oc in fair_ocs}
     for oc in biased:
@@ -517,14 +550,14 @@ def _flag_biased(result, s, outcome, ocs, reps, seed, alpha) -> None:
         result.setdefault("headlines", []).append(h)
 
 
-def _simulate_several(result, s, outcomes, analyses, rule, reps, seed, alpha) -> None:
+def _simulate_several(result, s, outcomes, analyses, rule, reps, seed, alpha, df) -> None:
     from trialsim.power.simulation import simulate_multiple_outcomes
     from trialsim.report.progress import progress_bar
 
     names = {o: _choose(result, s, o, analyses)[0] for o in outcomes}
     with progress_bar(reps, "simulating") as advance:
         per_outcome, decisions = simulate_multiple_outcomes(
-            s, names, outcomes, reps=reps, seed=seed, alpha=alpha, progress=advance
+            s, names, outcomes, reps=reps, seed=seed, alpha=alpha, progress=advance, df=df
         )
     result["analyses"] += [_simulated_entry(result, oc) for oc in per_outcome]
     result["decision"] = decisions[rule].as_dict()

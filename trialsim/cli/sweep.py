@@ -11,6 +11,7 @@ from trialsim.cli.common import (
     InputError,
     RunFailed,
     alpha_option,
+    df_option,
     echo_json,
     format_option,
     friendly,
@@ -78,6 +79,7 @@ def _axes(ctx, param, values):
     default=None,
     help="Output folder (default: results/<scenario>/sweep).",
 )
+@df_option
 @format_option
 @set_option
 @friendly
@@ -94,6 +96,7 @@ def sweep(
     scheduler,
     resume,
     out,
+    df_method,
     fmt,
     overrides,
 ):
@@ -144,6 +147,7 @@ def sweep(
                 scheduler=scheduler,
                 resume=resume,
                 progress=advance,
+                df=df_method,
             )
     except KeyboardInterrupt:
         click.echo(

@@ -103,6 +103,7 @@ def run_cell(task: dict, progress: Callable[[int], None] | None = None) -> dict:
             chunk_size=task["chunk_size"],
             threads=task.get("threads"),
             progress=progress,
+            df=task.get("df", "satterthwaite"),
         )
         analytic = _analytic_power(s, task["outcome"])
         record["rows"] = [
@@ -151,6 +152,7 @@ def run_sweep(
     progress: Callable[[int], None] | None = None,
     on_cell: Callable[[int, dict], None] | None = None,
     plots: bool = True,
+    df: str = "satterthwaite",
 ) -> SweepResult:
     """Run (or resume) a sweep of ``scenario_path`` over the product of ``axes`` into ``out``.
 
@@ -170,6 +172,8 @@ def run_sweep(
     progress : ``advance(n)`` over ``cells x reps`` replicates (e.g. a progress bar).
     on_cell : called as ``on_cell(i, record)`` after cell ``i`` is saved (tests use it to
         interrupt a sweep).
+    df : the mixed models' small-sample method, ``"satterthwaite"`` or ``"kenward-roger"``
+        (recorded in the folder's settings when not the default).
 
     Example
     -------
@@ -182,7 +186,7 @@ def run_sweep(
     scenario_path = Path(scenario_path)
     base_raw, base = _load_base(scenario_path, overrides)
     for name in analyses:
-        get_analysis(name)
+        get_analysis(name).with_df(df)
     if outcome is not None and outcome not in base.outcomes:
         raise ValueError(f"--outcome {outcome}: not in the scenario; choose {list(base.outcomes)}")
     grid = expand_grid(list(axes))
@@ -195,6 +199,8 @@ def run_sweep(
         "outcome": outcome,
         "alpha": float(alpha),
     }
+    if df != "satterthwaite":  # folders of earlier sweeps (Satterthwaite) stay resumable
+        settings["df"] = df
     tasks = [cell_task(base_raw, params, settings, chunk_size, scenario_path) for params in grid]
     if threads is None:  # one worker: its threads use every core; several: a core each
         threads = 0 if executor == "local" and jobs == 1 else 1
@@ -298,6 +304,7 @@ def cell_task(base_raw: dict, params: dict, settings: dict, chunk_size: int, pat
         "analyses": settings["analyses"],
         "outcome": settings["outcome"],
         "alpha": settings["alpha"],
+        "df": settings.get("df", "satterthwaite"),
         "chunk_size": chunk_size,
     }
 

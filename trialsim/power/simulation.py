@@ -232,16 +232,19 @@ def simulate_and_analyse(
     chunk_size: int,
     threads: int | None,
     progress: Callable[[int], None] | None,
+    df: str = "satterthwaite",
 ) -> list[list[_Collected]]:
     """Simulate each world and run each (outcome, analysis) job, chunk by chunk on common
-    random numbers; returns ``collected[world][job]`` in replicate order."""
+    random numbers, the mixed models with small-sample method ``df``; returns
+    ``collected[world][job]`` in replicate order."""
     chunks = [range(a, min(a + chunk_size, reps)) for a in range(0, reps, chunk_size)]
+    resolved = {name: ANALYSES[name].with_df(df) for _, name in jobs}
 
     def run(chunk: range) -> list[list]:
         out = []
         for world in worlds:
             data = simulate_trials(world, chunk, seed=seed, threads=1)
-            out.append([ANALYSES[name].estimate(data, outcome) for outcome, name in jobs])
+            out.append([resolved[name].estimate(data, outcome) for outcome, name in jobs])
         return out
 
     collected = [[_Collected.empty() for _ in jobs] for _ in worlds]
@@ -266,6 +269,7 @@ def simulate_operating_characteristics(
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
     replicates: list | None = None,
+    df: str = "satterthwaite",
 ) -> tuple[list[OperatingCharacteristics], dict[str, np.ndarray]]:
     """Power, type-I error, bias, empirical SE, RMSE and coverage of each analysis.
 
@@ -273,7 +277,8 @@ def simulate_operating_characteristics(
     running-power plot). ``replicates``: a list that receives one table (pandas DataFrame)
     per analysis of every replicate's estimate, SE, p-value, interval and failure, in the
     world with the effect (``world="effect"``) and without (``"null"``), with the truth:
-    new diagnosands can be computed from it without simulating again.
+    new diagnosands can be computed from it without simulating again. ``df``: the mixed
+    models' small-sample method, ``"satterthwaite"`` or ``"kenward-roger"``.
 
     Example
     -------
@@ -282,7 +287,7 @@ def simulate_operating_characteristics(
     """
     outcome = outcome or scenario.primary
     for name in analyses:
-        get_analysis(name)
+        get_analysis(name).with_df(df)
     one = scenario.with_outcomes([outcome])
     effect_runs, null_runs = simulate_and_analyse(
         (one, null_scenario(one)),
@@ -292,6 +297,7 @@ def simulate_operating_characteristics(
         chunk_size=chunk_size,
         threads=threads,
         progress=progress,
+        df=df,
     )
     results, p_values = [], {}
     for name, effect_run, null_run in zip(analyses, effect_runs, null_runs, strict=True):
@@ -427,6 +433,7 @@ def simulate_multiple_outcomes(
     chunk_size: int = BLOCK_SIZE,
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
+    df: str = "satterthwaite",
 ) -> tuple[list[OperatingCharacteristics], dict[str, DecisionPower]]:
     """Per-outcome operating characteristics and the power of 'all' / 'any' decisions.
 
@@ -448,7 +455,7 @@ def simulate_multiple_outcomes(
         raise ValueError(f"outcomes must be distinct and non-empty, got {outcomes}")
     names = {k: analysis if isinstance(analysis, str) else analysis[k] for k in outcomes}
     for name in names.values():
-        get_analysis(name)
+        get_analysis(name).with_df(df)
     one = scenario.with_outcomes(outcomes)
     effect_runs, null_runs = simulate_and_analyse(
         (one, null_scenario(one)),
@@ -458,6 +465,7 @@ def simulate_multiple_outcomes(
         chunk_size=chunk_size,
         threads=threads,
         progress=progress,
+        df=df,
     )
     per_outcome, p_effect, p_null, failed = [], [], [], []
     for k, effect_run, null_run in zip(outcomes, effect_runs, null_runs, strict=True):
