@@ -53,6 +53,13 @@ does not depend on the parameterisation, so this equals lmerTest's (which differ
 numerically in (theta, sigma)) up to its numerical-derivative error. Ratios at zero drop
 out (lmerTest's deviance is even in theta there).
 
+Kenward-Roger
+-------------
+With ``df="kenward-roger"`` (REML only) the SE comes from Kenward and Roger's adjusted
+covariance and the df are theirs, from the same level-space matrices at the optimum
+(:mod:`trialsim.analyse.kenward_roger`; equal to pbkrtest's ``vcovAdj`` and ``get_Lb_ddf``).
+Every term not held is a variance parameter, also one estimated at zero (as pbkrtest).
+
 References
 ----------
 Bates, Maechler, Bolker & Walker (2015) J Stat Softw 67(1) (profiled criterion); Patterson &

@@ -54,6 +54,12 @@ parameterisation: the two agree up to lmerTest's numerical-derivative error.
 At the boundary (``sigma2_cluster = 0``) lmerTest's deviance is even in theta, so the theta
 components of ``g`` and of the Hessian cross-term vanish and its df reduces to the residual df
 of the fixed-effects model, ``n - p``; that is what is returned there.
+
+Kenward-Roger
+-------------
+``df="kenward-roger"``: the SE from Kenward and Roger's adjusted covariance and their df,
+from the cluster sums pooled by size (:func:`trialsim.analyse.kenward_roger.
+kenward_roger_pooled`; pbkrtest keeps the cluster variance as a parameter at zero too).
 """
 
 from __future__ import annotations
