@@ -206,3 +206,41 @@ def test_cli_analyse_with_kenward_roger(tmp_path):
         ],
     )
     assert analytic.exit_code == 2 and "applies to simulated analyses" in analytic.output
+
+
+def test_power_and_sweep_take_the_option(tmp_path):
+    """The simulated power path fits the same trials with either df (same estimates, the
+    Kenward-Roger SEs); a sweep records the choice in its settings and refuses it for an
+    analysis that is not a mixed model."""
+    from trialsim.design.grid import parse_vary
+    from trialsim.design.sweep import run_sweep
+    from trialsim.power.simulation import simulate_operating_characteristics
+    from trialsim.scenario import load_scenario
+
+    path = HERE.parent / "scenarios" / "sft-19m.toml"
+    s = load_scenario(path)
+    runs = {}
+    for df in ("satterthwaite", "kenward-roger"):
+        tables = []
+        simulate_operating_characteristics(s, ["mixed"], reps=40, seed=5, replicates=tables, df=df)
+        runs[df] = tables[0]
+    a, b = runs["satterthwaite"], runs["kenward-roger"]
+    np.testing.assert_array_equal(a["estimate"], b["estimate"])
+    assert not np.allclose(a["se"], b["se"], rtol=1e-6)
+    np.testing.assert_allclose(a["se"], b["se"], rtol=0.05)
+    axis = parse_vary("groups.icc_group=0.05,0.1")
+    with pytest.raises(ValueError, match="not a REML mixed model"):
+        run_sweep(
+            path, [axis], reps=10, out=tmp_path / "x", analyses=("ancova",), df="kenward-roger"
+        )
+    result = run_sweep(
+        path,
+        [parse_vary("groups.icc_group=0.05")],
+        reps=10,
+        out=tmp_path / "kr",
+        df="kenward-roger",
+        plots=False,
+    )
+    assert result.cells_failed == 0
+    settings = json.loads((tmp_path / "kr" / "sweep.json").read_text())["settings"]
+    assert settings["df"] == "kenward-roger"
