@@ -5,7 +5,8 @@
 * two terms, one nested in the other (e.g. participants within groups, groups within
   clusters): :func:`trialsim.analyse.reml_nested.fit_reml_nested` (the general engine gives the
   same fit: a repeated-measures SFT trial, participants within groups, 1.6 ms CPU per
-  replicate here against 109 ms);
+  replicate here against 109 ms); with Kenward-Roger df the general engine (the nested one
+  has Satterthwaite df only);
 * otherwise the general engine ``trialsim.analyse.lmm.fit_lmm`` when installed; without it
   the model is refused with a one-line reason.
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from trialsim.analyse.estimate import Estimates
+from trialsim.analyse.kenward_roger import check_df_method
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,17 @@ def fit_terms(
     coef: int = 1,
     analysis: str = "formula",
     level: float = 0.95,
+    df: str = "satterthwaite",
 ) -> Fitted:
     """Fit ``y = X beta + sum_k u_k[term_k] + e`` by REML (OLS without terms).
 
     ``Xy`` (R, M, p + 1) zero outside ``used`` (R, M); ``terms`` ((name, ids (R, M)), ...),
     ids -1 where a row has no effect of that term. Variance components are named
-    ``residual`` and by term. Raises ValueError for a model no available engine fits.
+    ``residual`` and by term. ``df``: ``"satterthwaite"`` or ``"kenward-roger"`` (SE and df;
+    without terms both are the residual df of least squares). Raises ValueError for a model
+    no available engine fits.
     """
+    check_df_method(df)
     used = np.asarray(used, dtype=bool)
     ids = [(name, _compact(np.asarray(t), used)) for name, t in terms]
     if not ids:
@@ -86,7 +92,7 @@ def fit_terms(
         from trialsim.analyse.reml import fit_reml_masked
 
         ((name, g),) = ids
-        fit = fit_reml_masked(Xy, g, used, coef=coef, analysis=analysis, level=level)
+        fit = fit_reml_masked(Xy, g, used, coef=coef, analysis=analysis, level=level, df=df)
         est = _rename(fit.estimates, {"cluster": name})
         return Fitted(est, fit.beta, fit.cov_beta, "reml")
     general = _general_engine()
@@ -98,7 +104,8 @@ def fit_terms(
             outer, inner = (b, gb), (a, ga)
         else:
             outer = None
-        if outer is not None:  # the nested engine: same fit, ~70x faster than the general
+        if outer is not None and df == "satterthwaite":
+            # the nested engine: same fit, ~70x faster than the general
             from trialsim.analyse.reml_nested import fit_reml_nested
 
             fit = fit_reml_nested(
@@ -118,7 +125,7 @@ def fit_terms(
             "general mixed-model engine (trialsim.analyse.lmm), which this installation "
             "lacks; keep one term, or two nested ones"
         )
-    fit = general(Xy, ids, used, coef=coef, analysis=analysis, level=level)
+    fit = general(Xy, ids, used, coef=coef, analysis=analysis, level=level, df=df)
     return Fitted(fit.estimates, fit.beta, fit.cov_beta, "lmm")
 
 

@@ -45,8 +45,10 @@ _WRAPPED = re.compile(r"^(C|factor|as\.factor)\((.+)\)$")
 @dataclass(frozen=True)
 class Term:
     """A fixed-effect term: ``kind`` is arm, baseline, numeric, categorical, site, period,
-    visit (categorical) or time (numeric months); ``source`` the covariate name for
-    covariates; ``label`` the term as printed."""
+    visit (categorical), time (numeric months) or attendance (the attended fraction centred
+    on its mean in each arm, one slope per visit unless the arm effect is constant over
+    visits; see :mod:`trialsim.analyse.mar`); ``source`` the covariate name for covariates;
+    ``label`` the term as printed."""
 
     label: str
     kind: str
@@ -384,6 +386,14 @@ def model_arrays(data: TrialData, spec: ModelSpec, *, visit: int = -1) -> Formul
         elif t.kind == "time":
             months = np.asarray(st.visit_months, dtype=float)[visits]
             cols.append((t.label, np.tile(months, n)[None]))
+        elif t.kind == "attendance":
+            centred = person(_centred_attendance(data, values))
+            if spec.arm_by_visit == "constant" or nv == 1:
+                cols.append((t.label, centred))
+            else:
+                cols += [
+                    (f"attendance:visit{v + 1}", centred * (visit_codes == v)) for v in range(nv)
+                ]
     used = ok
     cols = _arm_by_visit(cols, spec.arm_by_visit, arm_order, visit_codes, nv)
     # drop columns that are zero on every used row of every replicate (absent levels)
@@ -423,6 +433,26 @@ def model_arrays(data: TrialData, spec: ModelSpec, *, visit: int = -1) -> Formul
         arm_columns=tuple(arm_columns),
         n_visits=nv,
     )
+
+
+def _centred_attendance(data: TrialData, values: np.ndarray) -> np.ndarray:
+    """The attended fraction of the offered sessions (R, N), minus its mean over the arm's
+    participants (those with a baseline when the outcome has one) in each replicate: 0 in an
+    arm nobody attends, so the arm columns stay the effects at the arm's mean attendance."""
+    fraction = data.sessions_attended / np.maximum(data.sessions_offered, 1)
+    fraction = np.asarray(fraction, dtype=float)
+    r, n = values.shape[:2]
+    fraction = np.broadcast_to(fraction, (r, n))
+    arm = np.broadcast_to(data.arm, (r, n))
+    counted = np.isfinite(values[:, :, 0]) if data.structure.has_baseline else np.ones((r, n), bool)
+    out = np.zeros((r, n))
+    for k in range(data.structure.n_arms):
+        rows = arm == k
+        weight = rows & counted
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (fraction * weight).sum(axis=1) / weight.sum(axis=1)
+        out = np.where(rows, fraction - np.nan_to_num(mean)[:, None], out)
+    return out
 
 
 def _arm_by_visit(cols, how, arm_order, visit_codes, nv):

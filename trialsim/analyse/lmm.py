@@ -53,6 +53,13 @@ does not depend on the parameterisation, so this equals lmerTest's (which differ
 numerically in (theta, sigma)) up to its numerical-derivative error. Ratios at zero drop
 out (lmerTest's deviance is even in theta there).
 
+Kenward-Roger
+-------------
+With ``df="kenward-roger"`` (REML only) the SE comes from Kenward and Roger's adjusted
+covariance and the df are theirs, from the same level-space matrices at the optimum
+(:mod:`trialsim.analyse.kenward_roger`; equal to pbkrtest's ``vcovAdj`` and ``get_Lb_ddf``).
+Every term not held is a variance parameter, also one estimated at zero (as pbkrtest).
+
 References
 ----------
 Bates, Maechler, Bolker & Walker (2015) J Stat Softw 67(1) (profiled criterion); Patterson &
@@ -69,6 +76,7 @@ import numba
 import numpy as np
 
 from trialsim.analyse.estimate import Estimates
+from trialsim.analyse.kenward_roger import check_df_method, kenward_roger_levels
 from trialsim.analyse.linalg import safe_cholesky
 from trialsim.analyse.prepare import masked_inputs
 from trialsim.analyse.reml import drop_aliased, joined_estimates, profiled_gls, unfittable
@@ -226,8 +234,9 @@ def _lower_inverse(L, Q):
 _SMALL = 1e-4  # ratios below this use the direct (not the s-scaled) formulas
 
 
-def _evaluate(lam, WW, G, ZW, E, nu, reml, derivs) -> _Eval:
-    """The profiled criterion at ``lam`` (R, K) and, if ``derivs``, its derivatives.
+def _evaluate(lam, WW, G, ZW, E, nu, reml, derivs, levels=False):
+    """The profiled criterion at ``lam`` (R, K) and, if ``derivs``, its derivatives; with
+    ``levels`` also ``(Z'V^-1 Z, Z'P Z)`` (returned as ``(ev, (ZVZ, H))``).
 
     One Cholesky factor of ``[[M, sZ'W], [W'Zs, W'W]]`` gives ``log|M|`` (first Q pivots),
     and, as its trailing block is the factor of the Schur complement ``A``, ``log|X'V^-1X|``
@@ -298,7 +307,7 @@ def _evaluate(lam, WW, G, ZW, E, nu, reml, derivs) -> _Eval:
         q2 / Qy[:, None, None] - q1[:, :, None] * q1[:, None, :] / Qy[:, None, None] ** 2
     )
     out.h2, out.q1, out.q2, out.Bx = h2, q1, q2, Bx
-    return out
+    return (out, (ZVZ, H)) if levels else out
 
 
 # --------------------------------------------------------------------------- optimiser
@@ -448,32 +457,10 @@ def _one_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
-def _fit_block(W, used, ids, coef, reml, names):
-    """The arrays of an :class:`LmmFit` for one block (NaN where failed)."""
-    WW, G, ZW, E, held, n_obs = _block_stats(W, used, ids)
-    n_rep, q = WW.shape[0], WW.shape[-1]
-    p = q - 1
-    K = E.shape[1]
-    failed, resid_df, WW, aliased = unfittable(WW, n_obs, coef)
-    if failed.any():  # neutral inputs (results are NaN)
-        WW = np.where(failed[:, None, None], np.eye(q), WW)
-        G = np.where(failed[:, None, None], 0.0, G)
-        ZW = np.where(failed[:, None, None], 0.0, ZW)
-        held = held | failed[:, None]
-        resid_df = np.where(failed, 1.0, resid_df)
-        n_obs = np.where(failed, 1 + p, n_obs)
-    nu = resid_df if reml else n_obs.astype(float)
-    lam, converged, ev = _optimise(WW, G, ZW, E, held, nu, reml)
-    Q, beta, C, _, loglik = profiled_gls(ev.Ai, resid_df, ev.log_m, ev.log_xx)
-    s2 = Q / nu
-    if not reml:
-        loglik = -0.5 * (nu * (1.0 + np.log(2.0 * np.pi * Q / nu)) + ev.log_m)
-    cov_beta = s2[:, None, None] * C
-    var_k = cov_beta[:, coef, coef]
-    beta, cov_beta = drop_aliased(beta, cov_beta, aliased)
-    boundary = ((lam == 0.0) & ~held).any(axis=1)
-
-    # Satterthwaite over (lam_free, sigma2): D = nu log s + h(lam) + Q(lam) / s
+def _satterthwaite(ev, lam, held, C, Q, s2, nu, E, var_k, coef):
+    """Satterthwaite df of ``beta_coef`` over (lam_free, sigma2), with the observed Hessian
+    of ``D = nu log s + h(lam) + Q(lam) / s`` (module docstring)."""
+    n_rep, K = lam.shape
     free = (lam > 0.0) & ~held
     m = K + 1
     Hd = np.zeros((n_rep, m, m))
@@ -495,6 +482,40 @@ def _fit_block(W, used, ids, coef, reml, names):
         except np.linalg.LinAlgError:
             quad = np.full(n_rep, np.nan)
         df = var_k**2 / quad
+    return df
+
+
+def _fit_block(W, used, ids, coef, reml, names, df_method="satterthwaite"):
+    """The arrays of an :class:`LmmFit` for one block (NaN where failed)."""
+    WW, G, ZW, E, held, n_obs = _block_stats(W, used, ids)
+    n_rep, q = WW.shape[0], WW.shape[-1]
+    p = q - 1
+    failed, resid_df, WW, aliased = unfittable(WW, n_obs, coef)
+    if failed.any():  # neutral inputs (results are NaN)
+        WW = np.where(failed[:, None, None], np.eye(q), WW)
+        G = np.where(failed[:, None, None], 0.0, G)
+        ZW = np.where(failed[:, None, None], 0.0, ZW)
+        held = held | failed[:, None]
+        resid_df = np.where(failed, 1.0, resid_df)
+        n_obs = np.where(failed, 1 + p, n_obs)
+    nu = resid_df if reml else n_obs.astype(float)
+    lam, converged, ev = _optimise(WW, G, ZW, E, held, nu, reml)
+    Q, beta, C, _, loglik = profiled_gls(ev.Ai, resid_df, ev.log_m, ev.log_xx)
+    s2 = Q / nu
+    if not reml:
+        loglik = -0.5 * (nu * (1.0 + np.log(2.0 * np.pi * Q / nu)) + ev.log_m)
+    cov_beta = s2[:, None, None] * C
+    var_k = cov_beta[:, coef, coef]
+    boundary = ((lam == 0.0) & ~held).any(axis=1)
+
+    if df_method == "kenward-roger":
+        _, (ZVZ, H) = _evaluate(lam, WW, G, ZW, E, nu, reml, True, levels=True)
+        scale, df = kenward_roger_levels(lam, held, C, ev.Bx, ZVZ, H, E, resid_df, coef)
+        cov_beta = s2[:, None, None] * scale
+        var_k = cov_beta[:, coef, coef]
+    else:
+        df = _satterthwaite(ev, lam, held, C, Q, s2, nu, E, var_k, coef)
+    beta, cov_beta = drop_aliased(beta, cov_beta, aliased)
     bad_df = ~(np.isfinite(df) & (df > 0.0))
     converged &= ~bad_df
 
@@ -528,6 +549,7 @@ def fit_lmm(
     analysis: str = "lmm",
     level: float = 0.95,
     threads: int | None = None,
+    df: str = "satterthwaite",
 ) -> LmmFit:
     """Fit ``y = X beta + sum_k u_k[ids_k] + e`` by REML (ML) for every replicate of a batch.
 
@@ -541,8 +563,11 @@ def fit_lmm(
     used : (R, N) bool rows used.
     coef : column of X whose coefficient is reported.
     reml : REML (True) or maximum likelihood.
-    analysis, level, threads : the record's name, confidence level of the t interval
-        (Satterthwaite df), blocks of replicates fitted in parallel (default one per core).
+    analysis, level, threads : the record's name, confidence level of the t interval,
+        blocks of replicates fitted in parallel (default one per core).
+    df : ``"satterthwaite"`` (lmerTest's default) or ``"kenward-roger"`` (REML only): the
+        SE is then from Kenward and Roger's adjusted covariance (also ``cov_beta``) and the
+        df theirs (:mod:`trialsim.analyse.kenward_roger`).
 
     Returns
     -------
@@ -555,6 +580,8 @@ def fit_lmm(
     >>> fit_lmm(a.Xy, [("cluster", a.cluster), ("group", a.group)], a.mask)     # doctest: +SKIP
     """
     names = [str(name) for name, _ in terms]
+    if check_df_method(df) == "kenward-roger" and not reml:
+        raise ValueError("Kenward-Roger df need a REML fit (reml=True)")
     if not names:
         raise ValueError("fit_lmm needs at least one random-intercept term")
     if len(set(names)) != len(names) or "residual" in names:
@@ -571,7 +598,7 @@ def fit_lmm(
         W = np.ascontiguousarray(Xy[b])
         if not np.isfinite(W).all():
             raise ValueError("Xy has non-finite values; zero the rows outside 'used'")
-        return _fit_block(W, used[b], ids[b], coef, reml, names)
+        return _fit_block(W, used[b], ids[b], coef, reml, names, df)
 
     with _one_blas_thread():  # blocks run on our threads; BLAS threads would oversubscribe
         parts = list(map_in_threads(run, blocks, threads))

@@ -67,11 +67,12 @@ def _determines(a: np.ndarray, b: np.ndarray) -> bool:
     return bool((low[key] == high[key]).all())
 
 
-def lmm_analysis(data: TrialData, outcome: str) -> Estimates:
+def lmm_analysis(data: TrialData, outcome: str, df: str = "satterthwaite") -> Estimates:
     """The ``lmm`` analysis: the ANCOVA design with a random intercept for every term of
     :func:`structure_terms`, REML, Satterthwaite df. One term goes through the one-term fast
     path (:func:`trialsim.analyse.reml.fit_reml_masked`), several through
-    :func:`trialsim.analyse.lmm.fit_lmm`; none: ANCOVA (OLS, residual df)."""
+    :func:`trialsim.analyse.lmm.fit_lmm`; none: ANCOVA (OLS, residual df). ``df``:
+    ``"satterthwaite"`` or ``"kenward-roger"``."""
     a = ancova_arrays(data, outcome)
     terms = structure_terms(data, a)
     if not terms:
@@ -80,7 +81,7 @@ def lmm_analysis(data: TrialData, outcome: str) -> Estimates:
         return fit_ols(a.y, a.X, a.mask, analysis="lmm")
     if len(terms) == 1:
         name, ids = terms[0]
-        est = fit_reml_masked(a.Xy, ids, a.mask, analysis="lmm").estimates
+        est = fit_reml_masked(a.Xy, ids, a.mask, analysis="lmm", df=df).estimates
         variance = {"residual": est.variance["residual"], name: est.variance["cluster"]}
         return replace(est, variance=variance)
-    return fit_lmm(a.Xy, terms, a.mask, analysis="lmm").estimates
+    return fit_lmm(a.Xy, terms, a.mask, analysis="lmm", df=df).estimates

@@ -36,6 +36,28 @@ class Analysis:
     joint_fit: Callable[[TrialData, str], tuple] | None = None
     # the model in lme4 notation: (structure, outcome) -> text; None: not a formula model
     formula: Callable[[TrialStructure, str], str] | None = None
+    # a REML mixed model whose run (and joint_fit) take ``df="kenward-roger"``
+    kenward_roger: bool = False
+    # small-sample df (and SE) method: "satterthwaite" (each analysis's own) or "kenward-roger"
+    df: str = "satterthwaite"
+
+    def with_df(self, df: str) -> Analysis:
+        """This analysis with small-sample method ``df``: ``"satterthwaite"`` (as it is) or
+        ``"kenward-roger"`` (Kenward-Roger adjusted SE and df; REML mixed models only)."""
+        from functools import partial
+
+        from trialsim.analyse.kenward_roger import check_df_method
+
+        if check_df_method(df) == self.df:
+            return self
+        if not self.kenward_roger:
+            usable = ", ".join(n for n, a in ANALYSES.items() if a.kenward_roger)
+            raise ValueError(
+                f"--df {df}: the {self.name} analysis is not a REML mixed model; use it with "
+                f"one of {usable} (or --formula), or leave out --df"
+            )
+        joint_fit = None if self.joint_fit is None else partial(self.joint_fit, df=df)
+        return replace(self, run=partial(self.run, df=df), joint_fit=joint_fit, df=df)
 
     def estimate(self, data: TrialData, outcome: str) -> Estimates:
         """The estimate of ``data.contrast`` against the reference arm."""
@@ -48,25 +70,15 @@ class Analysis:
         return default_formula(self.name, structure, outcome)
 
 
-def _mixed(data: TrialData, outcome: str) -> Estimates:
-    from trialsim.analyse.reml import fit_reml_masked
-
-    a = ancova_arrays(data, outcome)
-    return fit_reml_masked(a.Xy, a.group, a.mask, analysis="mixed").estimates
+def _mixed(data: TrialData, outcome: str, df: str = "satterthwaite") -> Estimates:
+    return _joint_mixed(data, outcome, df)[0].estimates
 
 
-def _mixed_singleton(data: TrialData, outcome: str) -> Estimates:
-    from trialsim.analyse.reml import fit_reml_masked
-
-    a = ancova_arrays(data, outcome)
-    n_groups = int(a.group.max(initial=-1)) + 1
-    cluster = np.where(a.group >= 0, a.group, n_groups + np.arange(a.group.shape[1]))
-    return fit_reml_masked(a.Xy, cluster, a.mask, analysis="mixed-singleton").estimates
+def _mixed_singleton(data: TrialData, outcome: str, df: str = "satterthwaite") -> Estimates:
+    return _joint_mixed_singleton(data, outcome, df)[0].estimates
 
 
-def _mixed_cluster(data: TrialData, outcome: str) -> Estimates:
-    from trialsim.analyse.reml_nested import check_nesting, fit_reml_nested
-    from trialsim.analyse.reml_nested import split_groups_by_cluster as split
+def _mixed_cluster(data: TrialData, outcome: str, df: str = "satterthwaite") -> Estimates:
 
     a = ancova_arrays(data, outcome)
     if (a.cluster < 0).all():
@@ -80,12 +92,7 @@ def _mixed_cluster(data: TrialData, outcome: str) -> Estimates:
             "cluster and group variances cannot both be estimated; use 'mixed' (one random "
             "intercept per group)"
         )
-    group = a.group
-    try:
-        check_nesting(a.cluster, group)
-    except ValueError:  # real data with a group across clusters: one group per cluster part
-        group = split(a.cluster, group)
-    return fit_reml_nested(a.Xy, a.cluster, group, a.mask, analysis="mixed-cluster").estimates
+    return _joint_mixed_cluster(data, outcome, df)[0].estimates
 
 
 def same_partition(cluster: np.ndarray, group: np.ndarray) -> bool:
@@ -121,11 +128,17 @@ def _cluster_level(data: TrialData, outcome: str) -> Estimates:
     return cluster_level_ttest(data, outcome)
 
 
-def _from(module: str, function: str) -> Callable[[TrialData, str], Estimates]:
-    def run(data: TrialData, outcome: str) -> Estimates:
+def _mar_formula(st: TrialStructure, outcome: str) -> str:
+    from trialsim.analyse.mar import mar_spec
+
+    return f"{mar_spec(st, outcome).lme4()} [attendance_c where attendance is recorded]"
+
+
+def _from(module: str, function: str) -> Callable[..., Estimates]:
+    def run(data: TrialData, outcome: str, **options) -> Estimates:
         import importlib
 
-        return getattr(importlib.import_module(module), function)(data, outcome)
+        return getattr(importlib.import_module(module), function)(data, outcome, **options)
 
     return run
 
@@ -139,12 +152,14 @@ ANALYSES: dict[str, Analysis] = {
             "partially nested mixed model: random group intercept in the treated arm only, "
             "REML, Satterthwaite df (default for individual randomisation)",
             joint=True,
+            kenward_roger=True,
         ),
         Analysis(
             "mixed-singleton",
             _mixed_singleton,
             "mixed model where each control is its own cluster (homoscedastic variant)",
             joint=True,
+            kenward_roger=True,
         ),
         Analysis(
             "mixed-cluster",
@@ -153,6 +168,7 @@ ANALYSES: dict[str, Analysis] = {
             "the treatment groups nested in it (a group spanning clusters counts once per "
             "cluster), period effects in a stepped wedge; REML, Satterthwaite df",
             joint=True,
+            kenward_roger=True,
         ),
         Analysis(
             "ancova",
@@ -173,8 +189,14 @@ ANALYSES: dict[str, Analysis] = {
         ),
         Analysis(
             "mar",
-            _from("trialsim.analyse.missing", "mar_all_visits"),
-            "likelihood-based MAR analysis using all visits (monotone factorisation)",
+            _from("trialsim.analyse.mar", "mar_repeated"),
+            "likelihood-based analysis under missing at random: the repeated-measures model "
+            "plus the attended fraction (centred in each arm, a slope per visit) where "
+            "attendance is recorded; effect at the last visit; REML, Satterthwaite df",
+            joint=True,
+            kenward_roger=True,
+            joint_fit=_from("trialsim.analyse.mar", "mar_joint_fit"),
+            formula=_mar_formula,
         ),
         Analysis(
             "repeated",
@@ -183,6 +205,7 @@ ANALYSES: dict[str, Analysis] = {
             "per participant (and per group / cluster); effect at the last visit "
             "(--estimand average|constant for the others); REML, Satterthwaite df",
             joint=True,
+            kenward_roger=True,
         ),
         Analysis(
             "per-protocol",
@@ -244,6 +267,7 @@ ANALYSES: dict[str, Analysis] = {
             "randomised clusters that are not the groups, trainers (crossed); REML, "
             "Satterthwaite df",
             joint=True,
+            kenward_roger=True,
         ),
     ]
 }
@@ -365,7 +389,7 @@ def _indicator(arm: str) -> str:
 
 def default_formula(name: str, st: TrialStructure, outcome: str) -> str | None:
     """The lme4 (or lm/glm) formula of a built-in analysis on this structure; None for the
-    analyses that are not one regression model (IV, per-protocol, cluster-level, MAR)."""
+    analyses that are not one regression model (IV, per-protocol, cluster-level)."""
     fixed = _fixed_text(st, outcome)
     groups = st.has_groups and not st.groups_are_clusters
     if name in ("ancova", "complete-case"):
@@ -418,42 +442,61 @@ def _joint_ancova(data: TrialData, outcome: str):
     return fit_terms(a.Xy, a.mask, (), analysis="ancova"), _arm_columns(a.columns, data)
 
 
-def _joint_mixed(data: TrialData, outcome: str):
+def _joint_mixed(data: TrialData, outcome: str, df: str = "satterthwaite"):
     from trialsim.analyse.fitting import Fitted
     from trialsim.analyse.reml import fit_reml_masked
 
     a = ancova_arrays(data, outcome)
-    fit = fit_reml_masked(a.Xy, a.group, a.mask, analysis="mixed")
+    fit = fit_reml_masked(a.Xy, a.group, a.mask, analysis="mixed", df=df)
     return Fitted(fit.estimates, fit.beta, fit.cov_beta, "reml"), _arm_columns(a.columns, data)
 
 
-def _joint_mixed_cluster(data: TrialData, outcome: str):
+def _joint_mixed_cluster(data: TrialData, outcome: str, df: str = "satterthwaite"):
+    """Random cluster and group intercepts: the nested engine (Satterthwaite df), the general
+    one for Kenward-Roger df (the same REML fit)."""
     from trialsim.analyse.fitting import Fitted
     from trialsim.analyse.reml_nested import check_nesting, fit_reml_nested
     from trialsim.analyse.reml_nested import split_groups_by_cluster as split
 
     a = ancova_arrays(data, outcome)
+    if (a.cluster < 0).all():
+        raise ValueError(
+            "mixed-cluster needs randomised clusters (a cluster column: cohort, municipality, "
+            "school, ...); these data randomised people: use 'mixed'"
+        )
+    if same_partition(a.cluster, a.group):
+        raise ValueError(
+            "mixed-cluster: every randomised cluster is exactly one delivery group, so the "
+            "cluster and group variances cannot both be estimated; use 'mixed' (one random "
+            "intercept per group)"
+        )
     group = a.group
     try:
         check_nesting(a.cluster, group)
-    except ValueError:
+    except ValueError:  # real data with a group across clusters: one group per cluster part
         group = split(a.cluster, group)
-    fit = fit_reml_nested(a.Xy, a.cluster, group, a.mask, analysis="mixed-cluster")
+    if df == "satterthwaite":
+        fit = fit_reml_nested(a.Xy, a.cluster, group, a.mask, analysis="mixed-cluster")
+    else:
+        from trialsim.analyse.lmm import fit_lmm
+
+        terms = [("cluster", a.cluster), ("group", group)]
+        fit = fit_lmm(a.Xy, terms, a.mask, analysis="mixed-cluster", df=df)
     return Fitted(fit.estimates, fit.beta, fit.cov_beta, "reml"), _arm_columns(a.columns, data)
 
 
-def _joint_mixed_singleton(data: TrialData, outcome: str):
+def _joint_mixed_singleton(data: TrialData, outcome: str, df: str = "satterthwaite"):
     from trialsim.analyse.fitting import Fitted
     from trialsim.analyse.reml import fit_reml_masked
 
     a = ancova_arrays(data, outcome)
     n_groups = int(a.group.max(initial=-1)) + 1
     unit = np.where(a.group >= 0, a.group, n_groups + np.arange(a.group.shape[1]))
-    fit = fit_reml_masked(a.Xy, unit, a.mask, analysis="mixed-singleton")
+    fit = fit_reml_masked(a.Xy, unit, a.mask, analysis="mixed-singleton", df=df)
     return Fitted(fit.estimates, fit.beta, fit.cov_beta, "reml"), _arm_columns(a.columns, data)
 
 
-def _joint_lmm(data: TrialData, outcome: str):
+def _joint_lmm(data: TrialData, outcome: str, df: str = "satterthwaite"):
     """The joint fit of the ``lmm`` analysis (its terms from the structure)."""
     from trialsim.analyse.fitting import Fitted, fit_terms
     from trialsim.analyse.lmm import fit_lmm
@@ -462,32 +505,32 @@ def _joint_lmm(data: TrialData, outcome: str):
     a = ancova_arrays(data, outcome)
     terms = structure_terms(data, a)
     if len(terms) < 2:
-        fit = fit_terms(a.Xy, a.mask, tuple(terms), analysis="lmm")
+        fit = fit_terms(a.Xy, a.mask, tuple(terms), analysis="lmm", df=df)
     else:
-        lmm = fit_lmm(a.Xy, terms, a.mask, analysis="lmm")
+        lmm = fit_lmm(a.Xy, terms, a.mask, analysis="lmm", df=df)
         fit = Fitted(lmm.estimates, lmm.beta, lmm.cov_beta, "lmm")
     return fit, _arm_columns(a.columns, data)
 
 
 def _spec_joint_fit(make_spec):
-    def joint_fit(data: TrialData, outcome: str):
+    def joint_fit(data: TrialData, outcome: str, df: str = "satterthwaite"):
         from trialsim.analyse.fitting import fit_terms
         from trialsim.analyse.formula import model_arrays
 
         a = model_arrays(data, make_spec(data.structure, outcome))
-        fit = fit_terms(a.Xy, a.used, a.terms, coef=a.coef)
+        fit = fit_terms(a.Xy, a.used, a.terms, coef=a.coef, df=df)
         return fit, [a.arm_columns[k] for k in range(1, data.structure.n_arms)]
 
     return joint_fit
 
 
 def _spec_run(make_spec, analysis: str):
-    def run(data: TrialData, outcome: str) -> Estimates:
+    def run(data: TrialData, outcome: str, df: str = "satterthwaite") -> Estimates:
         from trialsim.analyse.fitting import fit_terms
         from trialsim.analyse.formula import model_arrays
 
         a = model_arrays(data, make_spec(data.structure, outcome))
-        return fit_terms(a.Xy, a.used, a.terms, coef=a.coef, analysis=analysis).estimates
+        return fit_terms(a.Xy, a.used, a.terms, coef=a.coef, analysis=analysis, df=df).estimates
 
     return run
 
@@ -509,6 +552,7 @@ def repeated_analysis(estimand: str = "last") -> Analysis:
         ANALYSES["repeated"].description,
         estimand="itt" if estimand == "last" else None,
         joint=True,
+        kenward_roger=True,
         joint_fit=_spec_joint_fit(make_spec),
         formula=lambda st, outcome: make_spec(st, outcome).lme4(),
     )
@@ -527,6 +571,7 @@ def formula_analysis(spec) -> Analysis:
         f"the model {spec.lme4()}",
         estimand=None if spec.repeated else "itt",
         joint=True,
+        kenward_roger=True,
         joint_fit=_spec_joint_fit(make_spec),
         formula=lambda st, outcome: spec.lme4(),
     )
@@ -574,10 +619,11 @@ def adjust_contrasts(
             df_all = np.column_stack([wide[c]["df"].to_numpy() for c in contrasts])
             df = df_all.min(axis=1)
             dun = dunnett(est, se, correlation(cov), df, level=level)
+            method = "Kenward-Roger" if analysis.df == "kenward-roger" else "Satterthwaite"
             how = (
                 "residual df"
                 if fit.engine == "ols"
-                else "df the smallest Satterthwaite df of the contrasts (an approximation)"
+                else f"df the smallest {method} df of the contrasts (an approximation)"
             )
             lines.append(
                 f"multiplicity: Dunnett single-step, multivariate t with the contrasts' "

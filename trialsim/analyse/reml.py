@@ -54,6 +54,12 @@ parameterisation: the two agree up to lmerTest's numerical-derivative error.
 At the boundary (``sigma2_cluster = 0``) lmerTest's deviance is even in theta, so the theta
 components of ``g`` and of the Hessian cross-term vanish and its df reduces to the residual df
 of the fixed-effects model, ``n - p``; that is what is returned there.
+
+Kenward-Roger
+-------------
+``df="kenward-roger"``: the SE from Kenward and Roger's adjusted covariance and their df,
+from the cluster sums pooled by size (:func:`trialsim.analyse.kenward_roger.
+kenward_roger_pooled`; pbkrtest keeps the cluster variance as a parameter at zero too).
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trialsim.analyse.estimate import Estimates
+from trialsim.analyse.kenward_roger import check_df_method, kenward_roger_pooled
 from trialsim.analyse.linalg import full_rank, safe_cholesky
 from trialsim.analyse.prepare import batch_inputs, check_coef, masked_inputs
 from trialsim.analyse.reml_kernels import cluster_sums, fit_ratio, pool_by_size
@@ -269,10 +276,12 @@ def fit_reml_stats(
     analysis: str = "reml",
     level: float = 0.95,
     threads: int | None = None,
+    df: str = "satterthwaite",
 ) -> RemlFit:
     """REML fit from precomputed :func:`cluster_stats` (see :func:`fit_reml`)."""
     coef = check_coef(coef, stats.n_coef)
-    parts = _map_blocks(lambda b: _fit_block(stats.take(b), coef), len(stats.n_obs), threads)
+    check_df_method(df)
+    parts = _map_blocks(lambda b: _fit_block(stats.take(b), coef, df), len(stats.n_obs), threads)
     return _assemble(parts, stats, analysis, level)
 
 
@@ -414,32 +423,12 @@ def profiled_grid(stats: ClusterStats, lam: np.ndarray, *, coef: int = 1) -> Pro
     return profiled_from_cross(A, log_v, stats.n_obs - p)
 
 
-def _fit_block(stats: ClusterStats, coef: int) -> dict[str, np.ndarray]:
-    """Fit one block of replicates; the arrays of a :class:`RemlFit` (NaN where failed)."""
-    S, T = stats.cross, stats.cross_size
-    n_size, sizes = stats.n_size, stats.sizes
-    n_rep, q = S.shape[0], S.shape[-1]
-    p = q - 1
-    failed, resid_df, S, aliased = unfittable(S, stats.n_obs, coef)
-    if failed.any():  # neutral inputs for the failed replicates (results are NaN)
-        S = np.where(failed[:, None, None], np.eye(q), S)
-        T = np.where(failed[:, None, None, None], 0.0, T)
-        n_size = np.where(failed[:, None], 0.0, n_size)
-        resid_df = np.where(failed, 1.0, resid_df)
-
-    lam, converged, Ai, terms = fit_ratio(
-        S, T, n_size, sizes, resid_df, _GRID, _STEP_TOL, _MAX_NEWTON
-    )
-    log_v, log_det_xx, lv2, la2, lq1, lq2 = terms.T
+def _satterthwaite(lam, Q, C, s2, T, sizes, resid_df, var_k, coef, terms):
+    """Satterthwaite df of ``beta_coef`` (``n - p`` at the boundary; module docstring)."""
+    p = C.shape[-1]
     boundary = lam == 0.0
-
-    Q, beta, C, s2, reml_loglik = profiled_gls(Ai, resid_df, log_v, log_det_xx)
-    tau = lam * s2
-    cov_beta = s2[:, None, None] * C
-    var_k = cov_beta[:, coef, coef]
-    beta, cov_beta = drop_aliased(beta, cov_beta, aliased)
-
-    # Satterthwaite: Hessian of D(lam, s) = (n-p) log s + h(lam) + Q(lam)/s, h = log|V| +
+    _, _, lv2, la2, lq1, lq2 = terms.T
+    # Hessian of D(lam, s) = (n-p) log s + h(lam) + Q(lam)/s, h = log|V| +
     # log|A_xx|, and gradient of f = s C_kk, both analytic (see module docstring).
     h2 = lv2 + la2 - lq2
     q1 = Q * lq1
@@ -457,7 +446,45 @@ def _fit_block(stats: ClusterStats, coef: int) -> dict[str, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         quad = (f_l**2 * h_ss - 2.0 * f_l * f_s * h_ls + f_s**2 * h_ll) / det
         df = np.where(boundary, resid_df, var_k**2 / quad)
-    bad_df = ~boundary & ~(np.isfinite(df) & (df > 0.0))
+    return df
+
+
+def _fit_block(
+    stats: ClusterStats, coef: int, df_method: str = "satterthwaite"
+) -> dict[str, np.ndarray]:
+    """Fit one block of replicates; the arrays of a :class:`RemlFit` (NaN where failed)."""
+    S, T = stats.cross, stats.cross_size
+    n_size, sizes = stats.n_size, stats.sizes
+    n_rep, q = S.shape[0], S.shape[-1]
+    p = q - 1
+    failed, resid_df, S, aliased = unfittable(S, stats.n_obs, coef)
+    if failed.any():  # neutral inputs for the failed replicates (results are NaN)
+        S = np.where(failed[:, None, None], np.eye(q), S)
+        T = np.where(failed[:, None, None, None], 0.0, T)
+        n_size = np.where(failed[:, None], 0.0, n_size)
+        resid_df = np.where(failed, 1.0, resid_df)
+
+    lam, converged, Ai, terms = fit_ratio(
+        S, T, n_size, sizes, resid_df, _GRID, _STEP_TOL, _MAX_NEWTON
+    )
+    log_v, log_det_xx = terms.T[:2]
+    boundary = lam == 0.0
+
+    Q, beta, C, s2, reml_loglik = profiled_gls(Ai, resid_df, log_v, log_det_xx)
+    tau = lam * s2
+    cov_beta = s2[:, None, None] * C
+    var_k = cov_beta[:, coef, coef]
+
+    if df_method == "kenward-roger":
+        scale, df = kenward_roger_pooled(lam, C, T[:, :, :p, :p], n_size, sizes, resid_df, coef)
+        cov_beta = s2[:, None, None] * scale
+        var_k = cov_beta[:, coef, coef]
+        boundary_df = np.zeros_like(boundary)
+    else:
+        df = _satterthwaite(lam, Q, C, s2, T, sizes, resid_df, var_k, coef, terms)
+        boundary_df = boundary
+    beta, cov_beta = drop_aliased(beta, cov_beta, aliased)
+    bad_df = ~boundary_df & ~(np.isfinite(df) & (df > 0.0))
     converged &= ~bad_df
 
     nan = np.full(n_rep, np.nan)
@@ -521,6 +548,7 @@ def fit_reml(
     analysis: str = "reml",
     level: float = 0.95,
     threads: int | None = None,
+    df: str = "satterthwaite",
 ) -> RemlFit:
     """Fit ``y = X beta + u_cluster + e`` by REML for every replicate of a batch.
 
@@ -536,6 +564,9 @@ def fit_reml(
     level : confidence level of the t interval (Satterthwaite df).
     threads : blocks of replicates fitted in parallel (default: one per core); the result
         does not depend on it.
+    df : ``"satterthwaite"`` (lmerTest's default) or ``"kenward-roger"``: SE from Kenward and
+        Roger's adjusted covariance (also ``cov_beta``) and their df
+        (:mod:`trialsim.analyse.kenward_roger`; pbkrtest's ``vcovAdj``).
 
     Returns
     -------
@@ -555,11 +586,12 @@ def fit_reml(
     """
     y, X, cluster, used = _broadcast_inputs(y, X, cluster, mask)
     coef = check_coef(coef, X.shape[-1])
+    check_df_method(df)
 
     def fit_block(b: slice) -> tuple[ClusterStats, dict]:
         # statistics and fit in one go, while the block is still in cache
         stats = _block_stats(y[b], X if len(X) == 1 else X[b], cluster[b], used[b])
-        return stats, _fit_block(stats, coef)
+        return stats, _fit_block(stats, coef, df)
 
     parts = _map_blocks(fit_block, len(y), threads)
     stats = ClusterStats.concat([part[0] for part in parts])
@@ -575,6 +607,7 @@ def fit_reml_masked(
     analysis: str = "reml",
     level: float = 0.95,
     threads: int | None = None,
+    df: str = "satterthwaite",
 ) -> RemlFit:
     """:func:`fit_reml` on a design already in the layout it works in (no copy of the rows).
 
@@ -584,10 +617,11 @@ def fit_reml_masked(
         :func:`trialsim.analyse.prepare.ancova_arrays` builds ``ModelArrays.Xy``).
     cluster : (R, N) or (N,) int cluster ids as in :func:`fit_reml`.
     used : (R, N) bool rows used.
-    coef, analysis, level, threads : as in :func:`fit_reml`; the result equals
+    coef, analysis, level, threads, df : as in :func:`fit_reml`; the result equals
         ``fit_reml(y, X, cluster, used, ...)`` for ``X, y`` the columns of ``Xy``.
     """
     Xy, used, coef, cluster = masked_inputs(Xy, used, coef, cluster)
+    check_df_method(df)
 
     def fit_block(b: slice) -> tuple[ClusterStats, dict]:
         W = Xy[b]
@@ -595,7 +629,7 @@ def fit_reml_masked(
         if not np.isfinite(cross).all():
             raise ValueError("Xy has non-finite values; use fit_reml, which drops such rows")
         stats = _pooled_stats(W, cross, used[b], cluster[b])
-        return stats, _fit_block(stats, coef)
+        return stats, _fit_block(stats, coef, df)
 
     parts = _map_blocks(fit_block, len(Xy), threads)
     stats = ClusterStats.concat([part[0] for part in parts])

@@ -62,14 +62,26 @@ def repeated_spec(structure: TrialStructure, outcome: str, estimand: str = "last
 
 
 def repeated_measures(
-    data: TrialData, outcome: str, *, estimand: str = "last", level: float = 0.95
+    data: TrialData,
+    outcome: str,
+    *,
+    estimand: str = "last",
+    level: float = 0.95,
+    df: str = "satterthwaite",
 ) -> Estimates:
     """The repeated-measures treatment effect (``estimand``: last, average or constant) of
-    ``data.contrast`` against the reference, batched over replicates."""
+    ``data.contrast`` against the reference, batched over replicates; ``df``:
+    ``"satterthwaite"`` or ``"kenward-roger"``."""
     from trialsim.analyse.fitting import fit_terms
 
     spec = repeated_spec(data.structure, outcome, estimand)
     a = model_arrays(data, spec)
     return fit_terms(
-        a.Xy, a.used, a.terms, coef=a.coef, analysis=f"repeated({estimand})", level=level
+        a.Xy,
+        a.used,
+        a.terms,
+        coef=a.coef,
+        analysis=f"repeated({estimand})",
+        level=level,
+        df=df,
     ).estimates

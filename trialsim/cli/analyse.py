@@ -11,6 +11,7 @@ from trialsim.cli.common import (
     InputError,
     RunFailed,
     data_options,
+    df_option,
     emit,
     format_option,
     friendly,
@@ -54,11 +55,21 @@ from trialsim.cli.common import (
     help="Repeated measures (--analysis repeated): the treatment effect at the last visit "
     "(default), averaged over the visits, or constant over the visits.",
 )
+@df_option
 @data_options
 @format_option
 @friendly
 def analyse(
-    data_file, outcome, analysis_name, contrast, formula, estimand, declared, fmt, csv_dialect
+    data_file,
+    outcome,
+    analysis_name,
+    contrast,
+    formula,
+    estimand,
+    df_method,
+    declared,
+    fmt,
+    csv_dialect,
 ):
     """Run one analysis on a trial-data file (real or simulated).
 
@@ -77,6 +88,8 @@ def analyse(
       trialsim analyse tests/data/real/anorexia.csv --reference Cont
       trialsim analyse tests/data/real/btheb.csv --outcome bdi --covariate drug \\
         --covariate length --covariate bdi.pre --better lower
+      trialsim analyse tests/data/real/star.csv --outcome math --reference reg \\
+        --analysis lmm --df kenward-roger
     """
     from trialsim.analyse.registry import (
         adjust_contrasts,
@@ -107,6 +120,7 @@ def analyse(
         if analysis.name == "repeated":
             analysis = repeated_analysis(estimand or "last")
         line = f"analysis: {analysis.name} (chosen; the default is {default.name})"
+    analysis = analysis.with_df(df_method)
     if contrast is not None:
         data = data.for_contrast(contrast)
         frame = estimate_contrasts(analysis, data, outcome, arms=(contrast,))
@@ -117,6 +131,8 @@ def analyse(
     lme4 = analysis.model(st, outcome)
     header = [f"{data_file}: {'; '.join(st.describe()[:4])}", f"outcome {spec.describe()}", line]
     header += [f"model: {lme4}"] if lme4 else []
+    if analysis.df != "satterthwaite":
+        header.append("small-sample inference: Kenward-Roger adjusted SE and df (pbkrtest)")
     header += adjustments
     if fmt == "csv":  # what the rows are, on stderr: stdout stays one CSV table
         click.echo("\n".join(header), err=True)
@@ -131,6 +147,7 @@ def analyse(
             "outcome_spec": spec.describe(),
             "analysis": analysis.name,
             "model": lme4,
+            "df_method": analysis.df,
             "multiplicity": adjustments,
             "default_analysis": {"name": default.name, "reason": default.reason},
             "structure": st.describe(),

@@ -204,6 +204,16 @@ def target_power_option(help: str | None = None):
     )
 
 
+df_option = click.option(
+    "--df",
+    "df_method",
+    type=click.Choice(["satterthwaite", "kenward-roger"]),
+    default="satterthwaite",
+    show_default=True,
+    help="Small-sample degrees of freedom (and SE) of the REML mixed models: Satterthwaite "
+    "(as lmerTest) or Kenward-Roger (pbkrtest's adjusted covariance and df; slower). "
+    "Analyses that are not mixed models keep their own df and refuse kenward-roger.",
+)
 # ---- reading trial-data files ----
 
 map_option = click.option(

@@ -9,6 +9,7 @@ import click
 from trialsim.cli.common import (
     InputError,
     alpha_option,
+    df_option,
     emit,
     force_option,
     format_option,
@@ -123,6 +124,7 @@ from trialsim.scenario import load_scenario
     name="--plot",
 )
 @force_option
+@df_option
 @format_option
 @set_option
 @friendly
@@ -145,6 +147,7 @@ def power(
     target_power,
     plot,
     force,
+    df_method,
     fmt,
     csv_dialect,
     overrides,
@@ -177,6 +180,8 @@ def power(
     refuse_overwrite([plot], force, "--plot")
     refuse_overwrite([keep_replicates], force, "--keep-replicates")
     s = load_scenario(scenario, overrides)
+    if df_method != "satterthwaite" and method == "analytic":
+        raise InputError(f"--df {df_method} applies to simulated analyses; use --method simulation")
     if formula is not None:
         analyses, outcomes = _formula(s, formula, analyses, outcomes, curve)
     shown = {"fmt": fmt, "csv_dialect": csv_dialect}
@@ -193,6 +198,7 @@ def power(
             alpha,
             target_power,
             shown,
+            df_method,
         )
         return
     if over_range or design_prior:
@@ -217,6 +223,7 @@ def power(
         "seed": seed,
         "reps": reps,
         "alpha": alpha,
+        "df": df_method,
         "versions": _versions(),
         "analyses": [],  # simulated analyses and analytic formulas, one entry each
     }
@@ -253,16 +260,35 @@ def power(
         )
     if method in ("simulation", "both"):
         if several:
-            _simulate_several(result, s, outcomes, analyses, decision or "all", reps, seed, alpha)
+            _simulate_several(
+                result, s, outcomes, analyses, decision or "all", reps, seed, alpha, df_method
+            )
         elif s.n_arms > 2:
             from trialsim.cli.power_arms import simulate_arms
 
             names = _choose(result, s, outcomes[0], analyses)
             simulate_arms(
-                result, s, outcomes[0], names, reps, seed, alpha, plot, keep_replicates, csv_dialect
+                result,
+                s,
+                outcomes[0],
+                names,
+                reps,
+                seed,
+                alpha,
+                plot,
+                keep_replicates,
+                csv_dialect,
+                df_method,
             )
             _flag_biased(
-                result, s, outcomes[0], result.pop("_first_contrast_ocs"), reps, seed, alpha
+                result,
+                s,
+                outcomes[0],
+                result.pop("_first_contrast_ocs"),
+                reps,
+                seed,
+                alpha,
+                df_method,
             )
         else:
             _simulate_one(
@@ -276,6 +302,7 @@ def power(
                 plot,
                 keep_replicates,
                 csv_dialect,
+                df_method,
             )
     result.pop("_formula", None)
 
@@ -291,6 +318,8 @@ def power(
             lines.append(prefix + entry["line"])
             if "note" in entry:
                 lines.append(f"note: {entry['note']}")
+        if df_method != "satterthwaite" and method != "analytic":
+            lines.append(f"small-sample df of the mixed models: {df_method}")
         return "\n".join(lines)
 
     emit(fmt, text=table, record=result, rows=lambda: power_rows(result), csv_dialect=csv_dialect)
@@ -374,7 +403,7 @@ def _uncertain(s, unknown, hold, over_range, design_prior, target, alpha, shown)
     emit(text="\n".join(lines), record=out, rows=[{**common, **r} for r in rows], **shown)
 
 
-def _curve(path, overrides, s, text, analyses, outcomes, reps, seed, alpha, target, shown):
+def _curve(path, overrides, s, text, analyses, outcomes, reps, seed, alpha, target, shown, df):
     """``--curve SIZE=VALUES``: the power curve over a sample size."""
     from trialsim.design.grid import parse_vary
     from trialsim.power.curve import SIZE_KEYS, format_curve, power_curve
@@ -406,6 +435,7 @@ def _curve(path, overrides, s, text, analyses, outcomes, reps, seed, alpha, targ
             analysis=analyses[0] if analyses else None,
             source=str(path),
             progress=advance,
+            df=df,
         )
     biased = [p for p in c.points if flagged(p.type1, p.type1_mcse, alpha)]
     out = c.as_dict()
@@ -548,7 +578,7 @@ def _analytic(s, outcomes: list[str], *, strict: bool, alpha: float = 0.05):
 
 
 def _simulate_one(
-    result, s, outcome, analyses, reps, seed, alpha, plot, keep=None, csv_dialect="comma"
+    result, s, outcome, analyses, reps, seed, alpha, plot, keep, csv_dialect, df
 ) -> None:
     from trialsim.power.simulation import simulate_operating_characteristics
     from trialsim.report.progress import progress_bar
@@ -565,6 +595,7 @@ def _simulate_one(
             alpha=alpha,
             progress=advance,
             replicates=tables,
+            df=df,
         )
     if keep is not None:
         import pandas as pd
@@ -574,7 +605,7 @@ def _simulate_one(
         write_table(pd.concat(tables, ignore_index=True), keep, csv_dialect=csv_dialect)
         result["replicates_file"] = str(keep)
     result["analyses"] += [_simulated_entry(result, oc) for oc in ocs]
-    _flag_biased(result, s, outcome, ocs, reps, seed, alpha)
+    _flag_biased(result, s, outcome, ocs, reps, seed, alpha, df)
     if plot:
         from trialsim.report.plots import running_power_plot
 
@@ -583,7 +614,7 @@ def _simulate_one(
         running_power_plot(p_values, alpha, plot, title=f"{s.name}: {outcome}", analytic=analytic)
 
 
-def _flag_biased(result, s, outcome, ocs, reps, seed, alpha) -> None:
+def _flag_biased(result, s, outcome, ocs, reps, seed, alpha, df) -> None:
     """Analyses whose type-I error exceeds alpha by > 3 MCSE: name the scenario's bias
     sources and simulate the power at the true effect with them switched off (same seed)."""
     from trialsim.power.headlines import bias_sources, flagged, unbiased_scenario
@@ -603,6 +634,7 @@ def _flag_biased(result, s, outcome, ocs, reps, seed, alpha) -> None:
             seed=seed,
             outcome=outcome,
             alpha=alpha,
+            df=df,
         )
         fair = {oc.analysis: oc for oc in fair_ocs}
     for oc in biased:
@@ -623,14 +655,14 @@ def _flag_biased(result, s, outcome, ocs, reps, seed, alpha) -> None:
         result.setdefault("headlines", []).append(h)
 
 
-def _simulate_several(result, s, outcomes, analyses, rule, reps, seed, alpha) -> None:
+def _simulate_several(result, s, outcomes, analyses, rule, reps, seed, alpha, df) -> None:
     from trialsim.power.simulation import simulate_multiple_outcomes
     from trialsim.report.progress import progress_bar
 
     names = {o: _choose(result, s, o, analyses)[0] for o in outcomes}
     with progress_bar(reps, "simulating") as advance:
         per_outcome, decisions = simulate_multiple_outcomes(
-            s, names, outcomes, reps=reps, seed=seed, alpha=alpha, progress=advance
+            s, names, outcomes, reps=reps, seed=seed, alpha=alpha, progress=advance, df=df
         )
     result["analyses"] += [_simulated_entry(result, oc) for oc in per_outcome]
     result["decision"] = decisions[rule].as_dict()

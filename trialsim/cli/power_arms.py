@@ -8,7 +8,7 @@ from trialsim.cli.common import InputError
 
 
 def simulate_arms(
-    result, s, outcome, names, reps, seed, alpha, plot, keep: Path | None, csv_dialect="comma"
+    result, s, outcome, names, reps, seed, alpha, plot, keep: Path | None, csv_dialect, df
 ) -> None:
     """Simulate every arm against the reference with each analysis in ``names`` and add the
     per-contrast rows to ``result["analyses"]`` and the decisions to ``result["multi_arm"]``
@@ -25,7 +25,14 @@ def simulate_arms(
     with progress_bar(reps * len(analyses), "simulating") as advance:
         for analysis in analyses:
             summary, worlds = simulate_multi_arm(
-                s, analysis, reps=reps, seed=seed, outcome=outcome, alpha=alpha, progress=advance
+                s,
+                analysis,
+                reps=reps,
+                seed=seed,
+                outcome=outcome,
+                alpha=alpha,
+                progress=advance,
+                df=df,
             )
             summaries.append(summary)
             for j, c in enumerate(summary.contrasts):

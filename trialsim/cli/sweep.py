@@ -11,6 +11,7 @@ from trialsim.cli.common import (
     InputError,
     RunFailed,
     alpha_option,
+    df_option,
     emit,
     force_option,
     format_option,
@@ -86,6 +87,7 @@ def _axes(ctx, param, values):
     "finished cells (default: results/<scenario>/sweep).",
 )
 @force_option
+@df_option
 @format_option
 @set_option
 @friendly
@@ -104,6 +106,7 @@ def sweep(
     resume,
     out,
     force,
+    df_method,
     fmt,
     csv_dialect,
     overrides,
@@ -160,6 +163,7 @@ def sweep(
                 resume=resume,
                 progress=advance,
                 csv_dialect=csv_dialect,
+                df=df_method,
             )
     except KeyboardInterrupt:
         click.echo(

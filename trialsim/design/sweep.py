@@ -109,6 +109,7 @@ def run_cell(task: dict, progress: Callable[[int], None] | None = None) -> dict:
             chunk_size=task["chunk_size"],
             threads=task.get("threads"),
             progress=progress,
+            df=task.get("df", "satterthwaite"),
         )
         if s.n_arms > 2:
             rows = _contrast_rows(s, analyses, run)
@@ -185,6 +186,7 @@ def run_sweep(
     on_cell: Callable[[int, dict], None] | None = None,
     plots: bool = True,
     csv_dialect: str = "comma",
+    df: str = "satterthwaite",
 ) -> SweepResult:
     """Run (or resume) a sweep of ``scenario_path`` over the product of ``axes`` into ``out``.
 
@@ -207,6 +209,8 @@ def run_sweep(
     on_cell : called as ``on_cell(i, record)`` after cell ``i`` is saved (tests use it to
         interrupt a sweep).
     csv_dialect : of results.csv and timings.csv (:data:`trialsim.files.CSV_DIALECTS`).
+    df : the mixed models' small-sample method, ``"satterthwaite"`` or ``"kenward-roger"``
+        (recorded in the folder's settings when not the default).
 
     Example
     -------
@@ -219,7 +223,7 @@ def run_sweep(
     scenario_path = Path(scenario_path)
     base_raw, base = _load_base(scenario_path, overrides)
     for name in analyses:
-        get_analysis(name)
+        get_analysis(name).with_df(df)
     if formula is not None:
         from trialsim.analyse.formula import parse_formula
 
@@ -243,6 +247,8 @@ def run_sweep(
     }
     if formula is not None:  # only then: settings of earlier sweeps stay resumable
         settings["formula"] = formula
+    if df != "satterthwaite":  # folders of earlier sweeps (Satterthwaite) stay resumable
+        settings["df"] = df
     tasks = [cell_task(base_raw, params, settings, chunk_size, scenario_path) for params in grid]
     if threads is None:  # one worker: its threads use every core; several: a core each
         threads = 0 if executor == "local" and jobs == 1 else 1
@@ -347,6 +353,7 @@ def cell_task(base_raw: dict, params: dict, settings: dict, chunk_size: int, pat
         "outcome": settings["outcome"],
         "formula": settings.get("formula"),
         "alpha": settings["alpha"],
+        "df": settings.get("df", "satterthwaite"),
         "chunk_size": chunk_size,
     }
 

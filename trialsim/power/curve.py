@@ -136,9 +136,11 @@ def power_curve(
     analysis: str | None = None,
     source: str = "<scenario>",
     progress=None,
+    df: str = "satterthwaite",
 ) -> PowerCurve:
     """Analytic and simulated power of the scenario ``raw`` at each size ``key=value``
-    (same seed at every point), and the size reaching ``target`` read off the simulated curve.
+    (same seed at every point), and the size reaching ``target`` read off the simulated curve
+    (``df``: the mixed model's small-sample method, satterthwaite or kenward-roger).
     """
     from trialsim.analyse.registry import default_analysis
     from trialsim.power.from_scenario import analytic_parameters, analytic_power
@@ -160,7 +162,14 @@ def power_curve(
         except ValueError:
             analytic, groups = float("nan"), None
         (oc,), _ = simulate_operating_characteristics(
-            s, [name], reps=reps, seed=seed, outcome=out_name, alpha=alpha, progress=progress
+            s,
+            [name],
+            reps=reps,
+            seed=seed,
+            outcome=out_name,
+            alpha=alpha,
+            progress=progress,
+            df=df,
         )
         points.append(
             CurvePoint(

@@ -256,6 +256,7 @@ def simulate_multi_arm(
     chunk_size: int = BLOCK_SIZE,
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
+    df: str = "satterthwaite",
 ) -> tuple[MultiArmPower, dict[str, ContrastArrays]]:
     """Per-contrast and decision operating characteristics of ``analysis`` on a scenario with
     three or more arms (with two it is the one contrast), on common random numbers with and
@@ -270,6 +271,7 @@ def simulate_multi_arm(
     >>> res.decisions[1].any_power                                         # doctest: +SKIP
     """
     outcome = outcome or scenario.primary
+    analysis = analysis.with_df(df)  # the mixed models' small-sample method
     one = scenario.with_outcomes([outcome])
     worlds = (one, null_scenario(one))
     chunks = [range(a, min(a + chunk_size, reps)) for a in range(0, reps, chunk_size)]

@@ -248,16 +248,21 @@ def simulate_and_analyse(
     chunk_size: int,
     threads: int | None,
     progress: Callable[[int], None] | None,
+    df: str = "satterthwaite",
 ) -> list[list[_Collected]]:
     """Simulate each world and run each (outcome, analysis) job, chunk by chunk on common
-    random numbers; returns ``collected[world][job]`` in replicate order."""
+    random numbers, the mixed models with small-sample method ``df``; returns
+    ``collected[world][job]`` in replicate order."""
     chunks = [range(a, min(a + chunk_size, reps)) for a in range(0, reps, chunk_size)]
+    resolved = [resolve_analysis(a).with_df(df) for _, a in jobs]  # names or Analysis
 
     def run(chunk: range) -> list[list]:
         out = []
         for world in worlds:
             data = simulate_trials(world, chunk, seed=seed, threads=1)
-            out.append([resolve_analysis(a).estimate(data, outcome) for outcome, a in jobs])
+            out.append(
+                [a.estimate(data, outcome) for (outcome, _), a in zip(jobs, resolved, strict=True)]
+            )
         return out
 
     collected = [[_Collected.empty() for _ in jobs] for _ in worlds]
@@ -282,6 +287,7 @@ def simulate_operating_characteristics(
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
     replicates: list | None = None,
+    df: str = "satterthwaite",
 ) -> tuple[list[OperatingCharacteristics], dict[str, np.ndarray]]:
     """Power, type-I error, bias, empirical SE, RMSE and coverage of each analysis.
 
@@ -289,7 +295,8 @@ def simulate_operating_characteristics(
     running-power plot). ``replicates``: a list that receives one table (pandas DataFrame)
     per analysis of every replicate's estimate, SE, p-value, interval and failure, in the
     world with the effect (``world="effect"``) and without (``"null"``), with the truth:
-    new diagnosands can be computed from it without simulating again.
+    new diagnosands can be computed from it without simulating again. ``df``: the mixed
+    models' small-sample method, ``"satterthwaite"`` or ``"kenward-roger"``.
 
     Example
     -------
@@ -297,7 +304,7 @@ def simulate_operating_characteristics(
     ...                                                                  # doctest: +SKIP
     """
     outcome = outcome or scenario.primary
-    analyses = [resolve_analysis(a) for a in analyses]  # names, or Analysis (--formula)
+    analyses = [resolve_analysis(a).with_df(df) for a in analyses]  # names, or Analysis (--formula)
     one = scenario.with_outcomes([outcome])
     effect_runs, null_runs = simulate_and_analyse(
         (one, null_scenario(one)),
@@ -307,6 +314,7 @@ def simulate_operating_characteristics(
         chunk_size=chunk_size,
         threads=threads,
         progress=progress,
+        df=df,
     )
     results, p_values = [], {}
     for analysis, effect_run, null_run in zip(analyses, effect_runs, null_runs, strict=True):
@@ -442,6 +450,7 @@ def simulate_multiple_outcomes(
     chunk_size: int = BLOCK_SIZE,
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
+    df: str = "satterthwaite",
 ) -> tuple[list[OperatingCharacteristics], dict[str, DecisionPower]]:
     """Per-outcome operating characteristics and the power of 'all' / 'any' decisions.
 
@@ -463,7 +472,7 @@ def simulate_multiple_outcomes(
         raise ValueError(f"outcomes must be distinct and non-empty, got {outcomes}")
     names = {k: analysis if isinstance(analysis, str) else analysis[k] for k in outcomes}
     for name in names.values():
-        get_analysis(name)
+        get_analysis(name).with_df(df)
     one = scenario.with_outcomes(outcomes)
     effect_runs, null_runs = simulate_and_analyse(
         (one, null_scenario(one)),
@@ -473,6 +482,7 @@ def simulate_multiple_outcomes(
         chunk_size=chunk_size,
         threads=threads,
         progress=progress,
+        df=df,
     )
     per_outcome, p_effect, p_null, failed = [], [], [], []
     for k, effect_run, null_run in zip(outcomes, effect_runs, null_runs, strict=True):
