@@ -185,6 +185,52 @@ def _bounded_kernel(
                 out[r, i, t] = min(max(y, lower), upper)
 
 
+def untreated_final(
+    o: BoundedOutcome | ContinuousOutcome | CountOutcome | BinaryOutcome,
+    z_final: np.ndarray,
+    latent_var_final: np.ndarray,
+) -> np.ndarray:
+    """The part of each participant's final-visit outcome that does not depend on the dose,
+    (B, N), from which :func:`final_outcome_at` gives the outcome at any dose exactly as
+    :func:`to_scale` draws it: bounded and continuous ``mean + sd z`` (before the effect,
+    rounding and clipping; no rater bias, which is measurement error, not effect); count
+    the expected count at dose 0 ``mean exp(sd_log z - sd_log^2 v / 2)`` (the Poisson draw
+    around it is measurement noise); binary the latent uniform ``Phi(z / sqrt(v))``.
+
+    ``z_final`` (B, N) latent scores at the final visit, ``latent_var_final`` (B, N) their
+    variance v (the ``grouped_var`` of the simulator)."""
+    if isinstance(o, CountOutcome):
+        return o.mean * np.exp(o.sd_log * z_final - 0.5 * o.sd_log**2 * latent_var_final)
+    if isinstance(o, BinaryOutcome):
+        return special.ndtr(z_final / np.sqrt(latent_var_final))
+    return o.mean + o.sd * z_final
+
+
+def final_outcome_at(
+    o: BoundedOutcome | ContinuousOutcome | CountOutcome | BinaryOutcome,
+    untreated: np.ndarray,
+    effect: float,
+    dose: np.ndarray | float,
+) -> np.ndarray:
+    """Each participant's final-visit outcome (counts: its expected value) at ``dose``
+    (the dose factor, 0..1, scalar or like ``untreated``) of a treatment whose full-dose
+    effect is ``effect`` on the outcome's effect scale (outcome units, rate ratio, odds
+    ratio), from :func:`untreated_final`: the potential outcomes of the simulated trial, on
+    the same random numbers as its observed outcomes."""
+    share = final_effect_share(o) * dose
+    if isinstance(o, CountOutcome):
+        return untreated * np.power(effect, share)
+    if isinstance(o, BinaryOutcome):
+        p = special.expit(special.logit(o.prevalence) + np.log(effect) * share)
+        return (untreated > 1.0 - p).astype(float)
+    y = untreated + effect * share
+    if isinstance(o, BoundedOutcome):
+        if o.step > 0.0:
+            y = np.rint((y - o.lower) * (1.0 / o.step)) * o.step + o.lower
+        y = np.clip(y, o.lower, o.upper)
+    return y
+
+
 def by_visit(baseline, followup, n_visits: int) -> np.ndarray:
     """(B, N, V) array holding ``baseline`` at visit 0 and ``followup`` at every later visit.
 
@@ -202,6 +248,11 @@ def effect_shares(o, n_visits: int) -> np.ndarray:
     if o.effect_by_visit is not None:
         return np.asarray(o.effect_by_visit, dtype=float)
     return np.r_[0.0, np.ones(n_visits - 1)]
+
+
+def final_effect_share(o) -> float:
+    """Share of the full effect at the final visit (:func:`effect_shares`)."""
+    return 1.0 if o.effect_by_visit is None else float(o.effect_by_visit[-1])
 
 
 def favourable_sign(o) -> float:
