@@ -81,8 +81,9 @@ from trialsim.scenario import load_scenario
     "--keep-replicates",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write every simulated replicate's estimate, SE, p-value, interval and failure (with "
-    "and without the effect, with the truth) to this .parquet or .csv file.",
+    help="Write every simulated replicate's estimate, SE, p-value, interval and failure, "
+    "with its own estimand and the truth on the analysis's scale (with and without the "
+    "effect), to this .parquet or .csv file.",
 )
 @click.option(
     "--curve",
