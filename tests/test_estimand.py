@@ -51,7 +51,8 @@ def test_potential_outcomes_are_the_measured_outcomes(outcome):
     for world in (s, null_scenario(s)):
         data = simulate_trials(world, 64, seed=5)
         effect = world.arm_effects(outcome)[0]
-        y = final_outcome_at(o, data.untreated[outcome], effect, _dose(world, data))
+        np.testing.assert_array_equal(data.dose, _dose(world, data))  # kept as applied
+        y = final_outcome_at(o, data.untreated[outcome], effect, data.dose)
         seen = data.observed[:, :, -1]
         np.testing.assert_array_equal(y[seen], data.outcomes[outcome][:, :, -1][seen])
         assert seen.mean() < 1  # dropout hides outcomes; potential outcomes exist for all

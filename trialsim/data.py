@@ -53,6 +53,9 @@ class TrialData:
     # final-visit outcome, before dropout (trialsim.simulate.outcomes.untreated_final), from
     # which every potential outcome of the trial follows (per-trial estimands)
     untreated: dict[str, np.ndarray] = field(default_factory=dict)
+    # simulated trials only: (R, N) the dose factor each participant received (0..1; the
+    # contamination share for controls), as the simulator applied it
+    dose: np.ndarray | None = None
 
     @property
     def design(self) -> str:
@@ -212,6 +215,7 @@ _PER_REP = tuple(
         "assessor_blinded",
         "enrolled_month",
         "waiting_months",
+        "dose",
     )
 )
 

@@ -39,8 +39,7 @@ from scipy import special
 from trialsim.analyse.attendance import DEFAULT_THRESHOLD
 from trialsim.data import TrialData
 from trialsim.scenario import BinaryOutcome, CountOutcome, Scenario
-from trialsim.simulate.attendance import dose_factor
-from trialsim.simulate.outcomes import final_outcome_at
+from trialsim.simulate.outcomes import mean_potential_outcomes
 
 #: estimands computed from potential outcomes (``Analysis.estimand``)
 ESTIMANDS = ("itt", "full_dose", "compliers")
@@ -118,28 +117,21 @@ def trial_means(
     if estimand not in ESTIMANDS:
         raise ValueError(f"estimand {estimand!r}: choose from {', '.join(ESTIMANDS)}")
     o = s.outcomes[outcome]
-    untreated = data.untreated[outcome]
     effects = s.arm_effects(outcome)
     effect = effects[data.contrast - 1]
     target = data.arm == data.contrast
-    fraction = data.sessions_attended / np.maximum(data.sessions_offered, 1)
     if estimand == "full_dose":
-        y1 = final_outcome_at(o, untreated, effect, 1.0)
-        y0 = final_outcome_at(o, untreated, effect, 0.0)
+        treated, control = (effect, 1.0), (effect, 0.0)
     else:
-        dose = dose_factor(fraction, s.attendance)
-        # the control condition as the simulator applies it: contamination through staff
-        # trained in the municipality (the first active arm's effect), none when the
-        # municipality itself was randomised
+        # the dose each received, and the control condition as the simulator applies it:
+        # contamination through staff trained in the municipality (the first active arm's
+        # effect), none when the municipality itself was randomised
         c = 0.0 if s.structure.cluster_is_site else s.design.contamination
-        y1 = final_outcome_at(o, untreated, effect, dose)
-        y0 = final_outcome_at(o, untreated, effects[0], c)
+        treated, control = (effect, data.dose), (effects[0], c)
         if estimand == "compliers":
+            fraction = data.sessions_attended / np.maximum(data.sessions_offered, 1)
             target = target & (fraction >= threshold)
-    n = target.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        m1 = np.where(target, y1, 0.0).sum(axis=1) / n
-        m0 = np.where(target, y0, 0.0).sum(axis=1) / n
+    m1, m0, n = mean_potential_outcomes(o, data.untreated[outcome], target, treated, control)
     return TrialMeans(m1, m0, n)
 
 

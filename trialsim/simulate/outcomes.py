@@ -217,18 +217,90 @@ def final_outcome_at(
     effect is ``effect`` on the outcome's effect scale (outcome units, rate ratio, odds
     ratio), from :func:`untreated_final`: the potential outcomes of the simulated trial, on
     the same random numbers as its observed outcomes."""
-    share = final_effect_share(o) * dose
+    untreated = np.asarray(untreated, dtype=float)
+    kind, coef, base, step, lower, upper = _potential_params(o, effect)
+    share = np.broadcast_to(final_effect_share(o) * np.asarray(dose, float), untreated.shape)
+    out = np.empty(untreated.shape)
+    _outcome_at_kernel(kind, untreated.ravel(), np.ascontiguousarray(share).ravel(), coef,
+                       base, step, lower, upper, out.ravel())  # fmt: skip
+    return out
+
+
+def mean_potential_outcomes(
+    o: BoundedOutcome | ContinuousOutcome | CountOutcome | BinaryOutcome,
+    untreated: np.ndarray,
+    target: np.ndarray,
+    treated: tuple[float, np.ndarray | float],
+    control: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per replicate (rows of the (R, N) arrays), the mean of :func:`final_outcome_at` over
+    the participants in ``target`` under ``treated`` = (effect, dose: scalar or (R, N)) and
+    under ``control`` = (effect, dose), and the size of ``target``: ``(m1, m0, n)``, means
+    NaN where ``n`` is 0. One pass over the arrays, no temporaries."""
+    r = untreated.shape[0]
+    kind, coef1, base, step, lower, upper = _potential_params(o, treated[0])
+    coef0 = _potential_params(o, control[0])[1]
+    share = final_effect_share(o)
+    dose1 = np.broadcast_to(np.asarray(treated[1], dtype=float), untreated.shape)
+    m1, m0, n = np.empty(r), np.empty(r), np.empty(r, dtype=np.int64)
+    _target_means_kernel(kind, untreated, target, dose1, share, coef1, share * control[1],
+                         coef0, base, step, lower, upper, m1, m0, n)  # fmt: skip
+    return m1, m0, n
+
+
+def _potential_params(o, effect: float) -> tuple[int, float, float, float, float, float]:
+    """(kind, coefficient, logit base, step, lower, upper) of :func:`_outcome_at`."""
     if isinstance(o, CountOutcome):
-        return untreated * np.power(effect, share)
+        return 1, float(np.log(effect)), 0.0, 0.0, -np.inf, np.inf
     if isinstance(o, BinaryOutcome):
-        p = special.expit(special.logit(o.prevalence) + np.log(effect) * share)
-        return (untreated > 1.0 - p).astype(float)
-    y = untreated + effect * share
+        return 2, float(np.log(effect)), float(special.logit(o.prevalence)), 0.0, -np.inf, np.inf
     if isinstance(o, BoundedOutcome):
-        if o.step > 0.0:
-            y = np.rint((y - o.lower) * (1.0 / o.step)) * o.step + o.lower
-        y = np.clip(y, o.lower, o.upper)
-    return y
+        return 0, float(effect), 0.0, float(o.step), float(o.lower), float(o.upper)
+    return 0, float(effect), 0.0, 0.0, -np.inf, np.inf
+
+
+@numba.njit(nogil=True, cache=True)
+def _outcome_at(kind, u, share, coef, base, step, lower, upper):
+    """One potential outcome from the dose-free part ``u`` (:func:`untreated_final`) at
+    effect share ``share`` (dose factor x the final visit's share): the arithmetic of
+    :func:`to_scale` (bounded/continuous: ``u + effect share``, rounded and clipped; count:
+    ``u rr^share``; binary: ``1{u > 1 - expit(logit(prevalence) + share log OR)}``)."""
+    if kind == 1:
+        return u * np.exp(coef * share)
+    if kind == 2:
+        p = 1.0 / (1.0 + np.exp(-(base + coef * share)))
+        return 1.0 if u > 1.0 - p else 0.0
+    y = u + coef * share
+    if step > 0.0:
+        y = np.rint((y - lower) * (1.0 / step)) * step + lower
+    return min(max(y, lower), upper)
+
+
+@numba.njit(nogil=True, cache=True)
+def _outcome_at_kernel(kind, u, share, coef, base, step, lower, upper, out):
+    for i in range(u.size):
+        out[i] = _outcome_at(kind, u[i], share[i], coef, base, step, lower, upper)
+
+
+@numba.njit(nogil=True, cache=True)
+def _target_means_kernel(
+    kind, u, target, dose1, share, coef1, share0, coef0, base, step, lower, upper, m1, m0, n
+):
+    n_rep, n_people = u.shape
+    for r in range(n_rep):
+        s1 = 0.0
+        s0 = 0.0
+        k = 0
+        for i in range(n_people):
+            if target[r, i]:
+                s1 += _outcome_at(
+                    kind, u[r, i], share * dose1[r, i], coef1, base, step, lower, upper
+                )
+                s0 += _outcome_at(kind, u[r, i], share0, coef0, base, step, lower, upper)
+                k += 1
+        n[r] = k
+        m1[r] = s1 / k if k > 0 else np.nan
+        m0[r] = s0 / k if k > 0 else np.nan
 
 
 def by_visit(baseline, followup, n_visits: int) -> np.ndarray:

@@ -275,6 +275,7 @@ def _simulate_block(
         assessor_blinded=blinded,
         covariates=covariates,
         untreated=untreated,
+        dose=dose,
         **({} if link is None else link.data_fields()),
     )
     return data, lp
