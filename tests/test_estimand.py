@@ -185,3 +185,11 @@ def test_complier_estimand_scores_the_complier_analyses():
     assert cace.truth == pytest.approx(7.0, abs=1e-9)  # every complier at full effect
     assert abs(cace.bias) < 3 * cace.bias_mcse
     assert pp.bias > 10 * pp.bias_mcse
+
+
+def test_a_scenario_without_effect_has_truth_zero_for_every_estimand():
+    s = scenario(*CLEAN, "outcomes.psp.effect=0")
+    ocs, _ = simulate_operating_characteristics(
+        s, ["ancova", "as-treated", "per-protocol"], reps=32, seed=15
+    )
+    assert [oc.truth for oc in ocs] == [0.0, 0.0, 0.0]

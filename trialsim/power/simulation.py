@@ -282,24 +282,38 @@ def score_truth(s: Scenario, outcome: str, analysis, effect: _Collected, null: _
     on ``outcome`` of scenario ``s`` (the world with the effect), from the collected runs."""
     scale = analysis_scale(s, outcome, analysis.gaussian)
     analytic = true_effect(s, outcome, analysis.estimand, mean_scale=analysis.gaussian)
-    means, means0 = effect.trial_means(), null.trial_means()
-    if means is None or means0 is None:
+    means = effect.trial_means()
+    if means is None and analysis.estimand in ESTIMANDS:  # a scenario without effect
+        zeros = np.zeros(len(effect.arrays()["estimate"]))
+        return Truth(0.0, 0.0, analytic, scale.name, scale.ratio, zeros, zeros)
+    if means is None:
         return Truth(analytic, float("nan"), analytic, scale.name, scale.ratio, None, None)
     value, mcse = population_estimand(means, scale)
-    return Truth(
-        value,
-        mcse,
-        analytic,
-        scale.name,
-        scale.ratio,
-        sample_estimands(means, scale),
-        sample_estimands(means0, scale),
+    # without the effect both potential outcomes coincide: the estimand is exactly 0
+    # (tested), so the null world's trials are not scored again
+    means0 = null.trial_means()
+    per_trial_null = (
+        np.zeros(len(null.arrays()["estimate"]))
+        if means0 is None
+        else sample_estimands(means0, scale)
     )
+    per_trial = sample_estimands(means, scale)
+    return Truth(value, mcse, analytic, scale.name, scale.ratio, per_trial, per_trial_null)
 
 
 def _means(world: Scenario, data, outcome: str, name: str) -> TrialMeans | None:
+    """The trials' mean potential outcomes for the analysis's estimand; None when it has
+    none or when ``world`` has no effect on ``outcome`` (every estimand is then 0)."""
     estimand = ANALYSES[name].estimand
-    return trial_means(world, data, outcome, estimand) if estimand in ESTIMANDS else None
+    no_effect = all(
+        e == _NO_EFFECT[world.outcomes[outcome].type] for e in world.arm_effects(outcome)
+    )
+    if estimand not in ESTIMANDS or no_effect:
+        return None
+    return trial_means(world, data, outcome, estimand)
+
+
+_NO_EFFECT = {"bounded": 0.0, "continuous": 0.0, "count": 1.0, "binary": 1.0}
 
 
 def simulate_and_analyse(
