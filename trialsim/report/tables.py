@@ -30,7 +30,7 @@ def _estimate_text(a: dict) -> str:
     of a log-scale analysis is exp of the mean log estimate (a geometric mean)."""
     est, truth, ratio = a.get("mean_estimate", math.nan), a["truth"], a.get("ratio")
     if ratio:
-        return f"{ratio} {math.exp(est):.3g} ({math.exp(truth):.3g})"
+        return f"{ratio} {math.exp(est):.2f} ({math.exp(truth):.2f})"
     return f"{est:.3g} ({truth:.3g})"
 
 
@@ -38,7 +38,7 @@ def _truth_text(a: dict) -> str:
     """The truth on the analysis's scale, named, and as a ratio on ratio scales."""
     text = f"{a['truth']:.3g}"
     if a.get("ratio") and math.isfinite(a["truth"]):
-        text += f" = {a['ratio']} {math.exp(a['truth']):.3g}"
+        text += f" = {a['ratio']} {math.exp(a['truth']):.2f}"
     scale = a.get("scale")
     return f"{text} ({scale})" if scale else text
 
