@@ -234,3 +234,9 @@ def test_kept_replicates_reproduce_every_summary():
     assert oc.bias == pytest.approx(eff.estimate[ok].mean() - oc.truth, abs=1e-12)
     covered = ok & (eff.ci_low <= oc.truth) & (oc.truth <= eff.ci_high)
     assert oc.coverage == covered.mean()
+    # each replicate's own (sample) estimand: its mean is the truth on this difference
+    # scale, and the bias's Monte Carlo SE is that of estimate - estimand
+    assert (eff.scale == "mean difference").all() and (nul.estimand == 0).all()
+    assert eff.estimand.mean() == pytest.approx(oc.truth, rel=1e-12)
+    paired = (eff.estimate - eff.estimand)[ok]
+    assert oc.bias_mcse == pytest.approx(paired.std(ddof=1) / np.sqrt(ok.sum()), rel=1e-12)

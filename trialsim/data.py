@@ -49,6 +49,13 @@ class TrialData:
     enrolled_month: np.ndarray | None = None  # (R, N) months from start_date to enrolment
     waiting_months: np.ndarray | None = None  # (R, N) enrolment to first session / start
     start_date: str | None = None  # ISO date of month 0
+    # simulated trials only: name -> (R, N) the dose-free part of each participant's
+    # final-visit outcome, before dropout (trialsim.simulate.outcomes.untreated_final), from
+    # which every potential outcome of the trial follows (per-trial estimands)
+    untreated: dict[str, np.ndarray] = field(default_factory=dict)
+    # simulated trials only: (R, N) the dose factor each participant received (0..1; the
+    # contamination share for controls), as the simulator applied it
+    dose: np.ndarray | None = None
 
     @property
     def design(self) -> str:
@@ -106,6 +113,7 @@ class TrialData:
             **{f: _take(getattr(self, f), index) for f in _PER_REP if getattr(self, f) is not None},
             outcomes={k: v[index] for k, v in self.outcomes.items()},
             covariates={k: v[index] for k, v in self.covariates.items()},
+            untreated={k: v[index] for k, v in self.untreated.items()},
         )
 
     @staticmethod
@@ -124,6 +132,7 @@ class TrialData:
             covariates={
                 k: np.concatenate([p.covariates[k] for p in parts]) for k in first.covariates
             },
+            untreated={k: np.concatenate([p.untreated[k] for p in parts]) for k in first.untreated},
         )
 
     def to_frame(self) -> pd.DataFrame:
@@ -206,6 +215,7 @@ _PER_REP = tuple(
         "assessor_blinded",
         "enrolled_month",
         "waiting_months",
+        "dose",
     )
 )
 

@@ -3,8 +3,10 @@
 ``estimand`` says what the analysis targets, so simulation can score bias and coverage:
 ``"itt"`` the intention-to-treat effect (mean difference; marginal log rate ratio for counts;
 marginal log odds ratio for binary outcomes), ``"full_dose"`` the effect at full attendance,
-``None`` when the target is not a simple function of the scenario (bias is then not scored);
-see :func:`trialsim.power.simulation.true_effect`.
+``"compliers"`` the ITT effect in the treated who attend at least the per-protocol threshold,
+``None`` when the target is not defined by the simulated trial (bias is then not scored);
+see :mod:`trialsim.power.estimand` (computed from each simulated trial's potential outcomes)
+and :func:`trialsim.power.simulation.true_effect` (its closed form where one exists).
 """
 
 from __future__ import annotations
@@ -211,7 +213,7 @@ ANALYSES: dict[str, Analysis] = {
             "per-protocol",
             _from("trialsim.analyse.attendance", "per_protocol"),
             "treated with enough attendance vs controls (biased by self-selection)",
-            estimand=None,
+            estimand="compliers",
         ),
         Analysis(
             "as-treated",
@@ -229,7 +231,7 @@ ANALYSES: dict[str, Analysis] = {
             "cace-binary",
             _from("trialsim.analyse.attendance", "cace_compliance"),
             "instrumental variables: effect in those attending at least the threshold",
-            estimand=None,
+            estimand="compliers",
         ),
         Analysis(
             "poisson",

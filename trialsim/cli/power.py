@@ -87,7 +87,8 @@ from trialsim.scenario import load_scenario
 @out_option(
     "file",
     "(.parquet or .csv) to write every simulated replicate's estimate, SE, p-value, interval "
-    "and failure to (with and without the effect, with the truth).",
+    "and failure to, with its own estimand and the truth on the analysis's scale (with and "
+    "without the effect).",
     suffixes=(".parquet", ".csv"),
     name="--keep-replicates",
 )

@@ -64,7 +64,7 @@ def _replicates(c, worlds, j):
     table = replicate_table(
         c.oc.analysis,
         c.oc.outcome,
-        c.oc.truth,
+        c.target,
         worlds["effect"].column(j),
         worlds["null"].column(j),
     )

@@ -31,12 +31,15 @@ from trialsim.analyse.multiplicity import correlation, dunnett_rejections, holm
 from trialsim.analyse.registry import Analysis
 from trialsim.data import TrialData
 from trialsim.parallel import map_in_threads
+from trialsim.power.estimand import TrialMeans
 from trialsim.power.simulation import (
     OperatingCharacteristics,
+    Truth,
     _binomial_mcse,
+    _means,
     _summarise,
     null_scenario,
-    true_effect,
+    truth_from_means,
 )
 from trialsim.scenario import Scenario
 from trialsim.seeds import BLOCK_SIZE
@@ -130,6 +133,7 @@ class ContrastCharacteristics:
     contrast: str
     arm: str
     oc: OperatingCharacteristics
+    target: Truth  # what the contrast is scored against (replicate tables)
 
     def as_dict(self) -> dict:
         return {**self.oc.as_dict(), "contrast": self.contrast, "arm": self.arm}
@@ -217,16 +221,6 @@ def two_arm_subtrial(s: Scenario, arm: str) -> Scenario:
     )
 
 
-def contrast_truths(s: Scenario, outcome: str, analysis: Analysis) -> list[float]:
-    """Each contrast's estimand: the truth of its two-arm sub-trial."""
-    return [
-        true_effect(
-            two_arm_subtrial(s, arm), outcome, analysis.estimand, mean_scale=analysis.gaussian
-        )
-        for arm in s.arm_labels[1:]
-    ]
-
-
 def _decisions(name, p, t_abs, corr, df, alpha) -> np.ndarray:
     """(R, K) rejections after adjustment ``name`` (failed fits: p = 1, |t| = NaN)."""
     if name == "none":
@@ -276,33 +270,53 @@ def simulate_multi_arm(
     worlds = (one, null_scenario(one))
     chunks = [range(a, min(a + chunk_size, reps)) for a in range(0, reps, chunk_size)]
 
-    def run(chunk: range) -> list[ContrastArrays]:
-        return [
-            estimate_every_contrast(
-                analysis, simulate_trials(w, chunk, seed=seed, threads=1), outcome
-            )
-            for w in worlds
-        ]
+    def run(chunk: range) -> list[tuple[ContrastArrays, list]]:
+        out = []
+        for w in worlds:
+            data = simulate_trials(w, chunk, seed=seed, threads=1)
+            means = [_means(w, data.for_contrast(a), outcome, analysis) for a in arms]
+            out.append((estimate_every_contrast(analysis, data, outcome), means))
+        return out
 
-    parts: list[list[ContrastArrays]] = []
+    arms = one.arm_labels[1:]
+    parts: list[list[tuple[ContrastArrays, list]]] = []
     for chunk, result in zip(chunks, map_in_threads(run, chunks, threads), strict=True):
         parts.append(result)
         if progress is not None:
             progress(len(chunk))
-    eff = ContrastArrays.concat([p[0] for p in parts])
-    nul = ContrastArrays.concat([p[1] for p in parts])
-    return _summarise_arms(one, outcome, analysis, eff, nul, alpha), {"effect": eff, "null": nul}
+    eff = ContrastArrays.concat([p[0][0] for p in parts])
+    nul = ContrastArrays.concat([p[1][0] for p in parts])
+    truths = [
+        truth_from_means(
+            two_arm_subtrial(one, arm),
+            outcome,
+            analysis,
+            _joined([p[0][1][j] for p in parts]),
+            _joined([p[1][1][j] for p in parts]),
+            reps,
+            reps,
+        )
+        for j, arm in enumerate(arms)
+    ]
+    summary = _summarise_arms(one, outcome, analysis, eff, nul, alpha, truths)
+    return summary, {"effect": eff, "null": nul}
 
 
-def _summarise_arms(s, outcome, analysis, eff, nul, alpha) -> MultiArmPower:
+def _joined(means: list[TrialMeans | None]) -> TrialMeans | None:
+    return None if any(m is None for m in means) else TrialMeans.concat(means)
+
+
+def _summarise_arms(s, outcome, analysis, eff, nul, alpha, truths) -> MultiArmPower:
+    """The summary, each contrast scored against its :class:`Truth` (the potential outcomes
+    of its arm against the reference; the closed form of the two-arm sub-trial beside it)."""
     arms = s.arm_labels[1:]
     ref = s.arm_labels[0]
-    truths = contrast_truths(s, outcome, analysis)
     contrasts = tuple(
         ContrastCharacteristics(
             f"{arm} - {ref}",
             arm,
             _summarise(analysis.name, outcome, truths[j], eff.column(j), nul.column(j), alpha),
+            truths[j],
         )
         for j, arm in enumerate(arms)
     )
@@ -356,7 +370,7 @@ def _best_arm(s, outcome, arms, truths, eff) -> tuple[str | None, float]:
     picks). Direction: the outcome's ``better``; ties in the truth: not scored (NaN)."""
     o = s.outcomes[outcome]
     sign = 1.0 if o.better == "higher" else -1.0
-    scored = sign * np.asarray(truths)
+    scored = sign * np.asarray([t.value for t in truths])
     if not np.isfinite(scored).all() or np.sum(scored == scored.max()) > 1:
         return None, float("nan")
     best = int(np.argmax(scored))

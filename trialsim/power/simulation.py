@@ -1,8 +1,11 @@
 """Simulated operating characteristics of analyses on a scenario (``trialsim power``).
 
 Each replicate trial is simulated twice on common random numbers: with the scenario's effect
-(power, bias, coverage) and with zero effect (type-I error). Summaries carry Monte Carlo
-standard errors as in Morris, White & Crowther (2019), Stat Med 38:2074, table 6.
+(power, bias, coverage) and with zero effect (type-I error). Bias and coverage are scored
+against the estimand computed from the simulated trials' potential outcomes
+(:mod:`trialsim.power.estimand`); :func:`true_effect` is its closed form where one exists.
+Summaries carry Monte Carlo standard errors as in Morris, White & Crowther (2019), Stat Med
+38:2074, table 6.
 Replicates are streamed in chunks: each chunk is simulated and analysed in one thread, and
 chunks run on all cores at once (numpy releases the GIL), so memory does not grow with
 ``reps`` and the result does not depend on the number of threads.
@@ -17,7 +20,22 @@ import numpy as np
 
 from trialsim.analyse.registry import ANALYSES, get_analysis, resolve_analysis
 from trialsim.parallel import map_in_threads
-from trialsim.scenario import BinaryOutcome, BoundedOutcome, CountOutcome, Scenario
+from trialsim.power.estimand import (
+    ESTIMANDS,
+    TrialMeans,
+    analysis_scale,
+    population_estimand,
+    sample_estimands,
+    trial_means,
+)
+from trialsim.scenario import (
+    GAUSSIAN_OUTCOMES,
+    BinaryOutcome,
+    BoundedOutcome,
+    ContinuousOutcome,
+    CountOutcome,
+    Scenario,
+)
 from trialsim.seeds import BLOCK_SIZE
 from trialsim.simulate import simulate_trials
 from trialsim.simulate.attendance import dose_factor, draw_sessions
@@ -46,6 +64,14 @@ class OperatingCharacteristics:
     coverage_mcse: float
     failures: int
     null_failures: int
+    # the population estimand (``truth``) from the simulated potential outcomes: its Monte
+    # Carlo SE, its closed form where one exists (NaN otherwise), the analysis's scale and,
+    # for ratio scales, the ratio label ("RR", "OR"); the mean estimate of the fits
+    truth_mcse: float = float("nan")
+    truth_analytic: float = float("nan")
+    scale: str = "mean difference"
+    ratio: str | None = None
+    mean_estimate: float = float("nan")
 
     def as_dict(self) -> dict:
         """Plain dict for JSON; ``name`` is the analysis (the documented key)."""
@@ -56,6 +82,7 @@ def null_scenario(s: Scenario) -> Scenario:
     """The same scenario with no treatment effect on any outcome (biases are kept)."""
     zero = {
         BoundedOutcome: {"effect": 0.0},
+        ContinuousOutcome: {"effect": 0.0},
         CountOutcome: {"rate_ratio": 1.0},
         BinaryOutcome: {"odds_ratio": 1.0},
     }
@@ -115,7 +142,7 @@ def true_effect(
     dose sample (relative SE < 1e-3); no per-replicate work.
     """
     o = s.outcomes[outcome]
-    if estimand is None:
+    if estimand not in ("itt", "full_dose"):  # compliers, None: no closed form here
         return float("nan")
     share = effect_shares(o, s.n_visits)[-1]
     # controls share a municipality (and its trained staff) with the treated arm unless the
@@ -123,7 +150,7 @@ def true_effect(
     control_dose = 0.0 if s.structure.cluster_is_site else s.design.contamination
     # with three or more arms: the first contrast (the simulated analyses' default contrast)
     first = s.arm_effects(outcome)[0]
-    if isinstance(o, BoundedOutcome):
+    if isinstance(o, GAUSSIAN_OUTCOMES):
         full = first * share
         if estimand == "full_dose":
             return float(full)
@@ -184,19 +211,28 @@ def _arm_means(s: Scenario, outcome: str, estimand: str, share: float, c: float)
         sign = 1.0 if s.outcomes[s.primary].better == "higher" else -1.0
         # latent shift per SD of attendance prognosis
         a = float(np.sqrt(1.0 - s.groups.icc_municipality) * r * sign)
+    # the control arm's mean is known exactly (mean rr^(share c), p(c)); it is computed on
+    # the same prognosis sample as the treated arm's so that the sample's Monte Carlo error
+    # cancels in the difference (a control variate: exact when the dose is constant)
     if isinstance(o, CountOutcome):
         rr = s.arm_effects(outcome)[0]  # the first contrast with 3+ arms
-        shift = np.exp(o.sd_log * a * prognosis - 0.5 * (o.sd_log * a) ** 2)
-        treated = o.mean * np.mean(rr ** (share * dose) * shift)
-        return float(o.mean * rr ** (share * c)), float(treated)
+        shift = np.exp(o.sd_log * a * prognosis)
+        shift /= shift.mean()  # E[shift] = 1 exactly: a ratio estimator, exact at a fixed dose
+        control = o.mean * rr ** (share * c)
+        return float(control), float(
+            control + o.mean * np.mean((rr ** (share * dose) - rr ** (share * c)) * shift)
+        )
     s_group, s_trainer = cluster_scales(s.groups)
     v = 1.0 + s_group**2 + s_trainer**2  # the treated are in delivery groups
     base, log_or = special.logit(o.prevalence), np.log(s.arm_effects(outcome)[0])
-    p = special.expit(base + log_or * share * dose)
-    cut = np.sqrt(v) * special.ndtri(1.0 - p) - a * prognosis
-    with np.errstate(divide="ignore"):  # v = a^2: the outcome is the prognosis itself
-        treated = np.mean(special.ndtr(-cut / np.sqrt(max(v - a**2, 0.0))))
-    return float(special.expit(base + log_or * share * c)), float(treated)
+
+    def risk(d):  # P(Y = 1 | prognosis) of a treated participant at dose factor d
+        cut = np.sqrt(v) * special.ndtri(1.0 - special.expit(base + log_or * share * d))
+        with np.errstate(divide="ignore"):  # v = a^2: the outcome is the prognosis itself
+            return special.ndtr(-(cut - a * prognosis) / np.sqrt(max(v - a**2, 0.0)))
+
+    control = special.expit(base + log_or * share * c)
+    return float(control), float(control + np.mean(risk(dose) - risk(c)))
 
 
 def estimand_note(s: Scenario, outcome: str, analysis: str) -> str | None:
@@ -222,21 +258,100 @@ class _Collected:
     low: list
     high: list
     failed: list
+    means: list  # TrialMeans per chunk (None: the analysis has no estimand)
 
     @classmethod
     def empty(cls):
-        return cls([], [], [], [], [], [])
+        return cls([], [], [], [], [], [], [])
 
-    def add(self, e) -> None:
+    def add(self, e, means: TrialMeans | None = None) -> None:
         self.estimate.append(e.estimate)
         self.se.append(e.se)
         self.p.append(e.p_value)
         self.low.append(e.ci_low)
         self.high.append(e.ci_high)
         self.failed.append(e.failed)
+        self.means.append(means)
 
     def arrays(self):
-        return {k: np.concatenate(v) for k, v in vars(self).items()}
+        return {k: np.concatenate(v) for k, v in vars(self).items() if k != "means"}
+
+    def trial_means(self) -> TrialMeans | None:
+        """Every replicate's mean potential outcomes, or None without an estimand."""
+        return None if any(m is None for m in self.means) else TrialMeans.concat(self.means)
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What an analysis is scored against: the population estimand ``value`` (with its Monte
+    Carlo SE) from the simulated potential outcomes, its closed form ``analytic`` (NaN where
+    none), the analysis's scale, and each replicate's sample estimand in the world with the
+    effect (``per_trial``) and without (``per_trial_null``, 0), None without an estimand."""
+
+    value: float
+    mcse: float
+    analytic: float
+    scale: str
+    ratio: str | None
+    per_trial: np.ndarray | None
+    per_trial_null: np.ndarray | None
+
+
+def score_truth(s: Scenario, outcome: str, analysis, effect: _Collected, null: _Collected) -> Truth:
+    """The :class:`Truth` of ``analysis`` (an :class:`~trialsim.analyse.registry.Analysis`)
+    on ``outcome`` of scenario ``s`` (the world with the effect), from the collected runs."""
+    return truth_from_means(
+        s,
+        outcome,
+        analysis,
+        effect.trial_means(),
+        null.trial_means(),
+        len(effect.arrays()["estimate"]),
+        len(null.arrays()["estimate"]),
+    )
+
+
+def truth_from_means(s, outcome, analysis, means, means0, reps, reps0) -> Truth:
+    """The :class:`Truth` from the replicates' mean potential outcomes in the world with the
+    effect (``means``, ``reps`` trials) and without (``means0``, ``reps0``); None means: no
+    estimand, or no effect in that world (every estimand 0). ``s`` gives the closed form."""
+    scale = analysis_scale(s, outcome, analysis.gaussian)
+    if means is None and analysis.estimand in ESTIMANDS:  # a scenario without effect
+        analytic = true_effect(s, outcome, analysis.estimand, mean_scale=analysis.gaussian)
+        return Truth(0.0, 0.0, analytic, scale.name, scale.ratio, np.zeros(reps), np.zeros(reps0))
+    if means is None:
+        return closed_form_truth(s, outcome, analysis)
+    value, mcse = population_estimand(means, scale)
+    analytic = true_effect(s, outcome, analysis.estimand, mean_scale=analysis.gaussian)
+    # without the effect both potential outcomes coincide: the estimand is exactly 0
+    # (tested), so the null world's trials are not scored again
+    per_trial_null = np.zeros(reps0) if means0 is None else sample_estimands(means0, scale)
+    per_trial = sample_estimands(means, scale)
+    return Truth(value, mcse, analytic, scale.name, scale.ratio, per_trial, per_trial_null)
+
+
+def closed_form_truth(s: Scenario, outcome: str, analysis) -> Truth:
+    """The :class:`Truth` of ``analysis`` from the closed form :func:`true_effect` alone (no
+    per-trial estimands; its Monte Carlo SE is NaN)."""
+    scale = analysis_scale(s, outcome, analysis.gaussian)
+    value = true_effect(s, outcome, analysis.estimand, mean_scale=analysis.gaussian)
+    return Truth(value, float("nan"), value, scale.name, scale.ratio, None, None)
+
+
+def _means(world: Scenario, data, outcome: str, analysis) -> TrialMeans | None:
+    """The trials' mean potential outcomes for the estimand of ``analysis`` (an
+    :class:`~trialsim.analyse.registry.Analysis`); None when it has none or when ``world``
+    has no effect on ``outcome`` (every estimand is then 0)."""
+    estimand = analysis.estimand
+    no_effect = all(
+        e == _NO_EFFECT[world.outcomes[outcome].type] for e in world.arm_effects(outcome)
+    )
+    if estimand not in ESTIMANDS or no_effect:
+        return None
+    return trial_means(world, data, outcome, estimand)
+
+
+_NO_EFFECT = {"bounded": 0.0, "continuous": 0.0, "count": 1.0, "binary": 1.0}
 
 
 def simulate_and_analyse(
@@ -261,15 +376,18 @@ def simulate_and_analyse(
         for world in worlds:
             data = simulate_trials(world, chunk, seed=seed, threads=1)
             out.append(
-                [a.estimate(data, outcome) for (outcome, _), a in zip(jobs, resolved, strict=True)]
+                [
+                    (a.estimate(data, outcome), _means(world, data, outcome, a))
+                    for (outcome, _), a in zip(jobs, resolved, strict=True)
+                ]
             )
         return out
 
     collected = [[_Collected.empty() for _ in jobs] for _ in worlds]
     for chunk, results in zip(chunks, map_in_threads(run, chunks, threads), strict=True):
         for runs, estimates in zip(collected, results, strict=True):
-            for run_, estimate in zip(runs, estimates, strict=True):
-                run_.add(estimate)
+            for run_, (estimate, means) in zip(runs, estimates, strict=True):
+                run_.add(estimate, means)
         if progress is not None:
             progress(len(chunk))
     return collected
@@ -291,12 +409,18 @@ def simulate_operating_characteristics(
 ) -> tuple[list[OperatingCharacteristics], dict[str, np.ndarray]]:
     """Power, type-I error, bias, empirical SE, RMSE and coverage of each analysis.
 
+    Bias and coverage are scored against the population estimand computed from the
+    simulated trials' potential outcomes (:mod:`trialsim.power.estimand`), so they are
+    defined for every outcome type and attendance model; ``truth_analytic`` is its closed
+    form where one exists (:func:`true_effect`).
+
     Returns the summaries and, per analysis, the replicate p-values under the effect (for a
     running-power plot). ``replicates``: a list that receives one table (pandas DataFrame)
     per analysis of every replicate's estimate, SE, p-value, interval and failure, in the
-    world with the effect (``world="effect"``) and without (``"null"``), with the truth:
-    new diagnosands can be computed from it without simulating again. ``df``: the mixed
-    models' small-sample method, ``"satterthwaite"`` or ``"kenward-roger"``.
+    world with the effect (``world="effect"``) and without (``"null"``), with the trial's
+    own (sample) estimand and the population truth: new diagnosands can be computed from it
+    without simulating again. ``df``: the mixed models' small-sample method,
+    ``"satterthwaite"`` or ``"kenward-roger"``.
 
     Example
     -------
@@ -319,7 +443,7 @@ def simulate_operating_characteristics(
     results, p_values = [], {}
     for analysis, effect_run, null_run in zip(analyses, effect_runs, null_runs, strict=True):
         name = analysis.name
-        truth = true_effect(one, outcome, analysis.estimand, mean_scale=analysis.gaussian)
+        truth = score_truth(one, outcome, analysis, effect_run, null_run)
         eff, nul = effect_run.arrays(), null_run.arrays()
         results.append(_summarise(name, outcome, truth, eff, nul, alpha))
         p_values[name] = eff["p"]
@@ -328,12 +452,18 @@ def simulate_operating_characteristics(
     return results, p_values
 
 
-def replicate_table(name, outcome, truth, eff, nul):
-    """Every replicate of one analysis in both worlds, one row each (long format)."""
+def replicate_table(name, outcome, truth: Truth, eff, nul):
+    """Every replicate of one analysis in both worlds, one row each (long format):
+    ``estimand`` is the replicate's own (sample) estimand, ``truth`` the population one that
+    bias and coverage are scored against (both 0 without the effect, NaN without an
+    estimand); ``scale`` names the scale of both and of the estimate."""
     import pandas as pd
 
     frames = []
-    for world, arrays, target in (("effect", eff, truth), ("null", nul, 0.0)):
+    for world, arrays, target, own in (
+        ("effect", eff, truth.value, truth.per_trial),
+        ("null", nul, 0.0 if np.isfinite(truth.value) else np.nan, truth.per_trial_null),
+    ):
         n = len(arrays["estimate"])
         frames.append(
             pd.DataFrame(
@@ -342,6 +472,8 @@ def replicate_table(name, outcome, truth, eff, nul):
                     "outcome": outcome,
                     "world": world,
                     "rep": np.arange(n),
+                    "scale": truth.scale,
+                    "estimand": np.full(n, np.nan) if own is None else own,
                     "truth": target,
                     "estimate": arrays["estimate"],
                     "se": arrays["se"],
@@ -355,10 +487,13 @@ def replicate_table(name, outcome, truth, eff, nul):
     return pd.concat(frames, ignore_index=True)
 
 
-def _summarise(name, outcome, truth, eff, nul, alpha) -> OperatingCharacteristics:
+def _summarise(name, outcome, target: Truth, eff, nul, alpha) -> OperatingCharacteristics:
     """Diagnosands over all replicates. Failed fits are counted, never dropped: they do not
     reject (power, type-I error) and do not cover (coverage), so a failing analysis cannot
-    look better than it is; bias and SEs are over the successful fits."""
+    look better than it is; bias and SEs are over the successful fits. The bias's Monte
+    Carlo SE is that of the mean of ``estimate - estimand`` over the replicates (each with
+    its own sample estimand), which counts the truth's Monte Carlo error too."""
+    truth = target.value
     ok, ok0 = ~eff["failed"], ~nul["failed"]
     reps, reps0 = len(ok), len(ok0)
     n = int(ok.sum())
@@ -369,6 +504,11 @@ def _summarise(name, outcome, truth, eff, nul, alpha) -> OperatingCharacteristic
     covered = ok & (eff["low"] <= truth) & (truth <= eff["high"])
     coverage = float(np.mean(covered)) if reps and np.isfinite(truth) else np.nan
     bias = float(np.mean(est) - truth) if n else np.nan
+    bias_mcse = emp_se / np.sqrt(n) if n else np.nan
+    if target.per_trial is not None and n > 1:
+        paired = est - target.per_trial[ok]
+        if np.isfinite(paired).all():
+            bias_mcse = float(np.std(paired, ddof=1) / np.sqrt(n))
     return OperatingCharacteristics(
         analysis=name,
         outcome=outcome,
@@ -379,7 +519,7 @@ def _summarise(name, outcome, truth, eff, nul, alpha) -> OperatingCharacteristic
         type1=type1,
         type1_mcse=_binomial_mcse(type1, reps0),
         bias=bias,
-        bias_mcse=emp_se / np.sqrt(n) if n else np.nan,
+        bias_mcse=bias_mcse,
         empirical_se=emp_se,
         empirical_se_mcse=emp_se / np.sqrt(2 * (n - 1)) if n > 1 else np.nan,
         mean_se=float(np.mean(eff["se"][ok])) if n else np.nan,
@@ -388,6 +528,11 @@ def _summarise(name, outcome, truth, eff, nul, alpha) -> OperatingCharacteristic
         coverage_mcse=_binomial_mcse(coverage, reps),
         failures=int((~ok).sum()),
         null_failures=int((~ok0).sum()),
+        truth_mcse=target.mcse,
+        truth_analytic=target.analytic,
+        scale=target.scale,
+        ratio=target.ratio,
+        mean_estimate=float(np.mean(est)) if n else np.nan,
     )
 
 
@@ -487,8 +632,7 @@ def simulate_multiple_outcomes(
     per_outcome, p_effect, p_null, failed = [], [], [], []
     for k, effect_run, null_run in zip(outcomes, effect_runs, null_runs, strict=True):
         eff, nul = effect_run.arrays(), null_run.arrays()
-        analysis = ANALYSES[names[k]]
-        truth = true_effect(one, k, analysis.estimand, mean_scale=analysis.gaussian)
+        truth = score_truth(one, k, ANALYSES[names[k]], effect_run, null_run)
         per_outcome.append(_summarise(names[k], k, truth, eff, nul, alpha))
         # a failed fit never rejects (it is counted, not dropped)
         p_effect.append(np.where(eff["failed"], 1.0, eff["p"]))

@@ -73,6 +73,24 @@ def multi_arm_lines(summaries: list[dict], alpha: float) -> list[str]:
     return lines
 
 
+def _estimate_text(a: dict) -> str:
+    """Mean estimate and truth, as a ratio on ratio scales (``OR 1.52 (1.50)``); the ratio
+    of a log-scale analysis is exp of the mean log estimate (a geometric mean)."""
+    est, truth, ratio = a.get("mean_estimate", math.nan), a["truth"], a.get("ratio")
+    if ratio:
+        return f"{ratio} {math.exp(est):.2f} ({math.exp(truth):.2f})"
+    return f"{est:.3g} ({truth:.3g})"
+
+
+def _truth_text(a: dict) -> str:
+    """The truth on the analysis's scale, named, and as a ratio on ratio scales."""
+    text = f"{a['truth']:.3g}"
+    if a.get("ratio") and math.isfinite(a["truth"]):
+        text += f" = {a['ratio']} {math.exp(a['truth']):.2f}"
+    scale = a.get("scale")
+    return f"{text} ({scale})" if scale else text
+
+
 def power_table(result: dict) -> str:
     """The `trialsim power` result as a readable table (± is one Monte Carlo SE)."""
     outcomes = result.get("outcomes", [result["outcome"]])
@@ -96,17 +114,18 @@ def power_table(result: dict) -> str:
         label = max((len(_label(a)) for a in simulated), default=0) + 2 if arms else 16
         head = (
             f"{'outcome':<14}{'analysis':<{label}}{'power':>16}{'type I':>16}{'bias':>16}"
-            f"{'coverage':>16}{'fail':>6}"
+            f"{'coverage':>16}{'fail':>6}  {'estimate (truth)'}"
         )
         lines += ["", head, "-" * len(head)]
         for a in simulated:
             lines.append(
                 f"{a['outcome']:<14}{_label(a):<{label}}{_pm(a['power'], a['power_mcse']):>16}"
                 f"{_pm(a['type1'], a['type1_mcse']):>16}{_pm(a['bias'], a['bias_mcse'], 2):>16}"
-                f"{_pm(a['coverage'], a['coverage_mcse']):>16}{a['failures']:>6}"
+                f"{_pm(a['coverage'], a['coverage_mcse']):>16}{a['failures']:>6}  "
+                f"{_estimate_text(a)}"
             )
         reps = simulated[0]["reps"]
-        truths = ", ".join(f"{a['truth']:.3g}" for a in simulated)
+        truths = ", ".join(_truth_text(a) for a in simulated)
         lines.append(f"({reps} replicates; ± one Monte Carlo SE; truth = {truths})")
     if "decisions" in result:
         lines.append("")

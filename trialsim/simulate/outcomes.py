@@ -185,6 +185,124 @@ def _bounded_kernel(
                 out[r, i, t] = min(max(y, lower), upper)
 
 
+def untreated_final(
+    o: BoundedOutcome | ContinuousOutcome | CountOutcome | BinaryOutcome,
+    z_final: np.ndarray,
+    latent_var_final: np.ndarray,
+) -> np.ndarray:
+    """The part of each participant's final-visit outcome that does not depend on the dose,
+    (B, N), from which :func:`final_outcome_at` gives the outcome at any dose exactly as
+    :func:`to_scale` draws it: bounded and continuous ``mean + sd z`` (before the effect,
+    rounding and clipping; no rater bias, which is measurement error, not effect); count
+    the expected count at dose 0 ``mean exp(sd_log z - sd_log^2 v / 2)`` (the Poisson draw
+    around it is measurement noise); binary the latent uniform ``Phi(z / sqrt(v))``.
+
+    ``z_final`` (B, N) latent scores at the final visit, ``latent_var_final`` (B, N) their
+    variance v (the ``grouped_var`` of the simulator)."""
+    if isinstance(o, CountOutcome):
+        return o.mean * np.exp(o.sd_log * z_final - 0.5 * o.sd_log**2 * latent_var_final)
+    if isinstance(o, BinaryOutcome):
+        return special.ndtr(z_final / np.sqrt(latent_var_final))
+    return o.mean + o.sd * z_final
+
+
+def final_outcome_at(
+    o: BoundedOutcome | ContinuousOutcome | CountOutcome | BinaryOutcome,
+    untreated: np.ndarray,
+    effect: float,
+    dose: np.ndarray | float,
+) -> np.ndarray:
+    """Each participant's final-visit outcome (counts: its expected value) at ``dose``
+    (the dose factor, 0..1, scalar or like ``untreated``) of a treatment whose full-dose
+    effect is ``effect`` on the outcome's effect scale (outcome units, rate ratio, odds
+    ratio), from :func:`untreated_final`: the potential outcomes of the simulated trial, on
+    the same random numbers as its observed outcomes."""
+    untreated = np.asarray(untreated, dtype=float)
+    kind, coef, base, step, lower, upper = _potential_params(o, effect)
+    share = np.broadcast_to(final_effect_share(o) * np.asarray(dose, float), untreated.shape)
+    out = np.empty(untreated.shape)
+    _outcome_at_kernel(kind, untreated.ravel(), np.ascontiguousarray(share).ravel(), coef,
+                       base, step, lower, upper, out.ravel())  # fmt: skip
+    return out
+
+
+def mean_potential_outcomes(
+    o: BoundedOutcome | ContinuousOutcome | CountOutcome | BinaryOutcome,
+    untreated: np.ndarray,
+    target: np.ndarray,
+    treated: tuple[float, np.ndarray | float],
+    control: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per replicate (rows of the (R, N) arrays), the mean of :func:`final_outcome_at` over
+    the participants in ``target`` under ``treated`` = (effect, dose: scalar or (R, N)) and
+    under ``control`` = (effect, dose), and the size of ``target``: ``(m1, m0, n)``, means
+    NaN where ``n`` is 0. One pass over the arrays, no temporaries."""
+    r = untreated.shape[0]
+    kind, coef1, base, step, lower, upper = _potential_params(o, treated[0])
+    coef0 = _potential_params(o, control[0])[1]
+    share = final_effect_share(o)
+    dose1 = np.broadcast_to(np.asarray(treated[1], dtype=float), untreated.shape)
+    m1, m0, n = np.empty(r), np.empty(r), np.empty(r, dtype=np.int64)
+    _target_means_kernel(kind, untreated, target, dose1, share, coef1, share * control[1],
+                         coef0, base, step, lower, upper, m1, m0, n)  # fmt: skip
+    return m1, m0, n
+
+
+def _potential_params(o, effect: float) -> tuple[int, float, float, float, float, float]:
+    """(kind, coefficient, logit base, step, lower, upper) of :func:`_outcome_at`."""
+    if isinstance(o, CountOutcome):
+        return 1, float(np.log(effect)), 0.0, 0.0, -np.inf, np.inf
+    if isinstance(o, BinaryOutcome):
+        return 2, float(np.log(effect)), float(special.logit(o.prevalence)), 0.0, -np.inf, np.inf
+    if isinstance(o, BoundedOutcome):
+        return 0, float(effect), 0.0, float(o.step), float(o.lower), float(o.upper)
+    return 0, float(effect), 0.0, 0.0, -np.inf, np.inf
+
+
+@numba.njit(nogil=True, cache=True)
+def _outcome_at(kind, u, share, coef, base, step, lower, upper):
+    """One potential outcome from the dose-free part ``u`` (:func:`untreated_final`) at
+    effect share ``share`` (dose factor x the final visit's share): the arithmetic of
+    :func:`to_scale` (bounded/continuous: ``u + effect share``, rounded and clipped; count:
+    ``u rr^share``; binary: ``1{u > 1 - expit(logit(prevalence) + share log OR)}``)."""
+    if kind == 1:
+        return u * np.exp(coef * share)
+    if kind == 2:
+        p = 1.0 / (1.0 + np.exp(-(base + coef * share)))
+        return 1.0 if u > 1.0 - p else 0.0
+    y = u + coef * share
+    if step > 0.0:
+        y = np.rint((y - lower) * (1.0 / step)) * step + lower
+    return min(max(y, lower), upper)
+
+
+@numba.njit(nogil=True, cache=True)
+def _outcome_at_kernel(kind, u, share, coef, base, step, lower, upper, out):
+    for i in range(u.size):
+        out[i] = _outcome_at(kind, u[i], share[i], coef, base, step, lower, upper)
+
+
+@numba.njit(nogil=True, cache=True)
+def _target_means_kernel(
+    kind, u, target, dose1, share, coef1, share0, coef0, base, step, lower, upper, m1, m0, n
+):
+    n_rep, n_people = u.shape
+    for r in range(n_rep):
+        s1 = 0.0
+        s0 = 0.0
+        k = 0
+        for i in range(n_people):
+            if target[r, i]:
+                s1 += _outcome_at(
+                    kind, u[r, i], share * dose1[r, i], coef1, base, step, lower, upper
+                )
+                s0 += _outcome_at(kind, u[r, i], share0, coef0, base, step, lower, upper)
+                k += 1
+        n[r] = k
+        m1[r] = s1 / k if k > 0 else np.nan
+        m0[r] = s0 / k if k > 0 else np.nan
+
+
 def by_visit(baseline, followup, n_visits: int) -> np.ndarray:
     """(B, N, V) array holding ``baseline`` at visit 0 and ``followup`` at every later visit.
 
@@ -202,6 +320,11 @@ def effect_shares(o, n_visits: int) -> np.ndarray:
     if o.effect_by_visit is not None:
         return np.asarray(o.effect_by_visit, dtype=float)
     return np.r_[0.0, np.ones(n_visits - 1)]
+
+
+def final_effect_share(o) -> float:
+    """Share of the full effect at the final visit (:func:`effect_shares`)."""
+    return 1.0 if o.effect_by_visit is None else float(o.effect_by_visit[-1])
 
 
 def favourable_sign(o) -> float:

@@ -209,6 +209,7 @@ def _simulate_block(
     noise_rng = rng("outcome_noise")
 
     values: dict[str, np.ndarray] = {}
+    untreated: dict[str, np.ndarray] = {}  # for per-trial estimands (potential outcomes)
     primary_z = None
     for k, (name, o) in enumerate(s.outcomes.items()):
         cluster_z = s_group * group_eff[rows, group, k] + s_trainer * trainer_eff[rows, trainer, k]
@@ -229,6 +230,7 @@ def _simulate_block(
         values[name] = outcomes.to_scale(
             o, z, grouped_var, dose, treated, blinded, bias, rng=noise_rng, arm_effect=arm_effect
         )
+        untreated[name] = outcomes.untreated_final(o, z[:, :, -1], grouped_var)
 
     lp = dropout.linear_predictor(
         s.dropout,
@@ -272,6 +274,8 @@ def _simulate_block(
         observed=observed,
         assessor_blinded=blinded,
         covariates=covariates,
+        untreated=untreated,
+        dose=dose,
         **({} if link is None else link.data_fields()),
     )
     return data, lp
