@@ -227,8 +227,14 @@ def _irgt_moments(
             group_size, cv_group_size, completing, var_g, var_t
         )
         v_treat = 1.0 / (n_groups * info)
-        if parts:  # the treated-arm variance a fit at the boundary (no group variance) uses
-            info0, _ = _binomial_group_moments(group_size, cv_group_size, completing, 0.0, var_t)
+        if parts:
+            # the treated-arm variance a fit at the boundary (no group variance) reports: its
+            # residual variance is pooled over the arms, so the treated arm's extra variance
+            # enters with the treated share of completers
+            var_pooled = var_e + treated_var * compliance**2 * n_t / (n_t + n_c)
+            info0, _ = _binomial_group_moments(
+                group_size, cv_group_size, completing, 0.0, var_pooled
+            )
             v_treat0 = 1.0 / (n_groups * info0)
         share = nonempty if informative_share is None else informative_share
         n_groups = np.maximum(n_groups * share, 1.0 + 1e-9)
@@ -297,7 +303,7 @@ def _midpoint_quantiles(dist, n: int, *args) -> np.ndarray:
     return dist.ppf(u, *(np.asarray(a, float)[..., None] for a in args))
 
 
-def _power_irgt_reml(parts: dict, alpha, n_fixed, info_cv):
+def _power_irgt_reml(parts: dict, alpha, n_fixed, info_cv, n_covariates=1):
     """Power of the REML mixed-model test of a partially nested trial in small samples.
 
     The textbook formula treats the variance of the difference as known up to a t with
@@ -320,6 +326,13 @@ def _power_irgt_reml(parts: dict, alpha, n_fixed, info_cv):
        Jensen's inequality power averaged over trials, E[power(I)], is below power at the
        expected information, power(E[I]); ``I / E[I]`` is taken as Gamma with mean 1 and CV
        ``info_cv`` (0: fixed), and the true variance of the estimate is ``V E[I] / I``.
+
+    4. the estimated covariate slopes (the baseline and ``n_covariates - 1`` others): chance
+       imbalance in a covariate between the arms adds ``k / (d_e - 1)`` of the variance, k
+       covariates on ``d_e`` residual df -- the unconditional variance of the ANCOVA
+       estimate with normal covariates is ``V (1 + k / (n - k - 3))`` on ``n - k - 2``
+       residual df (Cochran 1957, Biometrics 13:261; Cox & McCullagh 1982, Biometrics
+       38:541) -- in the estimate's variance and its model SE alike.
 
     Given the nodes, the estimate is normal with its true variance ``V`` (independent of the
     variance estimates, as in normal-theory ANOVA), the model variance is
@@ -352,6 +365,7 @@ def _power_irgt_reml(parts: dict, alpha, n_fixed, info_cv):
         np.asarray(info_cv, float),
     )
     var = v1 + v2
+    covariate_inflation = 1.0 + n_covariates / np.maximum(d_e - 1.0, 1.0)
     q = _midpoint_quantiles(stats.chi2, _NODES_GROUP, d1)[..., :, None] / d1[..., None, None]
     u = _midpoint_quantiles(stats.chi2, _NODES_RESIDUAL, d_e)[..., None, :] / d_e[..., None, None]
     v1_hat = np.maximum(q * v1[..., None, None], u * v1_0[..., None, None])
@@ -368,7 +382,7 @@ def _power_irgt_reml(parts: dict, alpha, n_fixed, info_cv):
     cv = np.maximum(info_cv, 1e-6)
     rel = _midpoint_quantiles(stats.gamma, _NODES_INFO, 1.0 / cv**2, 0.0, cv**2)
     rel = np.where(info_cv[..., None] > 0, rel, 1.0)
-    ncp = np.abs(itt / np.sqrt(var))[..., None] * np.sqrt(rel)  # (..., info)
+    ncp = np.abs(itt / np.sqrt(var * covariate_inflation))[..., None] * np.sqrt(rel)
     ncp = ncp[..., None, None, :]
     crit = crit[..., None]
     power = stats.norm.sf(crit - ncp) + stats.norm.cdf(-crit - ncp)
@@ -428,6 +442,7 @@ def power_irgt(
     n_fixed=3,
     info_cv=0.0,
     informative_share=None,
+    n_covariates=1,
 ):
     """Power of an individually randomised group treatment (partially nested) trial.
 
@@ -492,6 +507,7 @@ def power_irgt(
         what the scenario path uses (:mod:`trialsim.power.from_scenario`).
     n_fixed : fixed effects of the analysis model ("reml"): intercept, treatment, baseline,
         strata and covariates (3: intercept, treatment, baseline).
+    n_covariates : covariates with an estimated slope, the baseline included ("reml"), >= 0.
     info_cv : coefficient of variation of the realised information between trials ("reml"),
         >= 0; 0 treats the expected completers as fixed.
     informative_share : share of the groups that contribute to the estimate (they have
@@ -569,7 +585,8 @@ def power_irgt(
             parts=True,
             informative_share=informative_share,
         )
-        return _scalar_or_array(_power_irgt_reml(parts, alpha, n_fixed, info_cv))
+        n_cov = _check_range("n_covariates", n_covariates, 0.0, np.inf, high_open=True)
+        return _scalar_or_array(_power_irgt_reml(parts, alpha, n_fixed, info_cv, n_cov))
     ncp, df, *scale = _irgt_moments(
         eff,
         g,

@@ -175,6 +175,8 @@ def analytic_parameters(
                 efficiency=realised["efficiency"],
                 variance_estimation="reml",
                 n_fixed=_fixed_effects(s),
+                n_covariates=(1 if s.structure.has_baseline else 0)
+                + sum(v.kind != "categorical" for v in s.structure.covariates.values()),
                 info_cv=realised["info_cv"],
                 informative_share=realised["informative_share"],
             )
