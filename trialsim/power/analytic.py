@@ -273,7 +273,7 @@ def _irgt_moments(
             # the pooled residual variance carries the treated arm's extra variance into the
             # control arm's model variance (binomial path, see below)
             v_model_extra=(
-                treated_var * compliance**2 * n_t / (n_t + n_c) / n_c
+                treated_var * compliance**2 * n_t / (n_t + n_c) / n_c / efficiency
                 if completers == "binomial"
                 else 0.0 * n_c
             ),
@@ -334,6 +334,11 @@ def _power_irgt_reml(parts: dict, alpha, n_fixed, info_cv, n_covariates=1):
        residual df (Cochran 1957, Biometrics 13:261; Cox & McCullagh 1982, Biometrics
        38:541) -- in the estimate's variance and its model SE alike.
 
+    The model's residual variance is pooled over the arms, so where the treated arm has
+    extra individual variance (``treated_var``) the control-arm part of the model variance
+    is the pooled one: in ``V2`` and, at the boundary, in ``V1_0``; the control variance
+    carried on the groups' df is estimated through the between-group mean square itself.
+
     Given the nodes, the estimate is normal with its true variance ``V`` (independent of the
     variance estimates, as in normal-theory ANOVA), the model variance is
     ``V_hat = max(q V1, u V1_0) + u V2`` (times the same ``E[I] / I``) and the df are
@@ -345,9 +350,13 @@ def _power_irgt_reml(parts: dict, alpha, n_fixed, info_cv, n_covariates=1):
     (``docs/power.md``).
     """
     itt = np.asarray(parts["itt"], float)
-    v1 = parts["v_treat"] + parts["shared"] * parts["v_ctrl"]
-    v1_0 = parts["v_treat0"] + parts["shared"] * parts["v_ctrl"]
-    v2 = (1.0 - parts["shared"]) * parts["v_ctrl"]
+    shared = parts["shared"]
+    # the model's control-arm variance uses the residual variance pooled over the arms
+    v_ctrl_model = parts["v_ctrl"] + parts["v_model_extra"]
+    v1 = parts["v_treat"] + shared * parts["v_ctrl"]
+    v1_0 = parts["v_treat0"] + shared * v_ctrl_model
+    v2 = (1.0 - shared) * parts["v_ctrl"]
+    extra = (1.0 - shared) * parts["v_model_extra"]
     d1 = parts["df_groups"]
     resid_df = np.maximum(parts["n_complete"] - n_fixed, 1.0)
     d_e = np.maximum(resid_df - d1, 1.0)
@@ -360,7 +369,7 @@ def _power_irgt_reml(parts: dict, alpha, n_fixed, info_cv, n_covariates=1):
         parts["df_ctrl"],
         resid_df,
         d_e,
-        parts["v_model_extra"],
+        extra,
         np.asarray(alpha, float),
         np.asarray(info_cv, float),
     )
@@ -369,13 +378,13 @@ def _power_irgt_reml(parts: dict, alpha, n_fixed, info_cv, n_covariates=1):
     q = _midpoint_quantiles(stats.chi2, _NODES_GROUP, d1)[..., :, None] / d1[..., None, None]
     u = _midpoint_quantiles(stats.chi2, _NODES_RESIDUAL, d_e)[..., None, :] / d_e[..., None, None]
     v1_hat = np.maximum(q * v1[..., None, None], u * v1_0[..., None, None])
-    v2_hat = u * v2[..., None, None]
+    v2_hat = u * (v2 + extra)[..., None, None]
     boundary = q * v1[..., None, None] < u * v1_0[..., None, None]
     df = (v1_hat + v2_hat) ** 2 / (
         v1_hat**2 / d1[..., None, None] + v2_hat**2 / d_c[..., None, None]
     )
     df = np.where(boundary, resid_df[..., None, None], df)
-    ratio = (v1_hat + v2_hat + extra[..., None, None]) / var[..., None, None]
+    ratio = (v1_hat + v2_hat) / var[..., None, None]
     crit = stats.t.isf(alpha[..., None, None] / 2.0, df) * np.sqrt(ratio)
     # information relative to its mean: Gamma(shape 1/cv^2, scale cv^2); the variance of the
     # estimate and its model SE both scale with 1 / I
