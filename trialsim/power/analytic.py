@@ -318,7 +318,9 @@ def _power_irgt_reml(parts: dict, alpha, n_fixed, info_cv, n_covariates=1):
        estimated as ``q V1`` with ``q ~ chi2(G' - 1) / (G' - 1)``, ``G'`` the groups that
        contribute; the REML group variance is ``max(0, .)``, so the estimate is
        ``max(q V1, u V1_0)``, ``V1_0`` the same variance with no group variance
-       (``u V1_0`` is what the fit reports at the boundary);
+       (``u V1_0`` is what the fit reports at the boundary); the boundary's probability
+       ``P(q < u V1_0 / V1)`` is integrated exactly and the interior on nodes of q given
+       ``q > u V1_0 / V1``, so power is smooth in every argument (solvers, priors);
     2. the residual variance: ``u ~ chi2(d_e) / d_e`` on ``d_e = N - p - (G' - 1)`` df (N
        completers, p = ``n_fixed`` fixed effects, the groups' own df removed) scales the
        individual-variance parts, ``V2 = (1 - s) v_C`` estimated as ``u V2``;
@@ -375,27 +377,39 @@ def _power_irgt_reml(parts: dict, alpha, n_fixed, info_cv, n_covariates=1):
     )
     var = v1 + v2
     covariate_inflation = 1.0 + n_covariates / np.maximum(d_e - 1.0, 1.0)
-    q = _midpoint_quantiles(stats.chi2, _NODES_GROUP, d1)[..., :, None] / d1[..., None, None]
-    u = _midpoint_quantiles(stats.chi2, _NODES_RESIDUAL, d_e)[..., None, :] / d_e[..., None, None]
-    v1_hat = np.maximum(q * v1[..., None, None], u * v1_0[..., None, None])
+    u = _midpoint_quantiles(stats.chi2, _NODES_RESIDUAL, d_e) / d_e[..., None]  # (..., u)
+    # the boundary is reached when q < q_b = u V1_0 / V1: its probability is integrated
+    # exactly and the interior q > q_b on equal-probability nodes of q given q > q_b, so
+    # power is smooth in every argument (no node jumps across the boundary)
+    d1_ = d1[..., None]
+    p_boundary = stats.chi2.cdf(u * (v1_0 / v1)[..., None] * d1_, d1_)  # (..., u)
+    levels = (np.arange(_NODES_GROUP) + 0.5) / _NODES_GROUP
+    levels = p_boundary[..., None, :] + (1.0 - p_boundary[..., None, :]) * levels[:, None]
+    q = stats.chi2.ppf(np.minimum(levels, 1.0 - 1e-12), d1[..., None, None]) / d1[..., None, None]
+    u = u[..., None, :]  # (..., q, u)
     v2_hat = u * (v2 + extra)[..., None, None]
-    boundary = q * v1[..., None, None] < u * v1_0[..., None, None]
+    v1_hat = q * v1[..., None, None]
     df = (v1_hat + v2_hat) ** 2 / (
         v1_hat**2 / d1[..., None, None] + v2_hat**2 / d_c[..., None, None]
     )
-    df = np.where(boundary, resid_df[..., None, None], df)
     ratio = (v1_hat + v2_hat) / var[..., None, None]
-    crit = stats.t.isf(alpha[..., None, None] / 2.0, df) * np.sqrt(ratio)
+    crit = stats.t.isf(alpha[..., None, None] / 2.0, df) * np.sqrt(ratio)  # (..., q, u)
+    ratio_b = (u[..., 0, :] * (v1_0 + v2 + extra)[..., None]) / var[..., None]
+    crit_b = stats.t.isf(alpha[..., None] / 2.0, resid_df[..., None]) * np.sqrt(ratio_b)
     # information relative to its mean: Gamma(shape 1/cv^2, scale cv^2); the variance of the
     # estimate and its model SE both scale with 1 / I
     cv = np.maximum(info_cv, 1e-6)
     rel = _midpoint_quantiles(stats.gamma, _NODES_INFO, 1.0 / cv**2, 0.0, cv**2)
     rel = np.where(info_cv[..., None] > 0, rel, 1.0)
     ncp = np.abs(itt / np.sqrt(var * covariate_inflation))[..., None] * np.sqrt(rel)
-    ncp = ncp[..., None, None, :]
-    crit = crit[..., None]
-    power = stats.norm.sf(crit - ncp) + stats.norm.cdf(-crit - ncp)
-    return np.clip(power.mean(axis=(-3, -2, -1)), 0.0, 1.0)
+
+    def rejection(c, n):
+        return stats.norm.sf(c - n) + stats.norm.cdf(-c - n)
+
+    interior = rejection(crit[..., None], ncp[..., None, None, :]).mean(axis=(-3, -1))
+    at_boundary = rejection(crit_b[..., None], ncp[..., None, :]).mean(axis=-1)
+    power = (p_boundary * at_boundary + (1.0 - p_boundary) * interior).mean(axis=-1)
+    return np.clip(power, 0.0, 1.0)
 
 
 def _size_distribution(mean: float, cv: float) -> tuple[np.ndarray, np.ndarray]:
