@@ -204,6 +204,9 @@ def _irgt_moments(
     treated_var=0.0,
     efficiency=1.0,
     n_strata=None,
+    *,
+    parts=False,
+    informative_share=None,
 ):
     """Noncentrality and Satterthwaite df of the IRGT Welch-type t statistic (no validation).
 
@@ -217,18 +220,30 @@ def _irgt_moments(
     m = group_size * completing  # expected completers per group
     n_c = n_control * completing
     var_t = var_e + treated_var * compliance**2
+    n_t = n_groups * m  # expected treated completers
     if completers == "binomial":
         var_g = icc / (1.0 - icc) * var_e
         info, nonempty = _binomial_group_moments(
             group_size, cv_group_size, completing, var_g, var_t
         )
         v_treat = 1.0 / (n_groups * info)
-        n_groups = np.maximum(n_groups * nonempty, 1.0 + 1e-9)
+        if parts:
+            # the treated-arm variance a fit at the boundary (no group variance) reports: its
+            # residual variance is pooled over the arms, so the treated arm's extra variance
+            # enters with the treated share of completers
+            var_pooled = var_e + treated_var * compliance**2 * n_t / (n_t + n_c)
+            info0, _ = _binomial_group_moments(
+                group_size, cv_group_size, completing, 0.0, var_pooled
+            )
+            v_treat0 = 1.0 / (n_groups * info0)
+        share = nonempty if informative_share is None else informative_share
+        n_groups = np.maximum(n_groups * share, 1.0 + 1e-9)
     else:
         # Eldridge et al.'s design effect written per group: (sigma_e^2 / m + (1 + cv^2)
         # sigma_g^2) / G with sigma_g^2 = icc / (1 - icc) sigma_e^2 (the same as
         # sigma_e^2 / (1 - icc) * DE / (m G) when treated_var = 0)
         v_treat = (var_t / m + (1.0 + cv_group_size**2) * icc / (1.0 - icc) * var_e) / n_groups
+        v_treat0 = var_t / m / n_groups
     if n_control_groups is None:
         v_ctrl = var_e / n_c
         df_ctrl = n_c - 1.0
@@ -245,6 +260,24 @@ def _irgt_moments(
         (v_treat + shared * v_ctrl) ** 2 / (n_groups - 1.0)
         + ((1.0 - shared) * v_ctrl) ** 2 / df_ctrl
     )
+    if parts:
+        return dict(
+            itt=itt,
+            v_treat=v_treat / efficiency,
+            v_treat0=v_treat0 / efficiency,
+            v_ctrl=v_ctrl / efficiency,
+            shared=shared,
+            df_groups=n_groups - 1.0,
+            df_ctrl=df_ctrl,
+            n_complete=n_t + n_c,
+            # the pooled residual variance carries the treated arm's extra variance into the
+            # control arm's model variance (binomial path, see below)
+            v_model_extra=(
+                treated_var * compliance**2 * n_t / (n_t + n_c) / n_c / efficiency
+                if completers == "binomial"
+                else 0.0 * n_c
+            ),
+        )
     v_treat, v_ctrl = v_treat / efficiency, v_ctrl / efficiency
     var_diff = v_treat + v_ctrl
     if completers != "binomial":
@@ -253,9 +286,130 @@ def _irgt_moments(
     # individual variance also enters the control arm's model variance (weighted by the
     # treated share of completers): the model SE, which sets the critical value, exceeds
     # the estimator's true SD, which sets the spread.
-    n_t = n_groups * m
+    n_t = n_groups * m  # (groups with completers, as before the small-sample model)
     v_model = var_diff + treated_var * compliance**2 * n_t / (n_t + n_c) / n_c
     return itt / np.sqrt(var_diff), df, np.sqrt(v_model / var_diff)
+
+
+#: Quadrature nodes of the small-sample model (:func:`_power_irgt_reml`): the between-group
+#: mean square, the residual variance and the realised information.
+_NODES_GROUP, _NODES_RESIDUAL, _NODES_INFO = 32, 8, 12
+
+
+def _midpoint_quantiles(dist, n: int, *args) -> np.ndarray:
+    """``n`` equal-probability nodes of ``dist`` (quantiles at (i + 1/2) / n) on a new last
+    axis, broadcast over the distribution's array arguments ``args``."""
+    u = (np.arange(n) + 0.5) / n
+    return dist.ppf(u, *(np.asarray(a, float)[..., None] for a in args))
+
+
+def _power_irgt_reml(parts: dict, alpha, n_fixed, info_cv, n_covariates=1):
+    """Power of the REML mixed-model test of a partially nested trial in small samples.
+
+    The textbook formula treats the variance of the difference as known up to a t with
+    Satterthwaite df. The default analysis estimates the group variance by REML, truncates it
+    at 0 (the boundary fit, then tested on the residual df), and the design itself -- how many
+    of each group's members complete -- varies from trial to trial. Three integrals replace
+    the plug-in, each over equal-probability quadrature nodes:
+
+    1. the between-group mean square (balanced one-way ANOVA, Searle, Casella & McCulloch
+       1992, ch. 3): the variance carried on the groups' df, ``V1 = v_T + s v_C`` (``s`` the
+       share of the control variance carried on the groups' df, see ``n_strata``), is
+       estimated as ``q V1`` with ``q ~ chi2(G' - 1) / (G' - 1)``, ``G'`` the groups that
+       contribute; the REML group variance is ``max(0, .)``, so the estimate is
+       ``max(q V1, u V1_0)``, ``V1_0`` the same variance with no group variance
+       (``u V1_0`` is what the fit reports at the boundary); the boundary's probability
+       ``P(q < u V1_0 / V1)`` is integrated exactly and the interior on nodes of q given
+       ``q > u V1_0 / V1``, so power is smooth in every argument (solvers, priors);
+    2. the residual variance: ``u ~ chi2(d_e) / d_e`` on ``d_e = N - p - (G' - 1)`` df (N
+       completers, p = ``n_fixed`` fixed effects, the groups' own df removed) scales the
+       individual-variance parts, ``V2 = (1 - s) v_C`` estimated as ``u V2``;
+    3. the realised information (completers per group and stratum vary between trials): by
+       Jensen's inequality power averaged over trials, E[power(I)], is below power at the
+       expected information, power(E[I]); ``I / E[I]`` is taken as Gamma with mean 1 and CV
+       ``info_cv`` (0: fixed), and the true variance of the estimate is ``V E[I] / I``.
+
+    4. the estimated covariate slopes (the baseline and ``n_covariates - 1`` others): chance
+       imbalance in a covariate between the arms adds ``k / (d_e - 1)`` of the variance, k
+       covariates on ``d_e`` residual df -- the unconditional variance of the ANCOVA
+       estimate with normal covariates is ``V (1 + k / (n - k - 3))`` on ``n - k - 2``
+       residual df (Cochran 1957, Biometrics 13:261; Cox & McCullagh 1982, Biometrics
+       38:541) -- in the estimate's variance and its model SE alike.
+
+    The model's residual variance is pooled over the arms, so where the treated arm has
+    extra individual variance (``treated_var``) the control-arm part of the model variance
+    is the pooled one: in ``V2`` and, at the boundary, in ``V1_0``; the control variance
+    carried on the groups' df is estimated through the between-group mean square itself.
+
+    Given the nodes, the estimate is normal with its true variance ``V`` (independent of the
+    variance estimates, as in normal-theory ANOVA), the model variance is
+    ``V_hat = max(q V1, u V1_0) + u V2`` (times the same ``E[I] / I``) and the df are
+    Satterthwaite's at the estimates, ``(V1_hat + V2_hat)^2 / (V1_hat^2 / (G' - 1) +
+    V2_hat^2 / df_C)``, or ``N - p`` at the boundary (as lmerTest and the fitting engines do).
+    Power is the average over the nodes of
+    ``P(|Z + effect / sqrt(V)| > t_{1 - alpha/2}(df_hat) sqrt(V_hat / V))``.
+    Checked against the simulated default analysis over the grid of ``scripts/power_grid.py``
+    (``docs/power.md``).
+    """
+    itt = np.asarray(parts["itt"], float)
+    shared = parts["shared"]
+    # the model's control-arm variance uses the residual variance pooled over the arms
+    v_ctrl_model = parts["v_ctrl"] + parts["v_model_extra"]
+    v1 = parts["v_treat"] + shared * parts["v_ctrl"]
+    v1_0 = parts["v_treat0"] + shared * v_ctrl_model
+    v2 = (1.0 - shared) * parts["v_ctrl"]
+    extra = (1.0 - shared) * parts["v_model_extra"]
+    d1 = parts["df_groups"]
+    resid_df = np.maximum(parts["n_complete"] - n_fixed, 1.0)
+    d_e = np.maximum(resid_df - d1, 1.0)
+    itt, v1, v1_0, v2, d1, d_c, resid_df, d_e, extra, alpha, info_cv = np.broadcast_arrays(
+        itt,
+        v1,
+        v1_0,
+        v2,
+        d1,
+        parts["df_ctrl"],
+        resid_df,
+        d_e,
+        extra,
+        np.asarray(alpha, float),
+        np.asarray(info_cv, float),
+    )
+    var = v1 + v2
+    covariate_inflation = 1.0 + n_covariates / np.maximum(d_e - 1.0, 1.0)
+    u = _midpoint_quantiles(stats.chi2, _NODES_RESIDUAL, d_e) / d_e[..., None]  # (..., u)
+    # the boundary is reached when q < q_b = u V1_0 / V1: its probability is integrated
+    # exactly and the interior q > q_b on equal-probability nodes of q given q > q_b, so
+    # power is smooth in every argument (no node jumps across the boundary)
+    d1_ = d1[..., None]
+    p_boundary = stats.chi2.cdf(u * (v1_0 / v1)[..., None] * d1_, d1_)  # (..., u)
+    levels = (np.arange(_NODES_GROUP) + 0.5) / _NODES_GROUP
+    levels = p_boundary[..., None, :] + (1.0 - p_boundary[..., None, :]) * levels[:, None]
+    q = stats.chi2.ppf(np.minimum(levels, 1.0 - 1e-12), d1[..., None, None]) / d1[..., None, None]
+    u = u[..., None, :]  # (..., q, u)
+    v2_hat = u * (v2 + extra)[..., None, None]
+    v1_hat = q * v1[..., None, None]
+    df = (v1_hat + v2_hat) ** 2 / (
+        v1_hat**2 / d1[..., None, None] + v2_hat**2 / d_c[..., None, None]
+    )
+    ratio = (v1_hat + v2_hat) / var[..., None, None]
+    crit = stats.t.isf(alpha[..., None, None] / 2.0, df) * np.sqrt(ratio)  # (..., q, u)
+    ratio_b = (u[..., 0, :] * (v1_0 + v2 + extra)[..., None]) / var[..., None]
+    crit_b = stats.t.isf(alpha[..., None] / 2.0, resid_df[..., None]) * np.sqrt(ratio_b)
+    # information relative to its mean: Gamma(shape 1/cv^2, scale cv^2); the variance of the
+    # estimate and its model SE both scale with 1 / I
+    cv = np.maximum(info_cv, 1e-6)
+    rel = _midpoint_quantiles(stats.gamma, _NODES_INFO, 1.0 / cv**2, 0.0, cv**2)
+    rel = np.where(info_cv[..., None] > 0, rel, 1.0)
+    ncp = np.abs(itt / np.sqrt(var * covariate_inflation))[..., None] * np.sqrt(rel)
+
+    def rejection(c, n):
+        return stats.norm.sf(c - n) + stats.norm.cdf(-c - n)
+
+    interior = rejection(crit[..., None], ncp[..., None, None, :]).mean(axis=(-3, -1))
+    at_boundary = rejection(crit_b[..., None], ncp[..., None, :]).mean(axis=-1)
+    power = (p_boundary * at_boundary + (1.0 - p_boundary) * interior).mean(axis=-1)
+    return np.clip(power, 0.0, 1.0)
 
 
 def _size_distribution(mean: float, cv: float) -> tuple[np.ndarray, np.ndarray]:
@@ -307,6 +461,11 @@ def power_irgt(
     treated_var=0.0,
     efficiency=1.0,
     n_strata=None,
+    variance_estimation="known",
+    n_fixed=3,
+    info_cv=0.0,
+    informative_share=None,
+    n_covariates=1,
 ):
     """Power of an individually randomised group treatment (partially nested) trial.
 
@@ -363,6 +522,20 @@ def power_irgt(
         ``min(1, n_strata / n_groups)`` of the control variance is then carried on the
         groups' ``G - 1`` df in the Satterthwaite formula (with one group per stratum the
         whole contrast is estimated from G group-vs-own-controls contrasts).
+    variance_estimation : "known" (default): the textbook formula above, the variance
+        components plugged in. "reml": the small-sample power of the REML mixed-model test
+        -- the estimated group variance truncated at 0 (boundary fits tested on the residual
+        df), the estimated residual variance, and the spread of the realised information
+        between trials (``info_cv``) integrated over, see :func:`_power_irgt_reml`. It is
+        what the scenario path uses (:mod:`trialsim.power.from_scenario`).
+    n_fixed : fixed effects of the analysis model ("reml"): intercept, treatment, baseline,
+        strata and covariates (3: intercept, treatment, baseline).
+    n_covariates : covariates with an estimated slope, the baseline included ("reml"), >= 0.
+    info_cv : coefficient of variation of the realised information between trials ("reml"),
+        >= 0; 0 treats the expected completers as fixed.
+    informative_share : share of the groups that contribute to the estimate (they have
+        completers, and their stratum has control completers), in (0, 1]; None: the share
+        with at least one completer (``completers="binomial"``) or 1.
 
     Returns
     -------
@@ -404,6 +577,39 @@ def power_irgt(
         raise ValueError(f"completers must be 'expected' or 'binomial', got {completers!r}")
     extra = _check_range("treated_var", treated_var, 0.0, np.inf, high_open=True)
     efficiency = _check_range("efficiency", efficiency, 0.0, 1.0, low_open=True)
+    if variance_estimation not in ("known", "reml"):
+        raise ValueError(
+            f"variance_estimation must be 'known' or 'reml', got {variance_estimation!r}"
+        )
+    if informative_share is not None:
+        informative_share = _check_range(
+            "informative_share", informative_share, 0.0, 1.0, low_open=True
+        )
+    if variance_estimation == "reml":
+        n_fixed = _check_range("n_fixed", n_fixed, 1.0, np.inf, high_open=True)
+        info_cv = _check_range("info_cv", info_cv, 0.0, np.inf, high_open=True)
+        parts = _irgt_moments(
+            eff,
+            g,
+            m,
+            n_c,
+            sd,
+            icc,
+            cv,
+            r,
+            drop,
+            comp,
+            n_control_groups,
+            control_icc,
+            completers,
+            extra,
+            efficiency,
+            n_strata,
+            parts=True,
+            informative_share=informative_share,
+        )
+        n_cov = _check_range("n_covariates", n_covariates, 0.0, np.inf, high_open=True)
+        return _scalar_or_array(_power_irgt_reml(parts, alpha, n_fixed, info_cv, n_cov))
     ncp, df, *scale = _irgt_moments(
         eff,
         g,
@@ -421,6 +627,7 @@ def power_irgt(
         extra,
         efficiency,
         n_strata,
+        informative_share=informative_share,
     )
     return _scalar_or_array(_power_t_two_sided(ncp, df, alpha, *scale))
 

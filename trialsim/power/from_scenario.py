@@ -177,12 +177,21 @@ def analytic_parameters(
         )
         if g.control is None and d.randomisation != "cohort":
             params["n_strata"] = len(sizes)
-            params["efficiency"] = strata_efficiency(
+            realised = design_realisations(
                 n_treated,
                 sizes - n_treated if s.n_arms == 2 else counts[:, 0],
                 g.mean_size,
                 g.cv_size,
                 params,
+            )
+            params.update(
+                efficiency=realised["efficiency"],
+                variance_estimation="reml",
+                n_fixed=_fixed_effects(s),
+                n_covariates=(1 if s.structure.has_baseline else 0)
+                + sum(v.kind != "categorical" for v in s.structure.covariates.values()),
+                info_cv=realised["info_cv"],
+                informative_share=realised["informative_share"],
             )
         if s.n_arms > 2:
             params["n_control"] = int(counts[:, 0].sum())
@@ -203,9 +212,36 @@ def analytic_parameters(
     raise ValueError(f"no analytic formula for {d.randomisation!r} randomisation")
 
 
+def _fixed_effects(s: Scenario) -> int:
+    """Fixed effects of the default mixed model on ``s``: intercept, the arms, the baseline,
+    one per stratum beyond the first and the covariates' columns."""
+    st = s.structure
+    n = s.n_arms + (1 if st.has_baseline else 0)
+    if st.stratified and st.site is not None:
+        n += len(s.sites.participants) - 1
+    for spec in st.covariates.values():
+        n += len(spec.levels) - 1 if spec.kind == "categorical" else 1
+    return n
+
+
 def strata_efficiency(n_treated, n_control, mean_size, cv, p: dict, draws: int = 4000) -> float:
     """Information of the within-municipality comparison relative to the unstratified
-    partially nested design with the same completers.
+    partially nested design with the same completers (``"efficiency"`` of
+    :func:`design_realisations`)."""
+    return design_realisations(n_treated, n_control, mean_size, cv, p, draws)["efficiency"]
+
+
+def design_realisations(n_treated, n_control, mean_size, cv, p: dict, draws: int = 4000) -> dict:
+    """How the realised design (who completes, in which group and municipality) varies
+    between trials, from ``draws`` fixed-seed realisations; returns a dict with
+
+    * ``"efficiency"``: the information of the within-municipality comparison relative to
+      the unstratified partially nested design with the same completers (below);
+    * ``"info_cv"``: the coefficient of variation of the realised information between
+      trials (power is averaged over it: E[power(I)] < power(E[I]), Jensen);
+    * ``"informative_share"``: the expected share of groups that contribute -- with
+      completers, in a municipality with control completers -- (their count less one are
+      the df of the estimated group variance).
 
     Municipalities are fixed strata: the effect is estimated within each (its treated group
     means against its own controls) and the strata are combined by inverse variance. With
@@ -227,6 +263,7 @@ def strata_efficiency(n_treated, n_control, mean_size, cv, p: dict, draws: int =
     var_g = p["icc"] / (1.0 - p["icc"]) * var_e
     size_values, size_prob = _size_distribution(float(mean_size), float(cv))
     info = np.zeros(draws)
+    informative = np.zeros(draws)
     n_groups = 0
     for n_t, n_c in zip(np.asarray(n_treated), np.asarray(n_control), strict=True):
         k = int(groups_in_cell(n_t, mean_size))
@@ -240,9 +277,15 @@ def strata_efficiency(n_treated, n_control, mean_size, cv, p: dict, draws: int =
         ok = (w > 0) & (kc > 0)
         var_h = np.where(ok, 1.0 / np.where(ok, w, 1.0) + var_e / np.maximum(kc, 1), np.inf)
         info += 1.0 / var_h
+        informative += np.where(ok, (kt > 0).sum(axis=1), 0)
     g_info, _ = _binomial_group_moments(p["group_size"], cv, c, var_g, var_t)
     pooled = 1.0 / (1.0 / (n_groups * g_info) + var_e / (np.sum(n_control) * c))
-    return float(min(1.0, info.mean() / pooled))
+    mean = info.mean()
+    return {
+        "efficiency": float(min(1.0, mean / pooled)),
+        "info_cv": float(info.std() / mean) if mean > 0 else 0.0,
+        "informative_share": float(max(informative.mean(), 1.0) / max(n_groups, 1)),
+    }
 
 
 def _effect_spread(s: Scenario, outcome: str, code: int) -> float:
