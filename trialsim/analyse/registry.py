@@ -18,6 +18,7 @@ import pandas as pd
 from trialsim.analyse.estimate import Estimates
 from trialsim.analyse.prepare import ancova_arrays
 from trialsim.data import TrialData
+from trialsim.errors import UserError
 from trialsim.structure import TrialStructure
 
 
@@ -70,12 +71,12 @@ def _mixed_cluster(data: TrialData, outcome: str) -> Estimates:
 
     a = ancova_arrays(data, outcome)
     if (a.cluster < 0).all():
-        raise ValueError(
+        raise UserError(
             "mixed-cluster needs randomised clusters (a cluster column: cohort, municipality, "
             "school, ...); these data randomised people: use 'mixed'"
         )
     if same_partition(a.cluster, a.group):
-        raise ValueError(
+        raise UserError(
             "mixed-cluster: every randomised cluster is exactly one delivery group, so the "
             "cluster and group variances cannot both be estimated; use 'mixed' (one random "
             "intercept per group)"
@@ -328,7 +329,7 @@ def get_analysis(name: str) -> Analysis:
     try:
         return ANALYSES[name]
     except KeyError:
-        raise ValueError(f"unknown analysis {name!r}; choose from {', '.join(ANALYSES)}") from None
+        raise UserError(f"unknown analysis {name!r}; choose from {', '.join(ANALYSES)}") from None
 
 
 # ---- the model in lme4 notation, joint fits (Dunnett), formula and repeated analyses ---------
@@ -492,7 +493,7 @@ def repeated_analysis(estimand: str = "last") -> Analysis:
     from trialsim.analyse.repeated import ESTIMANDS, repeated_spec
 
     if estimand not in ESTIMANDS:
-        raise ValueError(f"--estimand {estimand!r}: choose one of {', '.join(ESTIMANDS)}")
+        raise UserError(f"--estimand {estimand!r}: choose one of {', '.join(ESTIMANDS)}")
 
     def make_spec(st, outcome):
         return repeated_spec(st, outcome, estimand)

@@ -1,16 +1,15 @@
 """What every command shares: the one-line input error, option definitions, JSON output.
 
-Errors are classified here (see :func:`friendly`): the project's :class:`UserError` (and a
-``ValueError`` raised by a ``raise`` statement of trialsim itself, until every such statement
-raises ``UserError``), an output path the user can fix, and a request larger than the machine
-are the user's: one line, exit code 2. Anything else propagates to the top-level command,
-which reports an internal error (exit 1) with the traceback in a log file.
+Errors are classified here (see :func:`friendly`): the project's :class:`UserError` (raised
+where the input is validated; a scenario's :class:`ScenarioError` is one), an output path the
+user can fix, and a request larger than the machine are the user's: one line, exit code 2.
+Anything else - a plain ``ValueError`` included - propagates to the top-level command, which
+reports an internal error (exit 1) with the traceback in a log file.
 """
 
 from __future__ import annotations
 
 import functools
-import linecache
 import math
 import os
 from pathlib import Path
@@ -21,8 +20,6 @@ from trialsim.errors import UserError, os_error_message
 from trialsim.scenario import ScenarioError
 from trialsim.seeds import MAX_SEED
 
-_PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
-
 
 class InputError(click.ClickException):
     """Bad input: printed as one line ``error: ...`` with exit code 2."""
@@ -31,21 +28,6 @@ class InputError(click.ClickException):
 
     def show(self, file=None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
-
-
-def raised_by_trialsim(exc: BaseException) -> bool:
-    """True when ``exc`` was raised by a ``raise`` statement in trialsim's own code (a
-    deliberate message), False when it came from numpy, pandas, scipy or any other library."""
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    filename = str(Path(tb.tb_frame.f_code.co_filename).resolve())
-    if not filename.startswith(_PACKAGE_DIR + os.sep):
-        return False
-    line = linecache.getline(tb.tb_frame.f_code.co_filename, tb.tb_lineno).strip()
-    return line.startswith("raise ")
 
 
 def user_message(exc: BaseException) -> str | None:
@@ -59,10 +41,6 @@ def user_message(exc: BaseException) -> str | None:
             "out of memory; use fewer --reps (power and sweep stream in chunks) or a smaller "
             "trial, or set --max-memory to be refused up front"
         )
-    if isinstance(exc, RecursionError):
-        return None
-    if isinstance(exc, ValueError) and raised_by_trialsim(exc):
-        return " ".join(str(exc).split())
     return None
 
 

@@ -20,6 +20,7 @@ from trialsim.cli.common import (
     seed_option,
     set_option,
 )
+from trialsim.errors import UserError
 
 
 def _axes(ctx, param, values):
@@ -27,7 +28,7 @@ def _axes(ctx, param, values):
 
     try:
         return [parse_vary(v) for v in values]
-    except ValueError as exc:
+    except UserError as exc:
         raise click.BadParameter(str(exc)) from None
 
 

@@ -68,6 +68,7 @@ import math
 
 import numpy as np
 
+from trialsim.errors import UserError
 from trialsim.power.analytic import power_crt, power_irgt, power_stepped_wedge
 from trialsim.power.solve import SOLVABLE, _lowest_count, solve_count, solve_power
 from trialsim.scenario import (
@@ -88,14 +89,14 @@ def _arm_index(s: Scenario, arm: str | None) -> int:
     labels = s.arm_labels
     if arm is None:
         if len(labels) > 2:
-            raise ValueError(
+            raise UserError(
                 f"analytic power for {len(labels)} arms compares one arm with the reference "
                 f"{labels[0]!r}: choose the arm ({', '.join(labels[1:])}) or use "
                 "--method simulation"
             )
         return 1
     if arm not in labels[1:]:
-        raise ValueError(f"arm {arm!r}: choose one of {', '.join(labels[1:])}")
+        raise UserError(f"arm {arm!r}: choose one of {', '.join(labels[1:])}")
     return labels.index(arm)
 
 
@@ -124,7 +125,7 @@ def analytic_parameters(
     outcome = outcome or s.primary
     o = s.outcomes[outcome]
     if not isinstance(o, GAUSSIAN_OUTCOMES):
-        raise ValueError(
+        raise UserError(
             f"analytic power covers continuous (bounded) outcomes; {outcome!r} is "
             f"{o.type}: use --method simulation"
         )
@@ -187,7 +188,7 @@ def analytic_parameters(
         return "stepped_wedge", _stepped_wedge(
             s, common, var_individual, var_group, var_municipality
         )
-    raise ValueError(f"no analytic formula for {d.randomisation!r} randomisation")
+    raise UserError(f"no analytic formula for {d.randomisation!r} randomisation")
 
 
 def strata_efficiency(n_treated, n_control, mean_size, cv, p: dict, draws: int = 4000) -> float:
@@ -375,7 +376,7 @@ def analytic_solve(
     at an edge of the allowed range).
     """
     if hold not in HOLDS:
-        raise ValueError(f"--hold {hold}: choose one of {', '.join(HOLDS)}")
+        raise UserError(f"--hold {hold}: choose one of {', '.join(HOLDS)}")
     formula, params = analytic_parameters(s, outcome, arm)
     params["alpha"] = alpha
     solvable = [k for k in SOLVABLE[formula] if k != "power"]
@@ -384,9 +385,9 @@ def analytic_solve(
     if formula == "stepped_wedge" and "treatment_matrix" in params:
         solvable = [k for k in solvable if k != "clusters_per_step"]
     if unknown not in solvable:
-        raise ValueError(f"--solve {unknown}: the {formula} formula solves for one of {solvable}")
+        raise UserError(f"--solve {unknown}: the {formula} formula solves for one of {solvable}")
     if hold == "n_control" and not (formula == "irgt" and unknown in ("n_groups", "group_size")):
-        raise ValueError(
+        raise UserError(
             "--hold n_control applies when solving an individually randomised design for "
             "n_groups or group_size"
         )

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from trialsim.analyse.registry import ANALYSES, get_analysis
+from trialsim.errors import UserError
 from trialsim.parallel import map_in_threads
 from trialsim.scenario import BinaryOutcome, BoundedOutcome, CountOutcome, Scenario
 from trialsim.seeds import BLOCK_SIZE
@@ -445,7 +446,7 @@ def simulate_multiple_outcomes(
     """
     outcomes = list(outcomes)
     if len(set(outcomes)) != len(outcomes) or not outcomes:
-        raise ValueError(f"outcomes must be distinct and non-empty, got {outcomes}")
+        raise UserError(f"outcomes must be distinct and non-empty, got {outcomes}")
     names = {k: analysis if isinstance(analysis, str) else analysis[k] for k in outcomes}
     for name in names.values():
         get_analysis(name)
