@@ -56,7 +56,7 @@ from trialsim.scenario import load_scenario
     "'any' = at least one significant after Holm adjustment. Both are reported; this one "
     "is shown first. Default: all.",
 )
-@reps_option(1000)
+@reps_option(1000, timed=True)
 @seed_option
 @alpha_option
 @click.option(

@@ -46,7 +46,7 @@ def _axes(ctx, param, values):
     "group_size, or sites.participants=scale:0.5:2:4 (factors); cells differing only in "
     "sample size share their seed (common random numbers along the curve).",
 )
-@reps_option(500)
+@reps_option(500, timed=True)
 @click.option(
     "--analysis",
     "analyses",
