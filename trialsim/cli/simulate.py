@@ -19,7 +19,7 @@ from trialsim.scenario import load_scenario
 
 @click.command()
 @scenario_argument
-@reps_option(100)
+@reps_option(100, timed=True)
 @seed_option
 @click.option(
     "--out",
@@ -59,6 +59,7 @@ def simulate(
       trialsim simulate scenarios/sft-19m.toml --reps 10 --outcomes psp,mhrm --out sft.parquet
     """
     from trialsim.files import to_json, write_table_chunks
+    from trialsim.heap import keep_heap_flat
     from trialsim.parallel import thread_count
     from trialsim.report.progress import progress_bar
     from trialsim.seeds import BLOCK_SIZE
@@ -75,6 +76,7 @@ def simulate(
         metadata = {PARQUET_METADATA_KEY: to_json(record).encode()}
     # replicates stream to the table chunk by chunk: memory does not grow with --reps
     chunk, shape = BLOCK_SIZE * thread_count(None), {}
+    keep_heap_flat()
 
     def frames(advance):
         for start in range(0, reps, chunk):
