@@ -12,7 +12,10 @@ executor: every task carries its own seed (:func:`trialsim.design.grid.cell_seed
   or, without one, a throw-away ``LocalCluster`` of ``jobs`` single-threaded worker
   processes. Progress is counted per finished cell. Workers need the same trialsim version
   installed; results come back to this process, which writes the cell files, so workers need
-  no shared file system.
+  no shared file system. The throw-away ``LocalCluster`` is this process's: its scheduler and
+  nannies run here and its workers watch this process (:mod:`trialsim.design.dask_watch`),
+  so they exit with it, SIGKILL included. The workers of an external ``scheduler`` are not
+  trialsim's: whoever started that cluster starts, watches and stops them.
 
 Running on an existing cluster (the scheduler address is all trialsim needs):
 
