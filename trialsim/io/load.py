@@ -146,7 +146,7 @@ def _people_line(data) -> str:
     return "; ".join(parts)
 
 
-class DataProblems(ValueError):
+class DataProblems(UserError):
     """A data file with problems; ``str()`` is the first line plus a count of the rest."""
 
     def __init__(self, lines: list[str]):
