@@ -97,8 +97,8 @@ class ModelSpec:
         return text
 
 
-def _fail(text: str, what: str) -> ValueError:
-    return ValueError(f"--formula {text!r}: {what}")
+def _fail(text: str, what: str) -> UserError:
+    return UserError(f"--formula {text!r}: {what}")
 
 
 def parse_formula(
