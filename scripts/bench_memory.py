@@ -3,8 +3,10 @@
 Each run is a fresh process; its peak resident set is read from getrusage(RUSAGE_CHILDREN)
 of a wrapper that runs only it. Usage:
 
-    .venv/bin/python scripts/bench_memory.py             # 10^3 and 10^4 replicates
-    .venv/bin/python scripts/bench_memory.py 1000 100000
+    scripts/bench memory                  # 10^3 and 10^4 replicates (about 3 minutes)
+    scripts/bench memory 1000 100000      # 10^3 and 10^5 (about 30 minutes: 1 GB of Parquet)
+
+and prints the ratio of the peaks at the largest and the smallest count.
 """
 
 from __future__ import annotations
@@ -55,6 +57,13 @@ def main() -> None:
     print(f"{'command':<20} {'reps':>8} {'peak MiB':>9} {'seconds':>8}")
     for r in rows:
         print(f"{r['command']:<20} {r['reps']:>8} {r['peak_mib']:>9} {r['seconds']:>8}")
+    ratios = {}
+    for command in dict.fromkeys(r["command"] for r in rows):
+        peaks = [r["peak_mib"] for r in rows if r["command"] == command]
+        ratios[command] = round(peaks[-1] / peaks[0], 3)
+        print(f"{command}: peak at {reps_list[-1]:,} / at {reps_list[0]:,} replicates = "
+              f"{ratios[command]:.3f} (goal: within 1.10)")  # fmt: skip
+    print(json.dumps({"memory": rows, "peak_ratio": ratios}))
 
 
 if __name__ == "__main__":

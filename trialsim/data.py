@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from trialsim.errors import UserError
 from trialsim.files import atomic_path
 from trialsim.structure import TrialStructure
 
@@ -87,7 +88,7 @@ class TrialData:
         """The same data with ``arm`` as the arm compared with the reference."""
         arms = self.structure.arms
         if arm not in arms[1:]:
-            raise ValueError(
+            raise UserError(
                 f"arm {arm!r} cannot be compared with the reference {arms[0]!r}; "
                 f"choose from {', '.join(arms[1:])}"
             )
@@ -254,7 +255,7 @@ def write_table(frame: pd.DataFrame, path: str | Path, *, csv_dialect: str = "co
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
-        raise ValueError(f"{path}: output must end in .csv or .parquet")
+        raise UserError(f"{path}: output must end in .csv or .parquet")
     if suffix == ".csv":
         return write_csv(frame, path, dialect=csv_dialect)
     with atomic_path(path) as tmp:

@@ -1,15 +1,24 @@
 """The project's error types and how an unexpected error is reported.
 
 * :class:`UserError` - input the user can fix (a scenario key, a data column, an option, an
-  output path). Its message is one line: what, where, how to fix. The command line prints it
-  as ``error: ...`` and exits with code 2. It subclasses ``ValueError`` so callers that catch
-  ``ValueError`` keep working.
+  output path), raised where that input is validated. Its message is one line: what, where,
+  how to fix. The command line prints it as ``error: ...`` and exits with code 2. It
+  subclasses ``ValueError`` on purpose: a library caller (a notebook, a test with
+  ``pytest.raises(ValueError)``) that catches ``ValueError`` for a bad argument keeps
+  working, while the command line tells the two apart by type, never by where the error was
+  raised.
 * :class:`OutputError` - an output that cannot be written (no space, no permission, a folder
   in the way): also the user's to fix, exit 2.
 * :class:`ResourceError` - a request larger than this machine (memory): exit 2, with the
   estimate and how to proceed.
 * anything else is an internal error: exit 1, one line, the traceback in a log file
-  (:func:`log_internal_error`).
+  (:func:`log_internal_error`) and a hint to report it. That includes a plain ``ValueError``
+  or ``TypeError`` raised by trialsim itself: those are kept for programming contracts that
+  no user input reaches through the command line (array shapes handed to the fitting
+  engines, names the command line offers as a fixed choice, replicate indices). The
+  scenario's pydantic validators are the one exception: they raise ``ValueError`` because
+  that is pydantic's protocol, and pydantic's error becomes a
+  :class:`~trialsim.scenario.ScenarioError` (a UserError) naming the file and key.
 """
 
 from __future__ import annotations

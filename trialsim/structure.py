@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from trialsim.errors import UserError
+
 OutcomeType = Literal["continuous", "bounded", "count", "binary"]
 OUTCOME_TYPES: tuple[str, ...] = ("continuous", "bounded", "count", "binary")
 
@@ -122,16 +124,16 @@ class TrialStructure:
 
     def __post_init__(self):
         if len(self.arms) < 2:
-            raise ValueError(f"a trial needs at least two arms, got {list(self.arms)}")
+            raise UserError(f"a trial needs at least two arms, got {list(self.arms)}")
         if len(set(self.arms)) != len(self.arms):
-            raise ValueError(f"arm labels must differ, got {list(self.arms)}")
+            raise UserError(f"arm labels must differ, got {list(self.arms)}")
         if len(self.allocation) != len(self.arms):
-            raise ValueError(
+            raise UserError(
                 f"allocation has {len(self.allocation)} shares for {len(self.arms)} arms"
             )
         unknown = [a for a in self.group_arms if a not in self.arms]
         if unknown:
-            raise ValueError(f"groups in unknown arm(s) {unknown}; arms are {list(self.arms)}")
+            raise UserError(f"groups in unknown arm(s) {unknown}; arms are {list(self.arms)}")
 
     # -- derived facts -------------------------------------------------------------------
 
@@ -209,7 +211,7 @@ class TrialStructure:
         try:
             return self.outcomes[name]
         except KeyError:
-            raise ValueError(
+            raise UserError(
                 f"unknown outcome {name!r}; the data have {', '.join(self.outcomes) or 'none'}"
             ) from None
 

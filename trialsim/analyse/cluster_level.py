@@ -13,13 +13,14 @@ import numpy as np
 from trialsim.analyse.estimate import Estimates
 from trialsim.analyse.prepare import ancova_arrays
 from trialsim.data import TrialData
+from trialsim.errors import UserError
 
 
 def cluster_level_ttest(data: TrialData, outcome: str, *, level: float = 0.95) -> Estimates:
     """Batched two-stage cluster-level t test of the treatment effect."""
     st = data.structure
     if not st.cluster_randomised or st.n_periods > 1:
-        raise ValueError(
+        raise UserError(
             "cluster-level analysis needs clusters randomised whole to one arm (a cluster "
             f"column, no periods); these data are {st.label!r}: use the default analysis"
         )

@@ -22,6 +22,7 @@ import numpy as np
 
 from trialsim.analyse.estimate import Estimates
 from trialsim.analyse.kenward_roger import check_df_method
+from trialsim.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -114,13 +115,13 @@ def fit_terms(
             est = _rename(fit.estimates, {"cluster": outer[0], "group": inner[0]})
             return Fitted(est, fit.beta, fit.cov_beta, "reml-nested")
         if outer is None and _nested_in(ga, gb) and _nested_in(gb, ga):
-            raise ValueError(
+            raise UserError(
                 f"(1 | {a}) and (1 | {b}) split the rows identically: their variances "
                 "cannot both be estimated; keep one"
             )
     if general is None:
         listed = " + ".join(f"(1 | {n})" for n, _ in ids)
-        raise ValueError(
+        raise UserError(
             f"random terms {listed}: crossed or more than two random intercepts need the "
             "general mixed-model engine (trialsim.analyse.lmm), which this installation "
             "lacks; keep one term, or two nested ones"

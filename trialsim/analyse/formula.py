@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trialsim.data import TrialData
+from trialsim.errors import UserError
 from trialsim.structure import TrialStructure
 
 RANDOM_ROLES = ("group", "cluster", "site", "trainer", "participant")
@@ -98,8 +99,8 @@ class ModelSpec:
         return text
 
 
-def _fail(text: str, what: str) -> ValueError:
-    return ValueError(f"--formula {text!r}: {what}")
+def _fail(text: str, what: str) -> UserError:
+    return UserError(f"--formula {text!r}: {what}")
 
 
 def parse_formula(
@@ -331,7 +332,7 @@ def model_arrays(data: TrialData, spec: ModelSpec, *, visit: int = -1) -> Formul
         first = 1 if st.has_baseline else 0
         visits = np.arange(first, v_all)
         if visits.size == 0:
-            raise ValueError(f"{spec.outcome!r} has no post-baseline visit to model")
+            raise UserError(f"{spec.outcome!r} has no post-baseline visit to model")
     else:
         visits = np.array([visit % v_all])
     nv = visits.size
@@ -403,7 +404,7 @@ def model_arrays(data: TrialData, spec: ModelSpec, *, visit: int = -1) -> Formul
         if j < 2 or np.broadcast_to(x != 0, (r, m))[used].any()
     ]
     if any(j not in keep for j in range(len(cols)) if cols[j][0] in ("treatment",)):
-        raise ValueError("no participant of the compared arm has the outcome")
+        raise UserError("no participant of the compared arm has the outcome")
     arm_columns = [keep.index(c) if c >= 0 and c in keep else -1 for c in arm_columns]
     cols = [cols[j] for j in keep]
     p = len(cols)

@@ -62,6 +62,7 @@ from trialsim.analyse.estimate import Estimates
 from trialsim.analyse.ols import cluster_robust, ols_batch
 from trialsim.analyse.prepare import ModelArrays, ancova_arrays
 from trialsim.data import TrialData
+from trialsim.errors import UserError
 
 FAMILIES = ("poisson", "logistic")
 _MAX_ITER = 100
@@ -132,7 +133,7 @@ def fit_glm(y: np.ndarray, X: np.ndarray, mask: np.ndarray, family: str) -> GLMF
     deviance has not settled are ``converged=False``.
     """
     if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+        raise UserError(f"family must be one of {FAMILIES}, got {family!r}")
     y = np.asarray(y, dtype=float)
     used = np.asarray(mask, dtype=bool) & np.isfinite(y)
     ym = np.where(used, y, 0.0)

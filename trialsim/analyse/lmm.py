@@ -80,6 +80,7 @@ from trialsim.analyse.kenward_roger import check_df_method, kenward_roger_levels
 from trialsim.analyse.linalg import safe_cholesky
 from trialsim.analyse.prepare import masked_inputs
 from trialsim.analyse.reml import drop_aliased, joined_estimates, profiled_gls, unfittable
+from trialsim.errors import UserError
 from trialsim.parallel import map_in_threads
 
 __all__ = ["LmmFit", "fit_lmm"]
@@ -583,9 +584,9 @@ def fit_lmm(
     if check_df_method(df) == "kenward-roger" and not reml:
         raise ValueError("Kenward-Roger df need a REML fit (reml=True)")
     if not names:
-        raise ValueError("fit_lmm needs at least one random-intercept term")
+        raise UserError("fit_lmm needs at least one random-intercept term")
     if len(set(names)) != len(names) or "residual" in names:
-        raise ValueError(f"term names must differ and not be 'residual', got {names}")
+        raise UserError(f"term names must differ and not be 'residual', got {names}")
     Xy, used, coef, *ids = masked_inputs(Xy, used, coef, *(i for _, i in terms))
     ids = np.ascontiguousarray(np.stack(ids, axis=-1))
     used = np.ascontiguousarray(used)

@@ -29,6 +29,7 @@ from trialsim.analyse.estimate import Estimates
 from trialsim.analyse.ols import fit_ols, ols_batch
 from trialsim.analyse.prepare import ancova_arrays
 from trialsim.data import TrialData
+from trialsim.errors import UserError
 
 
 def _covariates(data: TrialData, outcome: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -78,7 +79,7 @@ def _fit_mar(
         attendance_degree = 0  # attendance not recorded: MAR given the other terms only
     final = visit % data.n_visits
     if final == 0:
-        raise ValueError("mar_all_visits analyses a follow-up visit, not the baseline (visit 0)")
+        raise UserError("mar_all_visits analyses a follow-up visit, not the baseline (visit 0)")
     values = data.outcomes[outcome]
     seq_values = [values[:, :, v] for v in range(1, final + 1)]
     seq_observed = [np.isfinite(v) for v in seq_values]

@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from trialsim.data import TrialData
+from trialsim.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ def ancova_arrays(
     periods (see :func:`_fixed_columns`).
     """
     if outcome not in data.outcomes:
-        raise ValueError(
+        raise UserError(
             f"unknown outcome {outcome!r}; the data have {', '.join(data.outcomes) or 'none'}"
         )
     st = data.structure
@@ -195,7 +196,7 @@ def ancova_arrays(
         with_baseline = bool(measured.any())
     if not with_baseline:
         if rows == "baseline":
-            raise ValueError(
+            raise UserError(
                 f"{outcome!r} has no baseline measurement: analyses over all visits need one"
             )
         baseline = np.zeros_like(y)

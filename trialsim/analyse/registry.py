@@ -20,6 +20,7 @@ import pandas as pd
 from trialsim.analyse.estimate import Estimates
 from trialsim.analyse.prepare import ancova_arrays
 from trialsim.data import TrialData
+from trialsim.errors import UserError
 from trialsim.structure import TrialStructure
 
 
@@ -54,7 +55,7 @@ class Analysis:
             return self
         if not self.kenward_roger:
             usable = ", ".join(n for n, a in ANALYSES.items() if a.kenward_roger)
-            raise ValueError(
+            raise UserError(
                 f"--df {df}: the {self.name} analysis is not a REML mixed model; use it with "
                 f"one of {usable} (or --formula), or leave out --df"
             )
@@ -84,12 +85,12 @@ def _mixed_cluster(data: TrialData, outcome: str, df: str = "satterthwaite") -> 
 
     a = ancova_arrays(data, outcome)
     if (a.cluster < 0).all():
-        raise ValueError(
+        raise UserError(
             "mixed-cluster needs randomised clusters (a cluster column: cohort, municipality, "
             "school, ...); these data randomised people: use 'mixed'"
         )
     if same_partition(a.cluster, a.group):
-        raise ValueError(
+        raise UserError(
             "mixed-cluster: every randomised cluster is exactly one delivery group, so the "
             "cluster and group variances cannot both be estimated; use 'mixed' (one random "
             "intercept per group)"
@@ -360,7 +361,7 @@ def get_analysis(name: str) -> Analysis:
     try:
         return ANALYSES[name]
     except KeyError:
-        raise ValueError(f"unknown analysis {name!r}; choose from {', '.join(ANALYSES)}") from None
+        raise UserError(f"unknown analysis {name!r}; choose from {', '.join(ANALYSES)}") from None
 
 
 # ---- the model in lme4 notation, joint fits (Dunnett), formula and repeated analyses ---------
@@ -462,12 +463,12 @@ def _joint_mixed_cluster(data: TrialData, outcome: str, df: str = "satterthwaite
 
     a = ancova_arrays(data, outcome)
     if (a.cluster < 0).all():
-        raise ValueError(
+        raise UserError(
             "mixed-cluster needs randomised clusters (a cluster column: cohort, municipality, "
             "school, ...); these data randomised people: use 'mixed'"
         )
     if same_partition(a.cluster, a.group):
-        raise ValueError(
+        raise UserError(
             "mixed-cluster: every randomised cluster is exactly one delivery group, so the "
             "cluster and group variances cannot both be estimated; use 'mixed' (one random "
             "intercept per group)"
@@ -543,7 +544,7 @@ def repeated_analysis(estimand: str = "last") -> Analysis:
     from trialsim.analyse.repeated import ESTIMANDS, repeated_spec
 
     if estimand not in ESTIMANDS:
-        raise ValueError(f"--estimand {estimand!r}: choose one of {', '.join(ESTIMANDS)}")
+        raise UserError(f"--estimand {estimand!r}: choose one of {', '.join(ESTIMANDS)}")
 
     def make_spec(st, outcome):
         return repeated_spec(st, outcome, estimand)

@@ -88,6 +88,7 @@ from trialsim.analyse.reml import (
     profiled_gls,
     unfittable,
 )
+from trialsim.errors import UserError
 from trialsim.parallel import map_in_threads
 
 __all__ = [
@@ -199,7 +200,7 @@ def check_nesting(cluster: np.ndarray, group: np.ndarray) -> None:
     bad = np.flatnonzero((low < high) & (high > np.iinfo(np.int64).min))
     if bad.size:
         rep, g = divmod(int(bad[0]), n_groups)
-        raise ValueError(
+        raise UserError(
             f"group {g} (replicate {rep}) spans clusters {low[bad[0]]} and {high[bad[0]]}; "
             f"the nested model needs every group inside one cluster ({bad.size} groups span "
             "several): relabel the groups per cluster or use a one-level model"

@@ -28,6 +28,7 @@ from __future__ import annotations
 from trialsim.analyse.estimate import Estimates
 from trialsim.analyse.formula import ModelSpec, RandomTerm, Term, model_arrays
 from trialsim.data import TrialData
+from trialsim.errors import UserError
 from trialsim.structure import TrialStructure
 
 ESTIMANDS = ("last", "average", "constant")
@@ -36,9 +37,9 @@ ESTIMANDS = ("last", "average", "constant")
 def repeated_spec(structure: TrialStructure, outcome: str, estimand: str = "last") -> ModelSpec:
     """The repeated-measures model of ``outcome`` the structure calls for (module docstring)."""
     if estimand not in ESTIMANDS:
-        raise ValueError(f"--estimand {estimand!r}: choose one of {', '.join(ESTIMANDS)}")
+        raise UserError(f"--estimand {estimand!r}: choose one of {', '.join(ESTIMANDS)}")
     if not structure.has_baseline and len(structure.visit_months) < 2:
-        raise ValueError(
+        raise UserError(
             f"the repeated-measures analysis needs two or more visits of {outcome!r}; "
             "these data have one: use the default analysis"
         )

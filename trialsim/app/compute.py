@@ -9,6 +9,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from trialsim.errors import UserError
+
 #: the unknown the power curve varies for each analytic formula (``trialsim power --solve``)
 CURVE_UNKNOWN = {"irgt": "n_groups", "crt": "n_clusters", "stepped_wedge": "clusters_per_step"}
 
@@ -165,7 +167,7 @@ def recruit(s, *, reps: int, seed: int):
     from trialsim.simulate.recruitment import simulate_recruitment
 
     if s.sites.recruitment is None:
-        raise ValueError(
+        raise UserError(
             "no [sites.recruitment] section; copy the one in scenarios/sft-19m.toml and adapt it"
         )
     return simulate_recruitment(s, reps, seed=seed)

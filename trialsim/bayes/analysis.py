@@ -22,6 +22,7 @@ from trialsim.bayes.models import MODELS, RESIDUALS, model_input
 from trialsim.bayes.priors import DEFAULT_TAIL, EffectPrior, resolve_prior
 from trialsim.bayes.summary import summarise
 from trialsim.data import TrialData
+from trialsim.errors import UserError
 
 GROUP_SD_SCALE = 0.5  # default group-SD prior: half-normal with scale = 0.5 outcome SDs
 # default participant-SD prior of the repeated-measures model: half-normal with scale = 1
@@ -44,7 +45,7 @@ def parse_group_prior(spec: str | None, outcome_sd: float) -> ScalePrior:
         return ScalePrior("half-normal", values[0])
     if family == "half-t" and len(values) == 2:
         return ScalePrior("half-t", values[1], nu=values[0])
-    raise ValueError(
+    raise UserError(
         f"group-SD prior {spec!r}: expected half-normal:SCALE or half-t:NU,SCALE, "
         "e.g. half-normal:6.5"
     )
@@ -74,14 +75,14 @@ class BayesSettings:
         if self.residual not in RESIDUALS:
             raise ValueError(f"--residual must be one of {', '.join(RESIDUALS)}")
         if self.better not in ("higher", "lower"):
-            raise ValueError(f"--better must be higher or lower, got {self.better!r}")
+            raise UserError(f"--better must be higher or lower, got {self.better!r}")
         if self.mcid is not None and not (self.mcid > 0 and math.isfinite(self.mcid)):
-            raise ValueError(
+            raise UserError(
                 f"--mcid must be a positive number of outcome units, got {self.mcid} (the "
                 "direction comes from --better)"
             )
         if self.rope is not None and not self.rope[0] < self.rope[1]:
-            raise ValueError(f"--rope LOW,HIGH needs LOW < HIGH, got {self.rope}")
+            raise UserError(f"--rope LOW,HIGH needs LOW < HIGH, got {self.rope}")
 
     @property
     def signed_mcid(self) -> float | None:
@@ -132,7 +133,7 @@ class BayesSettings:
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
         if base["better"] is None:
-            raise ValueError(
+            raise UserError(
                 f"the direction of benefit of {outcome!r} is not declared; add --better higher "
                 "or --better lower (or --scenario FILE naming it)"
             )
@@ -150,7 +151,7 @@ def default_model(structure, outcome: str) -> tuple[str, str]:
 
     choice = default_analysis(structure, outcome)
     if not structure.outcome(outcome).gaussian:
-        raise ValueError(
+        raise UserError(
             f"{outcome!r} is a {structure.outcome(outcome).type} outcome and the Bayesian models "
             f"have normal residuals: use 'trialsim analyse' ({choice.name}), or declare "
             f"--outcome-type {outcome}=continuous to model it on its own scale"
@@ -169,7 +170,7 @@ def outcome_sd(a: ModelArrays, rep: int = 0) -> float:
     else:
         sd = float(np.nanstd(a.y[rep][a.mask[rep] & ~a.treated[rep]]))
     if not (sd > 0 and math.isfinite(sd)):
-        raise ValueError("cannot set prior scales: the outcome has no spread")
+        raise UserError("cannot set prior scales: the outcome has no spread")
     return sd
 
 
@@ -258,7 +259,7 @@ def fit_trial(
     prior, group_prior = settings.priors(sd)
     if method == "exact":
         if settings.model == "dose" or settings.residual != "normal":
-            raise ValueError(
+            raise UserError(
                 "--method exact covers the Gaussian partially-nested, cluster and stepped-wedge "
                 "models; use --method mcmc for dose or student-t"
             )
@@ -451,7 +452,7 @@ def formula_arrays(data: TrialData, spec) -> ModelArrays:
     from trialsim.analyse.formula import model_arrays
 
     if len(spec.random) > 1:
-        raise ValueError(
+        raise UserError(
             f"--formula {spec.text!r}: the Bayesian models have one random intercept; keep one "
             "term (or use 'trialsim analyse --formula' for several)"
         )

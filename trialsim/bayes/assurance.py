@@ -32,6 +32,7 @@ from trialsim.analyse.registry import DefaultChoice
 from trialsim.bayes.analysis import BayesSettings, random_effect_units
 from trialsim.bayes.distributions import DesignPrior
 from trialsim.bayes.fast import fast_posterior
+from trialsim.errors import UserError
 from trialsim.scenario import Scenario, apply_overrides, scenario_from_dict
 from trialsim.seeds import BLOCK_SIZE, scenario_key
 
@@ -69,7 +70,7 @@ def parse_decision(text: str) -> Decision:
     for part in re.split(r"\s+and\s+|&", text.strip()):
         m = _TERM.match(part)
         if not m or m.group(1) not in QUANTITIES:
-            raise ValueError(
+            raise UserError(
                 f"--decision {text!r}: expected QUANTITY>NUMBER (also >=, <, <=, joined by "
                 f"'and') with QUANTITY one of {', '.join(QUANTITIES)}, e.g. p_beyond_mcid>0.8"
             )
@@ -120,7 +121,7 @@ def _check_gaussian(structure, outcome: str) -> None:
 
     spec = structure.outcome(outcome)
     if not spec.gaussian:
-        raise ValueError(
+        raise UserError(
             f"assurance uses the exact Gaussian posterior; {outcome!r} is a {spec.type} "
             f"outcome (its default analysis is {default_analysis(structure, outcome).name}): "
             "choose a continuous outcome with --outcome"
@@ -161,7 +162,7 @@ def assurance_settings(
     if better is not None:
         st = st.with_outcome(replace(spec, better=better))
     elif spec.better is None:
-        raise ValueError(_better_message(outcome))
+        raise UserError(_better_message(outcome))
     choice = default_analysis(st, outcome)
     chosen, _ = default_model(st, outcome)
     settings = BayesSettings.for_outcome(
@@ -222,16 +223,16 @@ def run_assurance(
         settings, _ = assurance_settings(scenario, outcome)
     o = scenario.outcomes[outcome]
     if settings.model not in ("partially-nested", "cluster", "stepped-wedge"):
-        raise ValueError(
+        raise UserError(
             "assurance uses the exact Gaussian posterior: --model partially-nested, "
             "cluster or stepped-wedge"
         )
     if not 1 <= reps_per_draw <= BLOCK_SIZE:
-        raise ValueError(f"--per-draw must be in [1, {BLOCK_SIZE}], got {reps_per_draw}")
+        raise UserError(f"--per-draw must be in [1, {BLOCK_SIZE}], got {reps_per_draw}")
     if "p_beyond_mcid" in decision.quantities and settings.mcid is None:
-        raise ValueError("the decision uses p_beyond_mcid: give --mcid or outcomes.<name>.mcid")
+        raise UserError("the decision uses p_beyond_mcid: give --mcid or outcomes.<name>.mcid")
     if "p_in_rope" in decision.quantities and settings.rope is None:
-        raise ValueError("the decision uses p_in_rope: give --rope LOW,HIGH, e.g. --rope=-2,2")
+        raise UserError("the decision uses p_in_rope: give --rope LOW,HIGH, e.g. --rope=-2,2")
     prior, group_prior = settings.priors(o.sd)
     raw = scenario.model_dump(mode="json", exclude_none=True)
     keys = {resolve_design_key(k, outcome): d for k, d in design_priors.items()}

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trialsim.errors import UserError
+
 _ARITY = {"normal": 2, "lognormal": 2, "beta": 2, "gamma": 2, "uniform": 2, "fixed": 1}
 FAMILIES = tuple(_ARITY)
 
@@ -40,7 +42,7 @@ class DesignPrior:
         elif self.family == "uniform" and not p[0] < p[1]:
             bad = "needs low < high"
         if bad:
-            raise ValueError(f"design prior {self.text}: {bad}")
+            raise UserError(f"design prior {self.text}: {bad}")
 
     @property
     def text(self) -> str:
@@ -77,7 +79,7 @@ def parse_design_prior(text: str) -> DesignPrior:
     """Parse ``family:p1,p2``, e.g. ``normal:4,2``, ``beta:2,30``, ``fixed:0.05``."""
     family, sep, rest = text.strip().lower().partition(":")
     if not sep or family not in _ARITY:
-        raise ValueError(
+        raise UserError(
             f"design prior {text!r}: expected family:params with family one of "
             f"{', '.join(FAMILIES)}, e.g. normal:4,2 or beta:2,30"
         )
@@ -86,7 +88,7 @@ def parse_design_prior(text: str) -> DesignPrior:
     except ValueError:
         params = ()
     if len(params) != _ARITY[family] or not all(math.isfinite(v) for v in params):
-        raise ValueError(
+        raise UserError(
             f"design prior {text!r}: {family} takes {_ARITY[family]} number(s), e.g. "
             + {"fixed": "fixed:0.05", "beta": "beta:2,30"}.get(family, f"{family}:4,2")
         )

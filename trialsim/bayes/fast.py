@@ -44,6 +44,7 @@ from scipy import special, stats
 from trialsim.analyse.linalg import safe_cholesky
 from trialsim.analyse.reml import ClusterStats, ProfiledGrid, cluster_stats, profiled_grid
 from trialsim.bayes.priors import EffectPrior
+from trialsim.errors import UserError
 
 __all__ = ["FastPosterior", "ScalePrior", "fast_posterior", "fast_posterior_stats"]
 
@@ -63,11 +64,11 @@ class ScalePrior:
 
     def __post_init__(self) -> None:
         if self.family not in ("half-normal", "half-t"):
-            raise ValueError(f"group-SD prior must be half-normal or half-t, got {self.family!r}")
+            raise UserError(f"group-SD prior must be half-normal or half-t, got {self.family!r}")
         if not (self.scale > 0 and math.isfinite(self.scale)):
-            raise ValueError(f"group-SD prior scale must be positive, got {self.scale}")
+            raise UserError(f"group-SD prior scale must be positive, got {self.scale}")
         if not self.nu > 0:
-            raise ValueError(f"half-t degrees of freedom must be positive, got {self.nu}")
+            raise UserError(f"half-t degrees of freedom must be positive, got {self.nu}")
 
     def logpdf(self, x: np.ndarray) -> np.ndarray:
         z = np.asarray(x) / self.scale

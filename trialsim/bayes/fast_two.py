@@ -39,6 +39,7 @@ from trialsim.bayes.fast import (
     mixture_posterior,
 )
 from trialsim.bayes.priors import EffectPrior
+from trialsim.errors import UserError
 
 __all__ = ["N_RATIO_2D", "fast_posterior_nested", "fast_posterior_terms", "nested_order"]
 
@@ -186,7 +187,7 @@ def fast_posterior_terms(
                 coef=coef,
             )
     listed = " + ".join(f"(1 | {name})" for name, _ in terms)
-    raise ValueError(
+    raise UserError(
         f"--method exact covers one random intercept or two nested ones, not {listed}; "
         "use --method mcmc"
     )

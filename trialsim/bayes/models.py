@@ -42,6 +42,7 @@ import numpy as np
 from trialsim.analyse.prepare import ModelArrays
 from trialsim.bayes.fast import ScalePrior
 from trialsim.bayes.priors import EffectPrior
+from trialsim.errors import UserError
 
 MODELS = ("partially-nested", "cluster", "stepped-wedge", "dose", "repeated")
 RESIDUALS = ("normal", "student-t")
@@ -110,7 +111,7 @@ def model_input(a: ModelArrays, rep: int, kind: str = "partially-nested") -> Mod
     if kind in ("cluster", "stepped-wedge"):
         units = a.cluster
         if (units[rep] < 0).all():
-            raise ValueError(
+            raise UserError(
                 f"the {kind} model needs randomised clusters (municipality, cohort or stepped-"
                 "wedge data); use --model partially-nested for individual randomisation"
             )
@@ -124,7 +125,7 @@ def model_input(a: ModelArrays, rep: int, kind: str = "partially-nested") -> Mod
         columns.append("attended_fraction_centred")
     n_used = int(keep.sum())
     if n_used < X.shape[1] + 2:
-        raise ValueError(
+        raise UserError(
             f"only {n_used} complete cases for {X.shape[1]} coefficients: too few to fit"
         )
     y_used = a.y[rep, keep]
@@ -178,7 +179,7 @@ def terms_input(
     X, y = Xy[rep, :, :-1], Xy[rep, :, -1]
     n_used = int(keep.sum())
     if n_used < X.shape[1] + 2:
-        raise ValueError(
+        raise UserError(
             f"only {n_used} rows with the outcome for {X.shape[1]} coefficients: too few to fit"
         )
     relabelled = []

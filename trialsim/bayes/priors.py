@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from scipy import stats
 
+from trialsim.errors import UserError
+
 PRIOR_NAMES = ("weakly-informative", "sceptical", "enthusiastic", "flat")
 PRIOR_HELP = "weakly-informative | sceptical | enthusiastic | flat | normal:MEAN,SD"
 DEFAULT_TAIL = 0.05  # sceptical prior: P(effect at least as good as the MCID)
@@ -79,26 +81,26 @@ def resolve_prior(
             mean_text, sd_text = text.removeprefix("normal:").split(",")
             mean, sd = float(mean_text), float(sd_text)
         except ValueError:
-            raise ValueError(
+            raise UserError(
                 f"prior {spec!r}: expected normal:MEAN,SD with two numbers, e.g. normal:0,5"
             ) from None
         if not (math.isfinite(mean) and math.isfinite(sd) and sd > 0):
-            raise ValueError(f"prior {spec!r}: MEAN must be finite and SD positive")
+            raise UserError(f"prior {spec!r}: MEAN must be finite and SD positive")
         return EffectPrior("normal", mean, sd)
     if text == "flat":
         return EffectPrior("flat", 0.0, math.inf)
     if text in ("sceptical", "enthusiastic"):
         if mcid is None or not math.isfinite(mcid) or mcid == 0:
-            raise ValueError(
+            raise UserError(
                 f"prior {text!r} needs a non-zero MCID (--mcid, or outcomes.<name>.mcid in the "
                 "scenario)"
             )
         if not 0 < tail < 0.5:
-            raise ValueError(f"sceptical tail probability must be in (0, 0.5), got {tail}")
+            raise UserError(f"sceptical tail probability must be in (0, 0.5), got {tail}")
         sd = abs(mcid) / stats.norm.isf(tail)
         return EffectPrior(text, 0.0 if text == "sceptical" else float(mcid), sd)
     if text in ("weakly-informative", "weak", "default"):
         if scale is None or not scale > 0:
-            raise ValueError("the weakly-informative prior needs the outcome SD as its scale")
+            raise UserError("the weakly-informative prior needs the outcome SD as its scale")
         return EffectPrior("weakly-informative", 0.0, WEAK_SCALE * float(scale))
-    raise ValueError(f"unknown prior {spec!r}; choose {PRIOR_HELP}")
+    raise UserError(f"unknown prior {spec!r}; choose {PRIOR_HELP}")

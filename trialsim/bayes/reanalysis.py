@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from scipy import stats
 
 from trialsim.bayes.priors import DEFAULT_TAIL, EffectPrior, resolve_prior
+from trialsim.errors import UserError
 
 SCALES = ("identity", "log")
 
@@ -75,10 +76,10 @@ class Reanalysis:
 
 def to_analysis_scale(value: float, scale: str, what: str) -> float:
     if scale not in SCALES:
-        raise ValueError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
+        raise UserError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
     if scale == "log":
         if not value > 0:
-            raise ValueError(f"{what} must be positive on a ratio (log) scale, got {value}")
+            raise UserError(f"{what} must be positive on a ratio (log) scale, got {value}")
         return math.log(value)
     return float(value)
 
@@ -88,7 +89,7 @@ def se_from_ci(low: float, high: float, *, scale: str = "identity", level: float
     lo = to_analysis_scale(low, scale, "the CI lower limit")
     hi = to_analysis_scale(high, scale, "the CI upper limit")
     if not hi > lo:
-        raise ValueError(f"CI upper limit ({high}) must exceed its lower limit ({low})")
+        raise UserError(f"CI upper limit ({high}) must exceed its lower limit ({low})")
     return (hi - lo) / (2.0 * stats.norm.isf((1.0 - level) / 2.0))
 
 
@@ -124,27 +125,27 @@ def reanalyse(
     0.95
     """
     if better not in ("higher", "lower"):
-        raise ValueError(f"--better must be higher or lower, got {better!r}")
+        raise UserError(f"--better must be higher or lower, got {better!r}")
     if (se is None) == (ci is None):
-        raise ValueError("give exactly one of --se or --ci")
+        raise UserError("give exactly one of --se or --ci")
     theta = to_analysis_scale(estimate, scale, "the estimate")
     if ci is not None:
         se = se_from_ci(*ci, scale=scale, level=0.95)
         lo, hi = (to_analysis_scale(v, scale, "the CI") for v in ci)
         if not lo <= theta <= hi:
-            raise ValueError(f"the estimate ({estimate}) lies outside its CI {tuple(ci)}")
+            raise UserError(f"the estimate ({estimate}) lies outside its CI {tuple(ci)}")
     if not (se is not None and math.isfinite(se) and se > 0):
-        raise ValueError(f"--se must be a positive number, got {se}")
+        raise UserError(f"--se must be a positive number, got {se}")
     delta = to_analysis_scale(mcid, scale, "--mcid")
     sign = 1.0 if better == "higher" else -1.0
     if not sign * delta > 0:
         side = "above" if better == "higher" else "below"
         null = "1" if scale == "log" else "0"
-        raise ValueError(
+        raise UserError(
             f"--mcid {mcid} must lie on the side of benefit ({side} {null} when --better {better})"
         )
     if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+        raise UserError(f"level must be in (0, 1), got {level}")
     if isinstance(prior, str):
         prior = resolve_prior(prior, mcid=delta, tail=tail)
     precision = prior.precision + 1.0 / se**2

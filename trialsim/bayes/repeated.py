@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from trialsim.data import TrialData
+from trialsim.errors import UserError
 
 
 def repeated_arrays(data: TrialData, outcome: str, estimand: str):
@@ -43,7 +44,7 @@ def prior_scale(data: TrialData, outcome: str, rep: int = 0) -> float:
         x = values[data.arm[rep if data.arm.shape[0] > 1 else 0] == 0, 0]
     sd = float(np.nanstd(x))
     if not (sd > 0 and math.isfinite(sd)):
-        raise ValueError("cannot set prior scales: the outcome has no spread")
+        raise UserError("cannot set prior scales: the outcome has no spread")
     return sd
 
 
@@ -81,7 +82,7 @@ def fit_repeated(
     names = tuple(name for name, _ in f.terms)
     by_name = dict(zip(names, term_priors, strict=True))
     if settings.residual != "normal" and method == "exact":
-        raise ValueError("--method exact covers normal residuals; use --method mcmc")
+        raise UserError("--method exact covers normal residuals; use --method mcmc")
     common = dict(term_priors=by_name, model_text=spec.lme4())
     if method == "exact":
         from trialsim.bayes.fast_two import fast_posterior_terms

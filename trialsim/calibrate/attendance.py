@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
+from trialsim.errors import UserError
+
 PRECISION_MAX = 1e6  # the scenario's upper bound: beyond it the fit is binomial
 
 
@@ -44,13 +46,13 @@ def fit_beta_binomial(attended, offered) -> BetaBinomialFit:
     k = np.asarray(attended, dtype=float)
     n = np.asarray(offered, dtype=float)
     if k.size < 3 or np.any(n <= 0) or np.any((k < 0) | (k > n)):
-        raise ValueError("attendance fit needs >= 3 treated people with 0 <= attended <= offered")
+        raise UserError("attendance fit needs >= 3 treated people with 0 <= attended <= offered")
     # identical (k, n) pairs share one term: counts weight them
     pairs, counts = np.unique(np.column_stack([k, n]), axis=0, return_counts=True)
     kk, nn = pairs[:, 0], pairs[:, 1]
     share = float(np.sum(counts * kk) / np.sum(counts * nn))
     if share <= 0.0 or share >= 1.0:
-        raise ValueError(f"everyone attended {'none' if share <= 0 else 'all'} of the sessions")
+        raise UserError(f"everyone attended {'none' if share <= 0 else 'all'} of the sessions")
     log_choose = special.gammaln(nn + 1) - special.gammaln(kk + 1) - special.gammaln(nn - kk + 1)
 
     def negloglik(theta):

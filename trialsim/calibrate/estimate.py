@@ -36,6 +36,7 @@ from trialsim.calibrate.correlation import fisher_mean, mar_correlation
 from trialsim.calibrate.dropout import DropoutFit, fit_dropout
 from trialsim.calibrate.icc import LITERATURE_PRIOR, IccPosterior, icc_posterior
 from trialsim.data import TrialData
+from trialsim.errors import UserError
 from trialsim.scenario import (
     BinaryOutcome,
     BoundedOutcome,
@@ -121,13 +122,13 @@ def calibrate_trial(
         :mod:`trialsim.calibrate.icc`; (1, 1) is uniform).
     """
     if data.n_reps != 1:
-        raise ValueError(
+        raise UserError(
             f"calibrate needs one trial, the data hold {data.n_reps} replicates (a 'rep' "
             "column); keep the rows of one replicate"
         )
     st = data.structure
     if st.n_arms != 2:
-        raise ValueError(
+        raise UserError(
             f"calibrate estimates a two-arm scenario; the data have {st.n_arms} arms "
             f"({', '.join(st.arms)}): keep the rows of the reference arm and one other"
         )
@@ -141,14 +142,14 @@ def calibrate_trial(
     v = data.n_visits
     if visit_months is None:
         if template.n_visits != v:
-            raise ValueError(
+            raise UserError(
                 f"the data have {v} visits but the template scenario {template.n_visits}; give "
                 "the months with --visit-months, e.g. --visit-months 0,9,15"
             )
         visit_months = template.design.visit_months
         notes["design.visit_months"] = "from the template (the data have no month column)"
     elif len(visit_months) != v:
-        raise ValueError(f"--visit-months has {len(visit_months)} values for {v} visits")
+        raise UserError(f"--visit-months has {len(visit_months)} values for {v} visits")
 
     # --- correlations (controls: no group effects) -------------------------------------
     y = {k: val[0] for k, val in data.outcomes.items()}
@@ -174,7 +175,7 @@ def calibrate_trial(
         else template.correlation.between_outcomes
     )
     if not np.isfinite(r_bf):
-        raise ValueError(
+        raise UserError(
             f"too few controls measured at baseline and follow-up on {primary} to estimate "
             "the baseline-follow-up correlation (need >= 10)"
         )
@@ -193,7 +194,7 @@ def calibrate_trial(
 
     # --- ICC and effect posterior; municipality ICC ------------------------------------
     if not (data.group[0][treated] >= 0).any():
-        raise ValueError(
+        raise UserError(
             "calibrate needs the treatment group of treated participants (column 'group') "
             "to estimate the group ICC; the data have none"
         )
@@ -497,7 +498,7 @@ def _primary(data: TrialData, template: Scenario) -> str:
     for k in data.outcomes:
         if isinstance(template.outcomes.get(k), BoundedOutcome):
             return k
-    raise ValueError(
+    raise UserError(
         "calibrate needs a continuous outcome (psp, mhrm, who5 or eq5d) for the ICC; the data "
         f"have {list(data.outcomes) or 'none'}"
     )

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trialsim.analyse.reml import ClusterStats, profiled_grid
+from trialsim.errors import UserError
 
 ICC_MAX = 0.6
 N_GRID = 1201
@@ -109,10 +110,10 @@ def icc_posterior(
     unadjusted one). ``prior`` = (a, b) of a Beta prior on the ICC (default uniform).
     """
     if not 0.0 < variance_factor <= 1.0:
-        raise ValueError(f"variance_factor must be in (0, 1], got {variance_factor}")
+        raise UserError(f"variance_factor must be in (0, 1], got {variance_factor}")
     a, b = prior
     if not (a > 0 and b > 0):
-        raise ValueError(f"the ICC prior needs beta parameters > 0, got {a}, {b}")
+        raise UserError(f"the ICC prior needs beta parameters > 0, got {a}, {b}")
     icc = np.linspace(0.0, ICC_MAX, N_GRID)
     lam = icc / (1.0 - icc) / variance_factor
     loglik, beta, var = restricted_loglik(stats, lam, coef=coef, rep=rep)

@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 from trialsim.calibrate.estimate import Calibration
+from trialsim.errors import UserError
 from trialsim.files import write_text
 from trialsim.scenario import scenario_from_dict
 
@@ -75,7 +76,7 @@ def write_scenario(cal: Calibration, path: str | Path, **provenance) -> Path:
     """Write :func:`scenario_toml` to ``path`` after checking it loads back (atomic)."""
     path = Path(path)
     if path.suffix.lower() != ".toml":
-        raise ValueError(f"{path}: a scenario file must end in .toml")
+        raise UserError(f"{path}: a scenario file must end in .toml")
     text = scenario_toml(cal, **provenance)
     scenario_from_dict(tomllib.loads(text), source=str(path))
     return write_text(path, text)

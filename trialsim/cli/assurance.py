@@ -25,6 +25,7 @@ from trialsim.cli.common import (
     seed_option,
     set_option,
 )
+from trialsim.errors import UserError
 
 
 @click.command()
@@ -160,7 +161,7 @@ def assurance(
         settings, choice = assurance_settings(
             sim, outcome, better=better, model=model, prior=prior, mcid=mcid, rope=parse_rope(rope)
         )
-    except ValueError as exc:
+    except UserError as exc:
         raise InputError(str(exc)) from None
     n_draws = max(2, -(-reps // per_draw))
     n_jobs = n_draws * (3 if settings.mcid is not None else 2) * per_draw

@@ -1,16 +1,15 @@
 """What every command shares: the one-line input error, option definitions, JSON output.
 
-Errors are classified here (see :func:`friendly`): the project's :class:`UserError` (and a
-``ValueError`` raised by a ``raise`` statement of trialsim itself, until every such statement
-raises ``UserError``), an output path the user can fix, and a request larger than the machine
-are the user's: one line, exit code 2. Anything else propagates to the top-level command,
-which reports an internal error (exit 1) with the traceback in a log file.
+Errors are classified here (see :func:`friendly`): the project's :class:`UserError` (raised
+where the input is validated; a scenario's :class:`ScenarioError` is one), an output path the
+user can fix, and a request larger than the machine are the user's: one line, exit code 2.
+Anything else - a plain ``ValueError`` included - propagates to the top-level command, which
+reports an internal error (exit 1) with the traceback in a log file.
 """
 
 from __future__ import annotations
 
 import functools
-import linecache
 import math
 import os
 from pathlib import Path
@@ -21,8 +20,6 @@ from trialsim.errors import UserError, os_error_message
 from trialsim.scenario import ScenarioError
 from trialsim.seeds import MAX_SEED
 
-_PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
-
 
 class InputError(click.ClickException):
     """Bad input: printed as one line ``error: ...`` with exit code 2."""
@@ -31,21 +28,6 @@ class InputError(click.ClickException):
 
     def show(self, file=None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
-
-
-def raised_by_trialsim(exc: BaseException) -> bool:
-    """True when ``exc`` was raised by a ``raise`` statement in trialsim's own code (a
-    deliberate message), False when it came from numpy, pandas, scipy or any other library."""
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    filename = str(Path(tb.tb_frame.f_code.co_filename).resolve())
-    if not filename.startswith(_PACKAGE_DIR + os.sep):
-        return False
-    line = linecache.getline(tb.tb_frame.f_code.co_filename, tb.tb_lineno).strip()
-    return line.startswith("raise ")
 
 
 def user_message(exc: BaseException) -> str | None:
@@ -59,10 +41,6 @@ def user_message(exc: BaseException) -> str | None:
             "out of memory; use fewer --reps (power and sweep stream in chunks) or a smaller "
             "trial, or set --max-memory to be refused up front"
         )
-    if isinstance(exc, RecursionError):
-        return None
-    if isinstance(exc, ValueError) and raised_by_trialsim(exc):
-        return " ".join(str(exc).split())
     return None
 
 
@@ -84,8 +62,9 @@ def friendly(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         max_memory = kwargs.pop("max_memory", None)
+        max_time = kwargs.pop("max_time", None)
         try:
-            _guard_resources(func.__name__, kwargs, max_memory)
+            _guard_resources(func.__name__, kwargs, max_memory, max_time)
             return func(*args, **kwargs)
         except click.exceptions.ClickException:
             raise
@@ -98,14 +77,20 @@ def friendly(func):
     return wrapper
 
 
-def _guard_resources(command: str, kwargs: dict, max_memory: str | None) -> None:
-    """Refuse a request larger than the machine before running it (needs a scenario and
-    --reps among the command's arguments)."""
-    from trialsim import resources
+def _guard_resources(
+    command: str, kwargs: dict, max_memory: str | None, max_time: str | None = None
+) -> None:
+    """Refuse a request larger than the machine before running it: its memory (commands
+    with a scenario and --reps) and its run time (simulate, power by simulation,
+    sweep), printing a run-time estimate above a few seconds."""
+    from trialsim import resources, run_time
 
     if max_memory is None:
         max_memory = os.environ.get("TRIALSIM_MAX_MEMORY") or None
+    if max_time is None:
+        max_time = os.environ.get("TRIALSIM_MAX_TIME") or None
     limit = resources.parse_size(max_memory) if max_memory is not None else None
+    seconds = run_time.parse_duration(max_time) if max_time is not None else None
     reps, scenario = kwargs.get("reps"), kwargs.get("scenario")
     if reps is None or scenario is None or command not in resources.FACTOR:
         return
@@ -113,6 +98,19 @@ def _guard_resources(command: str, kwargs: dict, max_memory: str | None) -> None
 
     s = load_scenario(scenario, kwargs.get("overrides", ()))
     resources.check_request(command, s, reps, limit=limit)
+    if command == "power" and kwargs.get("method") == "analytic":
+        return
+    cells = 1
+    for axis in kwargs.get("axes") or ():
+        cells *= len(axis.values)
+    est = run_time.estimate_time(
+        command, s, reps, cells=cells, workers=kwargs.get("jobs") or 1, out=kwargs.get("out")
+    )
+    if est is None:
+        return
+    run_time.check_time(est, seconds)
+    if est.seconds > run_time.PRINT_ABOVE_SECONDS:
+        click.echo(f"estimate: {est.describe()}", err=True)
 
 
 # ---- options shared by several commands (defined once) ---------------------------------------
@@ -169,7 +167,17 @@ max_memory_option = click.option(
 )
 
 
-def reps_option(default: int):
+max_time_option = click.option(
+    "--max-time",
+    default=None,
+    metavar="DURATION",
+    help="Refuse runs estimated longer than DURATION (e.g. 30m, 2h, 1d; default: 12h).",
+)
+
+
+def reps_option(default: int, *, timed: bool = False):
+    """--reps with --max-memory (and --max-time for commands whose run time is estimated:
+    ``timed``)."""
     reps = click.option(
         "--reps",
         default=default,
@@ -179,7 +187,8 @@ def reps_option(default: int):
     )
 
     def both(func):
-        return reps(max_memory_option(func))
+        func = max_memory_option(func)
+        return reps(max_time_option(func) if timed else func)
 
     return both
 

@@ -23,6 +23,7 @@ from trialsim.cli.common import (
     set_option,
     target_power_option,
 )
+from trialsim.errors import UserError
 from trialsim.scenario import load_scenario
 
 
@@ -61,7 +62,7 @@ from trialsim.scenario import load_scenario
     "'any' = at least one significant after Holm adjustment. Both are reported; this one "
     "is shown first. Default: all.",
 )
-@reps_option(1000)
+@reps_option(1000, timed=True)
 @seed_option
 @alpha_option
 @click.option(
@@ -374,7 +375,7 @@ def _uncertain(s, unknown, hold, over_range, design_prior, target, alpha, shown)
     if over_range:
         try:
             axis = parse_vary(over_range)
-        except ValueError as exc:
+        except UserError as exc:
             raise InputError(str(exc).replace("--vary", "--range")) from None
         if axis.key not in uncertain.UNCERTAIN or not axis.numeric:
             raise InputError(f"--range {over_range}: KEY is icc or effect, with numbers")
@@ -414,7 +415,7 @@ def _curve(path, overrides, s, text, analyses, outcomes, reps, seed, alpha, targ
 
     try:
         axis = parse_vary(text)
-    except ValueError as exc:
+    except UserError as exc:
         raise InputError(str(exc).replace("--vary", "--curve")) from None
     if axis.key not in SIZE_KEYS:
         raise InputError(f"--curve {axis.key}: choose one of {', '.join(SIZE_KEYS)}")
@@ -531,7 +532,7 @@ def _analytic_contrasts(s, outcome: str, alpha: float) -> list[dict]:
         try:
             a = analytic_power(s, outcome, arm=arm, alpha=alpha)
             out.append({"arm": arm, "reference": s.arm_labels[0], **a})
-        except ValueError as exc:
+        except UserError as exc:
             out.append({"arm": arm, "reference": s.arm_labels[0], "error": str(exc)})
     return out
 
@@ -571,7 +572,7 @@ def _analytic(s, outcomes: list[str], *, strict: bool, alpha: float = 0.05):
     for outcome in outcomes:
         try:
             by_outcome[outcome] = analytic_power(s, outcome, arm=_first_contrast(s), alpha=alpha)
-        except ValueError as exc:
+        except UserError as exc:
             if strict and len(outcomes) == 1:
                 raise
             by_outcome[outcome] = {"error": str(exc)}

@@ -22,7 +22,7 @@ from trialsim.scenario import load_scenario
 
 @click.command()
 @scenario_argument
-@reps_option(100)
+@reps_option(100, timed=True)
 @seed_option
 @out_option(
     "file",
@@ -68,6 +68,7 @@ def simulate(
         --out sft.parquet --force
     """
     from trialsim.files import to_json, write_table_chunks
+    from trialsim.heap import keep_heap_flat
     from trialsim.parallel import thread_count
     from trialsim.report.progress import progress_bar
     from trialsim.seeds import BLOCK_SIZE
@@ -83,6 +84,7 @@ def simulate(
         metadata = {PARQUET_METADATA_KEY: to_json(record).encode()}
     # replicates stream to the table chunk by chunk: memory does not grow with --reps
     chunk, shape = BLOCK_SIZE * thread_count(None), {}
+    keep_heap_flat()
 
     def frames(advance):
         for start in range(0, reps, chunk):

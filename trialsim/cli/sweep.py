@@ -24,6 +24,7 @@ from trialsim.cli.common import (
     seed_option,
     set_option,
 )
+from trialsim.errors import UserError
 
 
 def _axes(ctx, param, values):
@@ -31,7 +32,7 @@ def _axes(ctx, param, values):
 
     try:
         return [parse_vary(v) for v in values]
-    except ValueError as exc:
+    except UserError as exc:
         raise click.BadParameter(str(exc)) from None
 
 
@@ -49,7 +50,7 @@ def _axes(ctx, param, values):
     "group_size, or sites.participants=scale:0.5:2:4 (factors); cells differing only in "
     "sample size share their seed (common random numbers along the curve).",
 )
-@reps_option(500)
+@reps_option(500, timed=True)
 @click.option(
     "--analysis",
     "analyses",

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from trialsim.errors import UserError
 from trialsim.scenario import Scenario
 
 
@@ -46,9 +47,9 @@ class Costs:
         for name in ("per_group", "per_participant", "per_trainer"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"--cost-{name.removeprefix('per_')} must be >= 0, got {value}")
+                raise UserError(f"--cost-{name.removeprefix('per_')} must be >= 0, got {value}")
         if self.per_group + self.per_participant + self.per_trainer <= 0:
-            raise ValueError("at least one cost must be positive, e.g. --cost-participant 5000")
+            raise UserError("at least one cost must be positive, e.g. --cost-participant 5000")
 
 
 def n_control(n_groups: int, group_size: int, allocation_treated: float) -> int:
@@ -112,19 +113,19 @@ def irgt_power_function(s: Scenario, outcome: str | None = None):
     st = s.structure
     cannot = f"budget cannot optimise {s.name}, a {st.label} design"
     if st.n_arms != 2:
-        raise ValueError(
+        raise UserError(
             f"{cannot} with {st.n_arms} arms ({', '.join(st.arms)}): it optimises groups of "
             "one treated arm against controls; run it on a two-arm variant"
         )
     if not st.partially_nested:
-        raise ValueError(
+        raise UserError(
             f"{cannot} with delivery groups {st.groups_description}: it optimises groups in "
             "the treated arm only (controls not in groups)"
         )
     formula, params = analytic_parameters(s, outcome)
     if formula != "irgt":
         unit = f"clusters ({st.cluster})" if st.cluster_randomised else "people"
-        raise ValueError(
+        raise UserError(
             f"{cannot} (randomised: {unit}; analytic formula {formula}): it optimises the "
             "number and size of treatment groups of the partially nested formula (people, or "
             "cohorts that are one group each, randomised); for this design use "
@@ -159,12 +160,12 @@ def optimise_budget(
     participants, cost, power), ``curve`` one such row per group size that affords 2 groups.
     """
     if not (math.isfinite(budget) and budget > 0):
-        raise ValueError(f"--budget must be a positive amount, got {budget}")
+        raise UserError(f"--budget must be a positive amount, got {budget}")
     a = s.design.allocation_treated
     gpt = s.groups.groups_per_trainer
     sizes = list(group_sizes or range(s.groups.min_size, s.groups.max_size + 1))
     if not sizes or min(sizes) < 1:
-        raise ValueError(f"group sizes must be whole numbers >= 1, got {sizes}")
+        raise UserError(f"group sizes must be whole numbers >= 1, got {sizes}")
     power = irgt_power_function(s, outcome)
     dropout = 1 - s.dropout.completion_target
     rows = []
@@ -176,7 +177,7 @@ def optimise_budget(
         rows.append(_row(g, m, n_c, costs, a, gpt, power))
     if not rows:
         cheapest = design_cost(2, min(sizes), costs, allocation_treated=a, groups_per_trainer=gpt)
-        raise ValueError(
+        raise UserError(
             f"--budget {budget:g} does not buy 2 groups of {min(sizes)} with their controls "
             f"(that costs {cheapest:g}); raise the budget or lower the costs"
         )

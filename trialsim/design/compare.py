@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
+from trialsim.errors import UserError
 from trialsim.scenario import DESIGNS, Scenario, ScenarioError, scenario_from_dict
 
 #: The count each analytic formula solves for as "groups needed", with its unit.
@@ -55,7 +56,7 @@ def design_variant(s: Scenario, design: str) -> tuple[Scenario, list[str]]:
     than 4 municipalities) raises :class:`~trialsim.scenario.ScenarioError`.
     """
     if design not in DESIGNS:
-        raise ValueError(f"--designs: unknown design {design!r}; choose from {', '.join(DESIGNS)}")
+        raise UserError(f"--designs: unknown design {design!r}; choose from {', '.join(DESIGNS)}")
     update: dict = {"randomisation": design}
     notes = []
     m = s.sites.n_municipalities
@@ -92,7 +93,7 @@ def compare_designs(
 
     outcome = outcome or scenario.primary
     if outcome not in scenario.outcomes:
-        raise ValueError(
+        raise UserError(
             f"--outcome {outcome}: not in the scenario; choose {list(scenario.outcomes)}"
         )
     from trialsim.power.simulation import estimand_note
@@ -172,7 +173,7 @@ def analytic_planning(s: Scenario, outcome: str, target_power: float, alpha: flo
     out["groups_unit"] = unit
     try:
         if unknown is None:
-            raise ValueError(f"no count to solve for in the {formula} formula")
+            raise UserError(f"no count to solve for in the {formula} formula")
         solved = analytic_solve(s, unknown, target_power, outcome, alpha=alpha)
         out["groups_needed"] = int(solved["value"])
         # participants from the same solve (controls scaled with the treated arm), so the
@@ -218,7 +219,7 @@ def participants_needed(
         "stepped_wedge": analytic.power_stepped_wedge,
     }
     if formula not in functions or params.get("treatment_matrix") is not None:
-        raise ValueError(f"proportional scaling is not defined for the {formula} formula")
+        raise UserError(f"proportional scaling is not defined for the {formula} formula")
     scaled = [k for k in _SCALED_COUNTS if k in params]
     power = functions[formula]
     if "clusters_per_step" in scaled:  # builds a design matrix: whole clusters only
@@ -235,7 +236,7 @@ def participants_needed(
     while shortfall(high) < 0:
         high *= 2
         if high > 1e5:
-            raise ValueError(f"power {target_power} is out of reach by adding participants")
+            raise UserError(f"power {target_power} is out of reach by adding participants")
     k = optimize.brentq(shortfall, low, high, xtol=1e-6)
     return int(math.ceil(k * n_participants))
 
@@ -252,7 +253,7 @@ def _participants_whole_clusters(power, params, n_participants, target_power, al
     while not enough(high):
         high *= 2
         if high > 10**5:
-            raise ValueError(f"power {target_power} is out of reach by adding clusters")
+            raise UserError(f"power {target_power} is out of reach by adding clusters")
     low = high // 2  # enough(low) is False unless low == 0
     while high - low > 1:
         mid = (low + high) // 2
@@ -274,7 +275,7 @@ def _recruitment_function(notes: list[str]):
     def recruit(s: Scenario, reps: int, seed: int) -> dict:
         try:
             summary = simulate_recruitment(s, reps, seed=seed).summary()
-        except (ValueError, ScenarioError) as exc:
+        except UserError as exc:  # ScenarioError is one
             return {"recruitment_note": str(exc)}
         out = {}
         for key in ("months_to_full_enrolment", "staff_hours"):

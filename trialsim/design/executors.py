@@ -12,7 +12,10 @@ executor: every task carries its own seed (:func:`trialsim.design.grid.cell_seed
   or, without one, a throw-away ``LocalCluster`` of ``jobs`` single-threaded worker
   processes. Progress is counted per finished cell. Workers need the same trialsim version
   installed; results come back to this process, which writes the cell files, so workers need
-  no shared file system.
+  no shared file system. The throw-away ``LocalCluster`` is this process's: its scheduler and
+  nannies run here and its workers watch this process (:mod:`trialsim.design.dask_watch`),
+  so they exit with it, SIGKILL included. The workers of an external ``scheduler`` are not
+  trialsim's: whoever started that cluster starts, watches and stops them.
 
 Running on an existing cluster (the scheduler address is all trialsim needs):
 
@@ -99,6 +102,7 @@ def watch_parent(parent_pid: int, poll: float = PARENT_POLL_SECONDS) -> threadin
     _die_with_parent()
 
     def watch() -> None:
+        _name_os_thread(WATCH_THREAD_NAME)
         while os.getppid() == parent_pid:  # the parent may have died before prctl
             time.sleep(poll)
         os._exit(1)
@@ -106,6 +110,26 @@ def watch_parent(parent_pid: int, poll: float = PARENT_POLL_SECONDS) -> threadin
     thread = threading.Thread(target=watch, name="trialsim-parent-watch", daemon=True)
     thread.start()
     return thread
+
+
+#: the watching thread's name as the system shows it (``ps -L``, /proc/PID/task/TID/comm)
+WATCH_THREAD_NAME = "trialsim-watch"
+
+
+def _name_os_thread(name: str) -> None:
+    """Linux: give the calling thread ``name`` (at most 15 bytes) in the process table, so a
+    worker's parent watch can be seen from outside."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        pr_set_name = 15
+        ctypes.CDLL(None).prctl(pr_set_name, name.encode()[:15], 0, 0, 0)
+    except (OSError, AttributeError):
+        return
 
 
 def _die_with_parent() -> None:
@@ -188,12 +212,17 @@ def _run_dask(fn, tasks, jobs, scheduler, progress, units) -> Iterator[tuple[int
     if scheduler:
         client = Client(scheduler, timeout="20s")
     else:
+        from trialsim.design.dask_watch import PARENT_PID_VARIABLE
+
         cluster = LocalCluster(
             n_workers=jobs,
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            # the workers exit when this process dies, even by SIGKILL (no orphans)
+            preload=["trialsim.design.dask_watch"],
+            env={PARENT_PID_VARIABLE: str(os.getpid())},
         )
         client = Client(cluster)
     try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trialsim.errors import UserError
 from trialsim.scenario import parse_value
 
 
@@ -50,21 +51,21 @@ def parse_vary(text: str) -> Axis:
     key, sep, values = text.partition("=")
     key, values = key.strip(), values.strip()
     if not sep or not key or not values:
-        raise ValueError(
+        raise UserError(
             f"--vary {text!r}: expected KEY=VALUES, e.g. groups.icc_group=0.01,0.05,0.1 or "
             "groups.icc_group=0.01:0.1:5"
         )
     if values.startswith("scale:"):
         # sites.participants=scale:0.5:2:5 -- every municipality's participants times a factor
         if key != "sites.participants":
-            raise ValueError(
+            raise UserError(
                 f"--vary {text!r}: scale: applies to sites.participants (e.g. "
                 "sites.participants=scale:0.5:2:4); other sizes: n_participants, n_groups, "
                 "group_size"
             )
         return parse_vary("participants_scale=" + values.removeprefix("scale:"))
     if key == "sites.participants":
-        raise ValueError(
+        raise UserError(
             f"--vary {text!r}: vary the number of participants with "
             "sites.participants=scale:0.5:2:4 (factors), n_participants=200,340,500, "
             "n_groups=20:50:4 or group_size=4,6,8"
@@ -72,12 +73,12 @@ def parse_vary(text: str) -> Axis:
     if values.count(":") == 2 and "," not in values:
         start, stop, n = (parse_value(p.strip()) for p in values.split(":"))
         if not all(isinstance(v, int | float) for v in (start, stop)) or not isinstance(n, int):
-            raise ValueError(
+            raise UserError(
                 f"--vary {text!r}: a range is start:stop:n with numbers and a whole n, "
                 "e.g. 0.01:0.1:5"
             )
         if n < 1:
-            raise ValueError(f"--vary {text!r}: the number of points n must be at least 1")
+            raise UserError(f"--vary {text!r}: the number of points n must be at least 1")
         points = np.linspace(start, stop, n)
         if isinstance(start, int) and isinstance(stop, int) and np.allclose(points, points.round()):
             parsed = tuple(int(round(p)) for p in points)
@@ -86,7 +87,7 @@ def parse_vary(text: str) -> Axis:
     else:
         parsed = tuple(parse_value(p.strip()) for p in values.split(",") if p.strip())
     if len(set(map(canonical_value, parsed))) != len(parsed):
-        raise ValueError(f"--vary {text!r}: values repeat; list each value once")
+        raise UserError(f"--vary {text!r}: values repeat; list each value once")
     return Axis(key, parsed)
 
 
@@ -110,7 +111,7 @@ def expand_grid(axes: list[Axis]) -> list[dict]:
     """The product of the axes, in row-major order (last axis fastest)."""
     keys = [a.key for a in axes]
     if len(set(keys)) != len(keys):
-        raise ValueError(f"--vary: each key may be varied once, got {keys}")
+        raise UserError(f"--vary: each key may be varied once, got {keys}")
     return [
         dict(zip(keys, combo, strict=True))
         for combo in itertools.product(*[a.values for a in axes])

@@ -35,6 +35,7 @@ import pandas as pd
 from trialsim.data import write_table
 from trialsim.design.executors import run_tasks
 from trialsim.design.grid import Axis, cell_hash, cell_key, cell_seed, expand_grid, overrides_for
+from trialsim.errors import UserError
 from trialsim.files import write_json
 from trialsim.report.provenance import build_provenance, write_provenance
 from trialsim.scenario import ScenarioError, apply_overrides, scenario_from_dict
@@ -228,13 +229,13 @@ def run_sweep(
         from trialsim.analyse.formula import parse_formula
 
         if analyses:
-            raise ValueError("--formula and --analysis: give one (the formula is the model)")
+            raise UserError("--formula and --analysis: give one (the formula is the model)")
         spec = parse_formula(formula, base.structure)  # a bad formula fails before any cell
         if outcome is not None and outcome != spec.outcome:
-            raise ValueError(f"--formula: its outcome {spec.outcome!r} differs from --outcome")
+            raise UserError(f"--formula: its outcome {spec.outcome!r} differs from --outcome")
         outcome = spec.outcome
     if outcome is not None and outcome not in base.outcomes:
-        raise ValueError(f"--outcome {outcome}: not in the scenario; choose {list(base.outcomes)}")
+        raise UserError(f"--outcome {outcome}: not in the scenario; choose {list(base.outcomes)}")
     grid = expand_grid(list(axes))
     settings = {
         "scenario": base.name,
@@ -335,7 +336,7 @@ def cell_task(base_raw: dict, params: dict, settings: dict, chunk_size: int, pat
     for key in [k for k in params if k in SIZE_KEYS]:  # sample sizes, on the varied scenario
         try:
             sizes = size_overrides(raw, key, params[key])
-        except ValueError as exc:
+        except UserError as exc:
             raise ScenarioError(f"{source}: {exc}") from None
         raw = apply_overrides(raw, overrides_for(sizes), source=source)
     scenario_from_dict(raw, source=source)  # bad cells fail before any work starts
@@ -384,18 +385,18 @@ def _check_folder(out: Path, settings: dict) -> None:
     if not holds_sweep(out):
         return
     if not path.is_file():
-        raise ValueError(
+        raise UserError(
             f"--out {out}: holds results without {SETTINGS_FILE} (not a sweep folder); choose "
             "another --out"
         )
     try:
         old = json.loads(path.read_text(encoding="utf-8"))["settings"]
     except (json.JSONDecodeError, KeyError, TypeError):
-        raise ValueError(f"{path}: unreadable sweep settings; choose another --out") from None
+        raise UserError(f"{path}: unreadable sweep settings; choose another --out") from None
     diff = [k for k in settings if old.get(k) != settings[k]]
     if diff:
         k = diff[0]
-        raise ValueError(
+        raise UserError(
             f"--out {out}: holds a sweep with different settings ({k} was {old.get(k)!r}, "
             f"now {settings[k]!r}); choose another --out or delete the folder"
         )

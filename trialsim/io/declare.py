@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from trialsim.errors import UserError
 from trialsim.structure import OUTCOME_TYPES
 
 _COV_KINDS = ("numeric", "categorical")
@@ -164,10 +165,10 @@ def _pairs(option, values, convert, *, bare=False, split_commas=True) -> dict:
                 if bare:
                     out[None] = convert(name.strip())
                     continue
-                raise ValueError(f"{option} {part!r}: expected NAME=VALUE")
+                raise UserError(f"{option} {part!r}: expected NAME=VALUE")
             name = name.strip()
             if not name:
-                raise ValueError(f"{option} {part!r}: the name before '=' is empty")
+                raise UserError(f"{option} {part!r}: the name before '=' is empty")
             out[name] = convert(value.strip())
     return out
 
@@ -175,7 +176,7 @@ def _pairs(option, values, convert, *, bare=False, split_commas=True) -> dict:
 def _outcome_type(text: str) -> str:
     t = text.casefold()
     if t not in OUTCOME_TYPES:
-        raise ValueError(
+        raise UserError(
             f"--outcome-type: unknown type {text!r}; use one of {', '.join(OUTCOME_TYPES)}"
         )
     return t
@@ -184,7 +185,7 @@ def _outcome_type(text: str) -> str:
 def _better(text: str) -> str:
     t = text.casefold()
     if t not in ("higher", "lower"):
-        raise ValueError(f"--better: {text!r} is not 'higher' or 'lower'")
+        raise UserError(f"--better: {text!r} is not 'higher' or 'lower'")
     return t
 
 
@@ -193,9 +194,9 @@ def _number(option):
         try:
             value = float(text.replace(",", ".") if text.count(",") == 1 else text)
         except ValueError:
-            raise ValueError(f"{option}: {text!r} is not a number") from None
+            raise UserError(f"{option}: {text!r} is not a number") from None
         if not math.isfinite(value):
-            raise ValueError(f"{option}: {text!r} is not a finite number")
+            raise UserError(f"{option}: {text!r} is not a finite number")
         return value
 
     return convert
@@ -204,7 +205,7 @@ def _number(option):
 def _bounds(text: str) -> tuple[float | None, float | None]:
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 2:
-        raise ValueError(
+        raise UserError(
             f"--bounds: {text!r}: expected NAME=LOW,HIGH (leave one side empty if open), "
             "e.g. --bounds psp=1,100"
         )
@@ -215,11 +216,11 @@ def _bounds(text: str) -> tuple[float | None, float | None]:
         try:
             return float(p)
         except ValueError:
-            raise ValueError(f"--bounds: {p!r} is not a number") from None
+            raise UserError(f"--bounds: {p!r} is not a number") from None
 
     low, high = one(parts[0]), one(parts[1])
     if low is not None and high is not None and low >= high:
-        raise ValueError(f"--bounds: {text!r}: the low bound must be below the high bound")
+        raise UserError(f"--bounds: {text!r}: the low bound must be below the high bound")
     return (low, high)
 
 
@@ -228,7 +229,7 @@ def _covariate(text: str) -> tuple[str, str | None]:
     if not sep or kind.casefold() not in _COV_KINDS:
         return (text.strip(), None)
     if not name:
-        raise ValueError(f"--covariate {text!r}: the name is empty")
+        raise UserError(f"--covariate {text!r}: the name is empty")
     return (name, kind.casefold())
 
 
@@ -236,7 +237,7 @@ def _pool(text: str) -> tuple[str, tuple[str, ...]]:
     new, sep, old = text.partition("=")
     labels = tuple(p.strip() for p in old.split("+") if p.strip())
     if not sep or not new.strip() or len(labels) < 2:
-        raise ValueError(
+        raise UserError(
             f"--pool {text!r}: expected NEW=A+B (two or more arm labels pooled into NEW), "
             "e.g. --pool active=CBT+FT"
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from trialsim.errors import UserError
 from trialsim.io.checks import Collector, Problem, check_long_frame, missing_role, numeric_share
 from trialsim.io.declare import Declarations
 from trialsim.io.mapping import (
@@ -82,7 +83,7 @@ def read_sidecar(path: str | Path) -> TrialStructure | None:
         return structure_from_dict(json.loads(side.read_text(encoding="utf-8"))["structure"])
     except Exception as exc:  # a broken sidecar is named, not ignored
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(
+        raise UserError(
             f"{side}: cannot read the trial structure written beside the data ({message}); "
             "delete or fix it"
         ) from None
@@ -145,7 +146,7 @@ def _people_line(data) -> str:
     return "; ".join(parts)
 
 
-class DataProblems(ValueError):
+class DataProblems(UserError):
     """A data file with problems; ``str()`` is the first line plus a count of the rest."""
 
     def __init__(self, lines: list[str]):
@@ -260,13 +261,13 @@ class _Reading:
 
     def _assign(self, col: str, internal: str, why: str) -> None:
         if col in self.rename:
-            raise ValueError(
+            raise UserError(
                 f"{self.source}: column {col!r} is given two roles ({self.rename[col]}, "
                 f"{internal}); {why}"
             )
         if internal in self.rename.values():
             other = next(k for k, v in self.rename.items() if v == internal)
-            raise ValueError(
+            raise UserError(
                 f"{self.source}: columns {other!r} and {col!r} are both {internal!r}; map only "
                 "one column to each role or name"
             )
@@ -282,7 +283,7 @@ class _Reading:
                 continue
             col = find_column(src, present, source=self.source, option=f"--map {target}={src}")
             if target in present and target != col:
-                raise ValueError(
+                raise UserError(
                     f"{self.source}: --map {target}={src}: the file has a column {target!r} "
                     "already; map only one column to each name"
                 )
@@ -348,7 +349,7 @@ class _Reading:
                 col = find_column(name, present, source=self.source, option=f"--covariate {name}")
             current = self.rename.get(col)
             if current is not None and current != name:
-                raise ValueError(
+                raise UserError(
                     f"{self.source}: --covariate {name}: column {col!r} is the {current} "
                     "role; a covariate is another column"
                 )
@@ -404,13 +405,13 @@ class _Reading:
         names.update({k: v for k, v in renamed.items() if k != v})
         has_visit = "visit" in roles
         if declared.wide is True and has_visit:
-            raise ValueError(f"{self.source}: a wide file has no visit column; drop --wide")
+            raise UserError(f"{self.source}: a wide file has no visit column; drop --wide")
         wide_cols = find_wide_columns(free, declared.visit_months)
         is_wide = bool(wide_cols.columns) and not has_visit
         if declared.wide is not None:
             is_wide = declared.wide
         if declared.wide is True and not wide_cols.columns:
-            raise ValueError(
+            raise UserError(
                 f"{self.source}: --wide given but no columns look like <name>_<visit> (two or "
                 "more, e.g. score_0 and score_1, bdi.pre and bdi.8m); rename them or use --map"
             )
@@ -653,7 +654,7 @@ class _Reading:
         visits = np.sort(frame["visit"].unique())
         sizes = frame.groupby("rep")["participant"].nunique()
         if len(frame) != sizes.iloc[0] * len(sizes) * len(visits):
-            raise ValueError("not one row per replicate, participant and visit")
+            raise UserError("not one row per replicate, participant and visit")
         if months is None:
             months = [float(v) for v in visits]
             if "month" in frame:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from trialsim.errors import UserError
+
 ROLES = (
     "participant",
     "arm",
@@ -136,7 +138,7 @@ def parse_mapping(items: str | tuple[str, ...] | list[str] | None) -> ColumnMap:
             target, sep, source = pair.partition("=")
             target, source = target.strip(), source.strip()
             if not sep or not target or not source:
-                raise ValueError(
+                raise UserError(
                     f"--map {pair!r}: expected target=source, e.g. --map psp=PSP_total,arm=gruppe"
                 )
             if target.casefold() in ARM_KEYS:
@@ -145,18 +147,18 @@ def parse_mapping(items: str | tuple[str, ...] | list[str] | None) -> ColumnMap:
             if role_of(target) is None:
                 close = difflib.get_close_matches(target.casefold(), MAP_TARGETS, n=1, cutoff=0.8)
                 if close:
-                    raise ValueError(
+                    raise UserError(
                         f"--map {pair!r}: unknown role {target!r} (did you mean {close[0]!r}?); "
                         f"roles are {', '.join(MAP_TARGETS)}; any other name renames a column "
                         "(e.g. an outcome)"
                     )
             if target in columns and columns[target] != source:
-                raise ValueError(
+                raise UserError(
                     f"--map: {target!r} is mapped twice ({columns[target]!r}, {source!r})"
                 )
             columns[target] = source
     if len([v for v in labels.values() if v == "control"]) > 1:
-        raise ValueError("--map: control=LABEL is given twice; name one reference arm")
+        raise UserError("--map: control=LABEL is given twice; name one reference arm")
     return ColumnMap(columns, labels)
 
 
@@ -169,7 +171,7 @@ def find_column(col: str, present: list[str], *, source: str, option: str) -> st
         return folded[col.casefold()]
     close = difflib.get_close_matches(col, present, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"{source}: {option}: the file has no column {col!r}{hint}")
+    raise UserError(f"{source}: {option}: the file has no column {col!r}{hint}")
 
 
 def label_text(value) -> str | None:

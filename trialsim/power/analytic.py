@@ -34,6 +34,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special, stats
 
+from trialsim.errors import UserError
+
 __all__ = [
     "design_effect",
     "power_crt",
@@ -52,9 +54,9 @@ def _as_array(name: str, value) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number or an array of numbers, got {value!r}") from None
+        raise UserError(f"{name} must be a number or an array of numbers, got {value!r}") from None
     if np.any(np.isnan(arr)):
-        raise ValueError(f"{name} must not be NaN, got {value!r}")
+        raise UserError(f"{name} must not be NaN, got {value!r}")
     return arr
 
 
@@ -76,7 +78,7 @@ def _check_range(
         left = "(" if low_open else "["
         right = ")" if high_open else "]"
         shown = value if arr.ndim == 0 else arr[bad].tolist()
-        raise ValueError(f"{name} must be in {left}{low:g}, {high:g}{right}, got {shown}")
+        raise UserError(f"{name} must be in {left}{low:g}, {high:g}{right}, got {shown}")
     return arr
 
 
@@ -566,7 +568,7 @@ def power_irgt(
     )
     cv = _check_range("cv_group_size", cv_group_size, 0.0, np.inf, high_open=True)
     if np.any(n_c * (1.0 - drop) <= 1.0):
-        raise ValueError(
+        raise UserError(
             "n_control * (1 - dropout) must exceed 1 (control-arm variance needs 2 completers), "
             f"got n_control={n_control}, dropout={dropout}"
         )
@@ -706,7 +708,7 @@ def power_crt(
     ratio = _check_range("cluster_ratio", cluster_ratio, 0.0, np.inf, low_open=True, high_open=True)
     df = (1.0 + ratio) * k - 2.0 - n_cov
     if np.any(df < 1.0):
-        raise ValueError(
+        raise UserError(
             "n_clusters is too small: (1 + cluster_ratio) * n_clusters - 2 - n_covariates must "
             f"be >= 1, got n_clusters={n_clusters}, n_covariates={n_covariates}"
         )
@@ -737,21 +739,21 @@ def stepped_wedge_design(clusters_per_step, n_steps=None) -> np.ndarray:
     """
     if np.ndim(clusters_per_step) == 0:
         if n_steps is None:
-            raise ValueError("n_steps is required when clusters_per_step is a single number")
+            raise UserError("n_steps is required when clusters_per_step is a single number")
         _check_range("n_steps", n_steps, 1.0, np.inf, high_open=True)
         if int(n_steps) != n_steps:
-            raise ValueError(f"n_steps must be a whole number, got {n_steps}")
+            raise UserError(f"n_steps must be a whole number, got {n_steps}")
         counts = [clusters_per_step] * int(n_steps)
     else:
         counts = list(clusters_per_step)
         if n_steps is not None and n_steps != len(counts):
-            raise ValueError(
+            raise UserError(
                 f"n_steps={n_steps} disagrees with len(clusters_per_step)={len(counts)}"
             )
     for c in counts:
         _check_range("clusters_per_step", c, 1.0, np.inf, high_open=True)
         if int(c) != c:
-            raise ValueError(f"clusters_per_step must be whole numbers, got {c}")
+            raise UserError(f"clusters_per_step must be whole numbers, got {c}")
     n_periods = len(counts) + 1
     rows = [
         [1 if t > step else 0 for t in range(n_periods)]
@@ -764,12 +766,12 @@ def stepped_wedge_design(clusters_per_step, n_steps=None) -> np.ndarray:
 def _check_treatment_matrix(treatment_matrix) -> np.ndarray:
     x = np.asarray(treatment_matrix, dtype=float)
     if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2:
-        raise ValueError(
+        raise UserError(
             "treatment_matrix must be a clusters x periods matrix with at least 2 of each, "
             f"got shape {x.shape}"
         )
     if not np.all((x == 0) | (x == 1)):
-        raise ValueError("treatment_matrix must contain only 0 (control) and 1 (treated)")
+        raise UserError("treatment_matrix must contain only 0 (control) and 1 (treated)")
     return x
 
 
@@ -808,7 +810,7 @@ def stepped_wedge_variance(treatment_matrix, cluster_period_var, between_cluster
     denom_tau = u**2 + n_clusters * n_periods * u - n_periods * w - n_clusters * v
     denom = denom_sigma * s2 + denom_tau * t2
     if np.any(denom <= 0):
-        raise ValueError(
+        raise UserError(
             "treatment_matrix does not identify the treatment effect (no within-period "
             "contrast between treated and control clusters)"
         )
@@ -871,11 +873,11 @@ def power_stepped_wedge(
     """
     if treatment_matrix is None:
         if clusters_per_step is None:
-            raise ValueError("give either treatment_matrix or clusters_per_step (with n_steps)")
+            raise UserError("give either treatment_matrix or clusters_per_step (with n_steps)")
         x = stepped_wedge_design(clusters_per_step, n_steps)
     else:
         if clusters_per_step is not None or n_steps is not None:
-            raise ValueError("give either treatment_matrix or clusters_per_step/n_steps, not both")
+            raise UserError("give either treatment_matrix or clusters_per_step/n_steps, not both")
         x = _check_treatment_matrix(treatment_matrix)
     if dist not in ("normal", "t"):
         raise ValueError(f"dist must be 'normal' or 't', got {dist!r}")
@@ -889,6 +891,6 @@ def power_stepped_wedge(
     ncp = itt / np.sqrt(var)
     n_clusters = x.shape[0]
     if dist == "t" and n_clusters < 3:
-        raise ValueError(f"dist='t' needs at least 3 clusters (df = I - 2), got {n_clusters}")
+        raise UserError(f"dist='t' needs at least 3 clusters (df = I - 2), got {n_clusters}")
     df = np.inf if dist == "normal" else n_clusters - 2.0
     return _scalar_or_array(_power_t_two_sided(ncp, df, alpha))

@@ -65,6 +65,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from trialsim.errors import UserError
 from trialsim.power.analytic import (
     _check_range,
     _check_treatment_matrix,
@@ -183,13 +184,13 @@ def _power_crt(kind, ratio, control_mean, n_clusters, cluster_size, icc, cv_betw
     if dist == "hayes-bennett":  # Hayes & Bennett's c = 1 + ...: one cluster per arm fewer
         k1, k0 = k1 - 1.0, k0 - 1.0
         if np.any(np.minimum(k1, k0) <= 0):
-            raise ValueError(
+            raise UserError(
                 "dist='hayes-bennett' needs more than one cluster per arm, got "
                 f"n_clusters={n_clusters}, cluster_ratio={cluster_ratio}"
             )
     df = k1 + k0 - 2.0
     if dist == "t" and np.any(df < 1):
-        raise ValueError(f"dist='t' needs n_clusters * (1 + cluster_ratio) >= 3, got {n_clusters}")
+        raise UserError(f"dist='t' needs n_clusters * (1 + cluster_ratio) >= 3, got {n_clusters}")
     m_done = m * completing
     arm_var = []
     for mu, k in ((mu0, k0), (mu1, k1)):
@@ -319,7 +320,7 @@ def _power_irgt(kind, ratio, control_mean, n_groups, group_size, n_control, icc,
     if dist == "hayes-bennett":
         raise ValueError("dist='hayes-bennett' is for cluster-randomised trials; use 't'")
     if np.any(n_c * completing <= 1.0):
-        raise ValueError(
+        raise UserError(
             "n_control * (1 - dropout) must exceed 1, got "
             f"n_control={n_control}, dropout={1 - completing}"
         )
@@ -444,7 +445,7 @@ def _power_sw(kind, ratio, control_mean, n_per_period, icc, cv_between, treatmen
     var = stepped_wedge_variance(x, eff * s2 / (n * completing), tau2)
     n_clusters = x.shape[0]
     if dist == "t" and n_clusters < 3:
-        raise ValueError(f"dist='t' needs at least 3 clusters (df = I - 2), got {n_clusters}")
+        raise UserError(f"dist='t' needs at least 3 clusters (df = I - 2), got {n_clusters}")
     return _power(theta, var, n_clusters - 2.0, alpha, dist)
 
 

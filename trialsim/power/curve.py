@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trialsim.errors import UserError
+
 #: Sizes a curve or a sweep (``--vary``) can vary, see the module docstring.
 SIZE_KEYS = ("n_participants", "participants_scale", "n_groups", "group_size")
 
@@ -37,14 +39,14 @@ SIZE_KEYS = ("n_participants", "participants_scale", "n_groups", "group_size")
 def size_overrides(raw: dict, key: str, value: float) -> dict:
     """Dotted scenario keys and values that give the scenario ``raw`` the size ``key=value``."""
     if key not in SIZE_KEYS:
-        raise ValueError(f"size {key!r}: choose one of {', '.join(SIZE_KEYS)}")
+        raise UserError(f"size {key!r}: choose one of {', '.join(SIZE_KEYS)}")
     sites = raw.get("sites", {})
     groups = raw.get("groups", {})
     participants = np.asarray(sites.get("participants", []), dtype=float)
     if participants.size == 0:
-        raise ValueError("the scenario lists no sites.participants to scale")
+        raise UserError("the scenario lists no sites.participants to scale")
     if not (isinstance(value, int | float) and value > 0):
-        raise ValueError(f"{key}={value!r}: a size must be a positive number")
+        raise UserError(f"{key}={value!r}: a size must be a positive number")
     out: dict = {}
     if key == "participants_scale":
         factor = float(value)
@@ -70,7 +72,7 @@ def _groups_now(raw: dict) -> float:
     s = scenario_from_dict(raw)
     formula, params = analytic_parameters(s, arm=s.arm_labels[1] if s.n_arms > 2 else None)
     if formula != "irgt":
-        raise ValueError(
+        raise UserError(
             f"n_groups varies the treatment groups of an individually randomised design; this "
             f"scenario uses the {formula} formula: vary n_participants instead"
         )
@@ -148,7 +150,7 @@ def power_curve(
 
     values = sorted(float(v) for v in values)
     if len(values) < 2:
-        raise ValueError("a power curve needs at least two sizes")
+        raise UserError("a power curve needs at least two sizes")
     points, name, out_name = [], analysis, outcome
     for value in values:
         s = with_size(raw, key, value, source=source)

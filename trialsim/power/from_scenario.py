@@ -68,6 +68,7 @@ import math
 
 import numpy as np
 
+from trialsim.errors import UserError
 from trialsim.power.analytic import power_crt, power_irgt, power_stepped_wedge
 from trialsim.power.solve import (
     _FUNCTIONS as _ALL_FUNCTIONS,
@@ -102,14 +103,14 @@ def _arm_index(s: Scenario, arm: str | None) -> int:
     labels = s.arm_labels
     if arm is None:
         if len(labels) > 2:
-            raise ValueError(
+            raise UserError(
                 f"analytic power for {len(labels)} arms compares one arm with the reference "
                 f"{labels[0]!r}: choose the arm ({', '.join(labels[1:])}) or use "
                 "--method simulation"
             )
         return 1
     if arm not in labels[1:]:
-        raise ValueError(f"arm {arm!r}: choose one of {', '.join(labels[1:])}")
+        raise UserError(f"arm {arm!r}: choose one of {', '.join(labels[1:])}")
     return labels.index(arm)
 
 
@@ -209,7 +210,7 @@ def analytic_parameters(
         return "stepped_wedge", _stepped_wedge(
             s, common, var_individual, var_group, var_municipality
         )
-    raise ValueError(f"no analytic formula for {d.randomisation!r} randomisation")
+    raise UserError(f"no analytic formula for {d.randomisation!r} randomisation")
 
 
 def _fixed_effects(s: Scenario) -> int:
@@ -433,7 +434,7 @@ def analytic_solve(
     at an edge of the allowed range).
     """
     if hold not in HOLDS:
-        raise ValueError(f"--hold {hold}: choose one of {', '.join(HOLDS)}")
+        raise UserError(f"--hold {hold}: choose one of {', '.join(HOLDS)}")
     formula, params = analytic_parameters(s, outcome, arm)
     params["alpha"] = alpha
     design = base_design(formula)
@@ -446,9 +447,9 @@ def analytic_solve(
     if design == "stepped_wedge" and "treatment_matrix" in params:
         solvable = [k for k in solvable if k != "clusters_per_step"]
     if unknown not in solvable:
-        raise ValueError(f"--solve {unknown}: the {formula} formula solves for one of {solvable}")
+        raise UserError(f"--solve {unknown}: the {formula} formula solves for one of {solvable}")
     if hold == "n_control" and not (design == "irgt" and unknown in ("n_groups", "group_size")):
-        raise ValueError(
+        raise UserError(
             "--hold n_control applies when solving an individually randomised design for "
             "n_groups or group_size"
         )

@@ -45,6 +45,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special, stats
 
+from trialsim.errors import UserError
 from trialsim.scenario import BinaryOutcome, CountOutcome, Scenario, arm_counts, groups_in_cell
 from trialsim.simulate.outcomes import cluster_scales
 
@@ -142,7 +143,7 @@ def glm_parameters(s: Scenario, outcome: str, code: int) -> tuple[str, dict]:
         return f"stepped_wedge-{kind}", dict(
             common, **_stepped_wedge(s, o, sizes, mu0, mu1, cov_group, moments)
         )
-    raise ValueError(f"no analytic formula for {d.randomisation!r} randomisation")
+    raise UserError(f"no analytic formula for {d.randomisation!r} randomisation")
 
 
 def _contrast_means(s: Scenario, outcome: str, code: int) -> tuple[float, float]:
@@ -160,7 +161,7 @@ def _contrast_means(s: Scenario, outcome: str, code: int) -> tuple[float, float]
         twin = dataclasses.replace(s, outcomes={**s.outcomes, outcome: one})
         return arm_means(twin, outcome)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise UserError(
             f"analytic power for arm {code} of a binary or count outcome with three or more "
             "arms is not available: use --method simulation"
         ) from None

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from trialsim.analyse.registry import ANALYSES, get_analysis, resolve_analysis
+from trialsim.errors import UserError
 from trialsim.parallel import map_in_threads
 from trialsim.power.estimand import (
     ESTIMANDS,
@@ -614,7 +615,7 @@ def simulate_multiple_outcomes(
     """
     outcomes = list(outcomes)
     if len(set(outcomes)) != len(outcomes) or not outcomes:
-        raise ValueError(f"outcomes must be distinct and non-empty, got {outcomes}")
+        raise UserError(f"outcomes must be distinct and non-empty, got {outcomes}")
     names = {k: analysis if isinstance(analysis, str) else analysis[k] for k in outcomes}
     for name in names.values():
         get_analysis(name).with_df(df)

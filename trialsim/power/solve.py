@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import optimize
 
+from trialsim.errors import UserError
 from trialsim.power import analytic_glm as glm
 from trialsim.power.analytic import power_crt, power_irgt, power_stepped_wedge
 
@@ -227,7 +228,7 @@ def solve_power(design: str, /, **params):
     goal = params["power"]
     alpha = 0.0 if target == "alpha" else float(params.get("alpha", 0.05))
     if not (isinstance(goal, int | float | np.floating) and alpha < goal < 1.0):
-        raise ValueError(f"power must be a number in (alpha={alpha:g}, 1), got {goal!r}")
+        raise UserError(f"power must be a number in (alpha={alpha:g}, 1), got {goal!r}")
 
     def shortfall(x: float) -> float:
         return func(**fixed, **{target: x}) - goal
@@ -257,13 +258,13 @@ def solve_continuous(name: str, shortfall: Callable[[float], float], goal: float
     if rising and f_high < 0 or not rising and f_low < 0:
         best = (f_high if rising else f_low) + goal
         end = high if rising else low
-        raise ValueError(
+        raise UserError(
             f"target power {goal:g} is unreachable by changing {name}: power is at most "
             f"{best:.4f} (at {name}={end:.4g})"
         )
     if rising and f_low >= 0 or not rising and f_high >= 0:
         edge = low if rising else high
-        raise ValueError(
+        raise UserError(
             f"target power {goal:g} is reached over the whole range of {name} "
             f"(power {shortfall(edge) + goal:.4f} at {name}={edge:.4g}): no single answer"
         )
@@ -313,7 +314,7 @@ def solve_ratio(
     while at(high) < 0:
         value = at(high) + goal
         if value < best or high > 50:
-            raise ValueError(
+            raise UserError(
                 f"target power {goal:g} is unreachable by changing {name}: power peaks at "
                 f"{best:.4f} (the risk or rate in the treated arm runs out of room)"
             )
@@ -330,7 +331,7 @@ def _solve_effect(shortfall: Callable[[float], float], scale: float) -> float:
             break
         hi *= 2.0
     else:  # pragma: no cover - power -> 1 for every design with df >= 1
-        raise ValueError("could not bracket the minimum detectable effect")
+        raise UserError("could not bracket the minimum detectable effect")
     return float(optimize.brentq(shortfall, 0.0, hi, xtol=1e-12 * scale, rtol=1e-12))
 
 
@@ -342,7 +343,7 @@ def _solve_count(design: str, name: str, shortfall, goal: float, lowest: int) ->
         if above >= _MAX_COUNT:
             reached = shortfall(_MAX_COUNT) + goal
             reason = _PLATEAU_REASON.get((design, name), "the other arguments limit the power")
-            raise ValueError(
+            raise UserError(
                 f"target power {goal:g} is unreachable by increasing {name}: power is only "
                 f"{reached:.4f} at {name}={_MAX_COUNT:g} and levels off because {reason}"
             )

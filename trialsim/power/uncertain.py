@@ -22,6 +22,7 @@ import math
 import numpy as np
 from scipy import stats
 
+from trialsim.errors import UserError
 from trialsim.scenario import Scenario
 
 #: Quantities a prior or range may cover, and where they live in the scenario.
@@ -36,7 +37,7 @@ def with_value(s: Scenario, key: str, value: float) -> Scenario:
     if key == "effect":
         o = s.outcomes[s.primary].model_copy(update={"effect": value})
         return s.model_copy(update={"outcomes": {**s.outcomes, s.primary: o}})
-    raise ValueError(f"{key}: choose one of {', '.join(UNCERTAIN)}")
+    raise UserError(f"{key}: choose one of {', '.join(UNCERTAIN)}")
 
 
 def prior_nodes(prior, nodes: int = 15) -> np.ndarray:
@@ -91,12 +92,12 @@ def solve_averaged(
 
     points = prior_nodes(prior, nodes)
     if key == "icc" and (points.min() < 0 or points.max() >= 1):
-        raise ValueError(f"icc prior {prior.text}: its values must lie in [0, 1)")
+        raise UserError(f"icc prior {prior.text}: its values must lie in [0, 1)")
     scalings = []
     for v in points:
         formula, params = analytic_parameters(with_value(s, key, float(v)))
         if formula != "irgt" or unknown not in ("n_groups", "group_size", "n_participants"):
-            raise ValueError(
+            raise UserError(
                 "power averaged over a prior is solved for n_groups, group_size or "
                 "n_participants of an individually randomised group design"
             )

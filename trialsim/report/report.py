@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from trialsim.errors import UserError
 from trialsim.files import read_csv_table, write_text
 from trialsim.report.numbers import cell as _cell
 from trialsim.report.provenance import PROVENANCE_FILE
@@ -91,10 +92,10 @@ def collect(directory: str | Path, *, currency: str | None = None) -> list[Block
 
     root = Path(directory)
     if not root.is_dir():
-        raise ValueError(f"{root}: not a folder; pass a results folder, e.g. results/sft-19m")
+        raise UserError(f"{root}: not a folder; pass a results folder, e.g. results/sft-19m")
     files = sorted(_files(root))
     if not files:
-        raise ValueError(f"{root}: no JSON, CSV or PNG outputs to report on")
+        raise UserError(f"{root}: no JSON, CSV or PNG outputs to report on")
     blocks = [Block("heading", f"trialsim report: {root.resolve().name}", level=1)]
     used: set[Path] = set()
     for section_blocks, section_files in known_sections(root, currency=currency):
