@@ -216,7 +216,10 @@ def power(
     if method in ("analytic", "both"):
         result["analytic"] = _analytic(s, outcomes, strict=method == "analytic", alpha=alpha)
         if s.n_arms > 2 and not several:
+            from trialsim.cli.power_arms import analytic_decisions
+
             result["analytic_contrasts"] = _analytic_contrasts(s, outcomes[0], alpha)
+            result["analytic_decisions"] = analytic_decisions(s, outcomes[0], alpha)
         by_outcome = result["analytic"] if several else {outcomes[0]: result["analytic"]}
         result["analyses"] += [
             {"name": f"analytic-{a['formula']}", "method": "analytic", "outcome": o, **a}
@@ -255,7 +258,13 @@ def power(
         if "multi_arm" in result:
             from trialsim.report.tables import multi_arm_lines
 
-            for line in multi_arm_lines(result["multi_arm"], result["alpha"]):
+            analytic = result.get("analytic_decisions")
+            for line in multi_arm_lines(result["multi_arm"], result["alpha"], analytic):
+                click.echo(line)
+        elif "analytic_decisions" in result:
+            from trialsim.report.tables import analytic_decision_lines
+
+            for line in analytic_decision_lines(result["analytic_decisions"]):
                 click.echo(line)
         for line in planning_lines(result):
             click.echo(line)

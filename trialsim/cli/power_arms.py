@@ -61,3 +61,13 @@ def _replicates(c, worlds, j):
     )
     table.insert(2, "contrast", c.contrast)
     return table
+
+
+def analytic_decisions(s, outcome: str, alpha: float) -> dict:
+    """The analytic decision table over every contrast (or why there is none)."""
+    from trialsim.power.analytic_arms import decision_table, scenario_contrasts
+
+    try:
+        return decision_table(scenario_contrasts(s, outcome, alpha))
+    except ValueError as exc:
+        return {"error": str(exc)}
