@@ -51,11 +51,21 @@ from trialsim.scenario import load_scenario
 )
 @click.option(
     "--decision",
-    type=click.Choice(["all", "any"]),
+    type=click.Choice(["each", "all", "any"]),
     default=None,
     help="With several --outcome: 'all' = co-primary (every outcome significant at alpha), "
     "'any' = at least one significant after Holm adjustment. Both are reported; this one "
-    "is shown first. Default: all.",
+    "is shown first. Default: all. With 3+ arms and --solve n_participants|n_groups: what "
+    "the solve targets: 'each' (every contrast on its own, the default), 'any' or 'all' "
+    "arms significant, after --adjustment.",
+)
+@click.option(
+    "--adjustment",
+    type=click.Choice(["none", "bonferroni", "dunnett"]),
+    default="none",
+    show_default=True,
+    help="With 3+ arms and --solve n_participants|n_groups: the multiplicity adjustment of "
+    "the --decision the solve targets.",
 )
 @reps_option(1000)
 @seed_option
@@ -128,6 +138,7 @@ def power(
     formula,
     outcomes,
     decision,
+    adjustment,
     reps,
     seed,
     alpha,
@@ -184,10 +195,20 @@ def power(
             f"--outcome {unknown_outcomes[0]}: not in the scenario; choose from {list(s.outcomes)}"
         )
     several = len(outcomes) > 1
+    arms_solve = s.n_arms > 2 and not several and unknown in ("n_participants", "n_groups")
     if several:
         _check_several_outcomes(analyses, unknown, plot)
-    elif decision is not None:
-        raise InputError("--decision needs at least two --outcome options (e.g. psp and mhrm)")
+        if decision == "each":
+            raise InputError("--decision each is for 3+ arms; with several --outcome: all or any")
+    elif decision is not None and not arms_solve:
+        raise InputError(
+            "--decision needs at least two --outcome options (e.g. psp and mhrm), or 3+ arms "
+            "with --solve n_participants or n_groups"
+        )
+    if arms_solve and hold != "allocation":
+        raise InputError("--hold n_control is for two arms: with 3+ arms the allocation is held")
+    if adjustment != "none" and not arms_solve:
+        raise InputError("--adjustment applies to 3+ arms with --solve n_participants or n_groups")
     result = {
         "scenario": s.name,
         "scenario_sha256": s.digest(),
@@ -207,7 +228,19 @@ def power(
     note = observed_power_note(s)
     if note:
         result["headlines"] = [{"kind": "observed_power", "text": note}]
-    if unknown:
+    if arms_solve:
+        from trialsim.power.solve_arms import solve_arms
+
+        result["solve"] = solve_arms(
+            s,
+            unknown,
+            target_power,
+            outcomes[0],
+            decision=decision or "each",
+            adjustment=adjustment,
+            alpha=alpha,
+        )
+    elif unknown:
         from trialsim.power.from_scenario import analytic_solve
 
         result["solve"] = analytic_solve(
@@ -227,8 +260,9 @@ def power(
             if "error" not in a
         ]
     if s.n_arms > 2 and method != "simulation":
+        solved = "s" if arms_solve else " and --solve"
         result["contrast_note"] = (
-            f"{s.n_arms} arms: the headline analytic power and --solve compare "
+            f"{s.n_arms} arms: the headline analytic power{solved} compare "
             f"{s.arm_labels[1]} with {s.arm_labels[0]} (the first contrast); the analytic lines "
             "above give every contrast"
             + ("" if not several else " (the simulation with several outcomes: the first)")

@@ -189,10 +189,11 @@ def decision_table(c: Contrasts) -> dict:
     }
 
 
-def scenario_contrasts(s, outcome: str | None = None, alpha: float = 0.05) -> Contrasts:
-    """Every active arm of scenario ``s`` against its reference arm, from the scenario's
-    analytic formula (:func:`trialsim.power.from_scenario.analytic_parameters`); ValueError
-    when that formula is not the individually randomised one (the only one with 3+ arms)."""
+def scenario_parameters(s, outcome: str | None = None) -> list[dict]:
+    """Each active arm's :func:`~trialsim.power.analytic.power_irgt` keywords against the
+    reference arm of scenario ``s`` (:func:`trialsim.power.from_scenario.analytic_parameters`);
+    ValueError when the scenario's formula is not the individually randomised one (the only
+    one with 3+ arms)."""
     from trialsim.power.from_scenario import analytic_parameters
 
     params = []
@@ -204,4 +205,10 @@ def scenario_contrasts(s, outcome: str | None = None, alpha: float = 0.05) -> Co
                 f"design (the {formula} formula compares two arms): use --method simulation"
             )
         params.append(p)
-    return from_irgt_parameters(s.arm_labels[1:], params, alpha)
+    return params
+
+
+def scenario_contrasts(s, outcome: str | None = None, alpha: float = 0.05) -> Contrasts:
+    """Every active arm of scenario ``s`` against its reference arm (see
+    :func:`scenario_parameters`)."""
+    return from_irgt_parameters(s.arm_labels[1:], scenario_parameters(s, outcome), alpha)
