@@ -271,13 +271,11 @@ def power(
         if several:
             _simulate_several(result, s, outcomes, analyses, decision or "all", reps, seed, alpha)
         elif s.n_arms > 2:
-            from trialsim.cli.power_arms import simulate_arms
+            from trialsim.cli.power_arms import flag_biased_contrasts, simulate_arms
 
             names = _choose(result, s, outcomes[0], analyses)
             simulate_arms(result, s, outcomes[0], names, reps, seed, alpha, plot, keep_replicates)
-            _flag_biased(
-                result, s, outcomes[0], result.pop("_first_contrast_ocs"), reps, seed, alpha
-            )
+            flag_biased_contrasts(result, s, outcomes[0], reps, seed, alpha)
         else:
             _simulate_one(
                 result, s, outcomes[0], analyses, reps, seed, alpha, plot, keep_replicates
@@ -573,42 +571,35 @@ def _simulate_one(result, s, outcome, analyses, reps, seed, alpha, plot, keep=No
 
 
 def _flag_biased(result, s, outcome, ocs, reps, seed, alpha) -> None:
-    """Analyses whose type-I error exceeds alpha by > 3 MCSE: name the scenario's bias
-    sources and simulate the power at the true effect with them switched off (same seed)."""
-    from trialsim.power.headlines import bias_sources, flagged, unbiased_scenario
+    """Analyses the scenario biases (:func:`trialsim.power.headlines.biased`): name the
+    scenario's bias sources and simulate the power at the true effect with them switched off
+    (same seed)."""
+    from trialsim.power.headlines import (
+        bias_sources,
+        biased,
+        biased_headline,
+        unbiased_scenario,
+    )
     from trialsim.power.simulation import simulate_operating_characteristics
 
-    biased = [oc for oc in ocs if flagged(oc.type1, oc.type1_mcse, alpha)]
-    if not biased:
-        return
     sources = bias_sources(s, outcome)
+    hits = [oc for oc in ocs if biased(oc, alpha, sources)]
+    if not hits:
+        return
     fair = {}
     if sources:
         formula = {a.name: a for a in result.get("_formula", [])}  # --formula's model
         fair_ocs, _ = simulate_operating_characteristics(
             unbiased_scenario(s),
-            [formula.get(oc.analysis, oc.analysis) for oc in biased],
+            [formula.get(oc.analysis, oc.analysis) for oc in hits],
             reps=reps,
             seed=seed,
             outcome=outcome,
             alpha=alpha,
         )
         fair = {oc.analysis: oc for oc in fair_ocs}
-    for oc in biased:
-        h = {
-            "kind": "biased",
-            "analysis": oc.analysis,
-            "outcome": outcome,
-            "alpha": alpha,
-            "type1": oc.type1,
-            "type1_mcse": oc.type1_mcse,
-            "bias": oc.bias,
-            "power": oc.power,
-            "sources": sources,
-        }
-        if oc.analysis in fair:
-            h["power_true_effect"] = fair[oc.analysis].power
-            h["power_true_effect_mcse"] = fair[oc.analysis].power_mcse
+    for oc in hits:
+        h = biased_headline(oc, outcome, alpha, sources, fair.get(oc.analysis))
         result.setdefault("headlines", []).append(h)
 
 

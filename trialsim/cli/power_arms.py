@@ -10,7 +10,7 @@ from trialsim.cli.common import InputError
 def simulate_arms(result, s, outcome, names, reps, seed, alpha, plot, keep: Path | None) -> None:
     """Simulate every arm against the reference with each analysis in ``names`` and add the
     per-contrast rows to ``result["analyses"]`` and the decisions to ``result["multi_arm"]``
-    (``result["_first_contrast_ocs"]``: the first contrast's summaries, for the bias check)."""
+    (``result["_arm_runs"]``: each analysis with its summary, for the bias check)."""
     from trialsim.analyse.registry import get_analysis
     from trialsim.cli.power import _simulated_entry
     from trialsim.power.multi_arm import simulate_multi_arm
@@ -35,7 +35,7 @@ def simulate_arms(result, s, outcome, names, reps, seed, alpha, plot, keep: Path
             entry = _simulated_entry(result, c.oc)
             result["analyses"].append({**entry, "contrast": c.contrast, "arm": c.arm})
     result["multi_arm"] = [summary.as_dict() for summary in summaries]
-    result["_first_contrast_ocs"] = [summary.contrasts[0].oc for summary in summaries]
+    result["_arm_runs"] = list(zip(analyses, summaries, strict=True))
     if keep is not None:
         import pandas as pd
 
@@ -71,3 +71,31 @@ def analytic_decisions(s, outcome: str, alpha: float) -> dict:
         return decision_table(scenario_contrasts(s, outcome, alpha))
     except ValueError as exc:
         return {"error": str(exc)}
+
+
+def flag_biased_contrasts(result, s, outcome, reps, seed, alpha) -> None:
+    """Every contrast of every analysis the scenario biases
+    (:func:`trialsim.power.headlines.biased`) gets a headline naming its contrast, with the
+    power at the true effect simulated with the bias sources off (same seed)."""
+    from trialsim.power.headlines import (
+        bias_sources,
+        biased,
+        biased_headline,
+        unbiased_scenario,
+    )
+    from trialsim.power.multi_arm import simulate_multi_arm
+
+    sources = bias_sources(s, outcome)
+    for analysis, summary in result.pop("_arm_runs"):
+        hits = [c for c in summary.contrasts if biased(c.oc, alpha, sources)]
+        if not hits:
+            continue
+        fair = {}
+        if sources:
+            fair_summary, _ = simulate_multi_arm(
+                unbiased_scenario(s), analysis, reps=reps, seed=seed, outcome=outcome, alpha=alpha
+            )
+            fair = {c.contrast: c.oc for c in fair_summary.contrasts}
+        for c in hits:
+            h = biased_headline(c.oc, outcome, alpha, sources, fair.get(c.contrast))
+            result.setdefault("headlines", []).append({**h, "contrast": c.contrast})
