@@ -179,7 +179,7 @@ def power(
     """
     s = load_scenario(scenario, overrides)
     if formula is not None:
-        analyses, outcomes = _formula(s, formula, analyses, outcomes, curve)
+        analyses, outcomes = _formula(s, formula, analyses, outcomes)
     if curve:
         _curve(
             scenario, overrides, s, curve, analyses, outcomes, reps, seed, alpha, target_power, fmt
@@ -260,9 +260,9 @@ def power(
             if "error" not in a
         ]
     if s.n_arms > 2 and method != "simulation":
-        solved = "s" if arms_solve else " and --solve"
+        solved = " compares" if arms_solve else " and --solve compare"
         result["contrast_note"] = (
-            f"{s.n_arms} arms: the headline analytic power{solved} compare "
+            f"{s.n_arms} arms: the headline analytic power{solved} "
             f"{s.arm_labels[1]} with {s.arm_labels[0]} (the first contrast); the analytic lines "
             "above give every contrast"
             + ("" if not several else " (the simulation with several outcomes: the first)")
@@ -307,15 +307,13 @@ def power(
                 click.echo(f"note: {entry['note']}")
 
 
-def _formula(s, text, analyses, outcomes, curve):
+def _formula(s, text, analyses, outcomes):
     """``--formula``: the model as the one analysis, its left-hand side as the outcome."""
     from trialsim.analyse.formula import parse_formula
     from trialsim.analyse.registry import formula_analysis
 
     if analyses:
         raise InputError("--formula and --analysis: give one (the formula is the model)")
-    if curve:
-        raise InputError("--formula works without --curve; use --analysis with --curve")
     try:
         spec = parse_formula(text, s.structure)
     except ValueError as exc:
@@ -403,6 +401,8 @@ def _curve(path, overrides, s, text, analyses, outcomes, reps, seed, alpha, targ
         )
     biased = [p for p in c.points if flagged(p.type1, p.type1_mcse, alpha)]
     out = c.as_dict()
+    if analyses and not isinstance(analyses[0], str):  # --formula: the model, printed back
+        out["formula"] = analyses[0].model(s.structure, c.outcome)
     if biased:
         out["warning"] = (
             f"type-I error exceeds alpha by more than 3 Monte Carlo SEs at {len(biased)} of "
@@ -415,6 +415,8 @@ def _curve(path, overrides, s, text, analyses, outcomes, reps, seed, alpha, targ
         return
     for line in format_curve(c):
         click.echo(line)
+    if "formula" in out:
+        click.echo(f"analysis: formula {out['formula']} (chosen with --formula)")
     if "warning" in out:
         click.echo(f"warning: {out['warning']}")
 

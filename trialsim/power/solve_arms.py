@@ -31,7 +31,7 @@ from trialsim.power.solve import solve_count
 ARM_UNKNOWNS = ("n_participants", "n_groups")
 
 _DECISION_WORDS = {
-    "each": "every contrast significant on its own (the smallest contrast power)",
+    "each": "every contrast on its own (the weakest contrast's power)",
     "any": "at least one arm significant",
     "all": "every arm significant",
 }

@@ -73,7 +73,7 @@ def multi_arm_lines(summaries: list[dict], alpha: float, analytic: dict | None =
             )
         lines.append(f"note: {m['dunnett_note']}")
     if beside:
-        lines.append(f"note: {analytic_decision_note(analytic, beside_holm=False)}")
+        lines.append(f"note: {analytic_decision_note(analytic)}")
     return lines
 
 
