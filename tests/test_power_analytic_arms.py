@@ -57,11 +57,8 @@ def _contrasts(half_width, ncp, loading, df):
     """Contrasts whose unadjusted critical values are ``half_width``."""
     df = np.full(len(ncp), float(df))
     scale = np.asarray(half_width) / stats.t.isf(0.025, df)
-    return Contrasts(tuple("abc"[: len(ncp)]), np.asarray(ncp), df, scale, _loading(loading), 0.05)
-
-
-def _loading(x):
-    return np.asarray(x, dtype=float)
+    arms = tuple("abc"[: len(ncp)])
+    return Contrasts(arms, np.asarray(ncp), df, scale, np.asarray(loading, dtype=float), 0.05)
 
 
 def test_rectangle_probabilities_equal_mvtnorm():

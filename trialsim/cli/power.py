@@ -157,7 +157,9 @@ def power(
 
     JSON (--format json) has a top-level 'analyses' list: per simulated analysis name,
     outcome, power, power_mcse, type1, bias, coverage, failures (and their MCSEs); per
-    analytic formula name ('analytic-irgt', ...), outcome and power.
+    analytic formula name ('analytic-irgt', ...), outcome and power. With 3+ arms also
+    'multi_arm' (simulated decisions per analysis) and 'analytic_decisions' (each/any/all
+    power per adjustment).
 
     Simulation reports, for each analysis, power, type-I error (the same trials with zero
     effect), bias, empirical SE, coverage and failures, each with its Monte Carlo SE. Bias
@@ -252,7 +254,9 @@ def power(
             from trialsim.cli.power_arms import analytic_decisions
 
             result["analytic_contrasts"] = _analytic_contrasts(s, outcomes[0], alpha)
-            result["analytic_decisions"] = analytic_decisions(s, outcomes[0], alpha)
+            result["analytic_decisions"] = analytic_decisions(
+                s, outcomes[0], alpha, result["analytic_contrasts"]
+            )
         by_outcome = result["analytic"] if several else {outcomes[0]: result["analytic"]}
         result["analyses"] += [
             {"name": f"analytic-{a['formula']}", "method": "analytic", "outcome": o, **a}

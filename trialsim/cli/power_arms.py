@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from trialsim.cli.common import InputError
@@ -63,14 +64,23 @@ def _replicates(c, worlds, j):
     return table
 
 
-def analytic_decisions(s, outcome: str, alpha: float) -> dict:
-    """The analytic decision table over every contrast (or why there is none)."""
-    from trialsim.power.analytic_arms import decision_table, scenario_contrasts
+def analytic_decisions(s, outcome: str, alpha: float, contrasts: list[dict]) -> dict:
+    """The analytic decision table over every contrast (or why there is none), from the
+    per-contrast analytic results ``contrasts`` (their formula inputs: no second mapping)."""
+    from trialsim.power.analytic import power_irgt
+    from trialsim.power.analytic_arms import decision_table, from_irgt_parameters
 
-    try:
-        return decision_table(scenario_contrasts(s, outcome, alpha))
-    except ValueError as exc:
-        return {"error": str(exc)}
+    errors = [c["error"] for c in contrasts if "error" in c]
+    if errors:
+        return {"error": errors[0]}
+    if any(c["formula"] != "irgt" for c in contrasts):
+        return {
+            "error": f"analytic decisions over {s.n_arms} arms need an individually randomised "
+            "design: use --method simulation"
+        }
+    accepted = set(inspect.signature(power_irgt).parameters) - {"alpha"}
+    params = [{k: v for k, v in c.items() if k in accepted} for c in contrasts]
+    return decision_table(from_irgt_parameters([c["arm"] for c in contrasts], params, alpha))
 
 
 def flag_biased_contrasts(result, s, outcome, reps, seed, alpha) -> None:
