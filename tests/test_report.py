@@ -384,3 +384,4 @@ def test_analytic_only_multi_arm_power_section(tmp_path):
     md = (root / "report.md").read_text().replace("\u00a0", " ")
     assert "the analytic formula gives 64 % power that at least one is significant" in md
     assert "| adjustment | weakest arm | any arm | all arms |" in md
+    assert "| arm vs control | analytic power |" in md and "| sft-booster | 67 % |" in md

@@ -43,8 +43,9 @@ def opening_sentence(p: dict, outcome: str) -> str:
     if "adjustments" in analytic:
         a = analytic["adjustments"]["dunnett"]
         k = len(analytic["arms"])
+        reference = (p.get("analytic_contrasts") or [{}])[0].get("reference", "the reference")
         return (
-            f"Of the {k} arms compared with the reference on {outcome}, the analytic formula "
+            f"Of the {k} arms compared with {reference} on {outcome}, the analytic formula "
             f"gives {percent(a['any'])} power that at least one is significant and "
             f"{percent(a['all'])} that all are (Dunnett adjustment); the weakest contrast alone "
             f"has {percent(analytic['adjustments']['none']['each'])} (unadjusted)."
@@ -81,7 +82,15 @@ def bias_sentences(p: dict) -> list[str]:
 
 def contrast_rows(p: dict, sims: list[dict]) -> tuple[tuple, list[tuple]]:
     """One row per analysis and contrast, then the analytic power of each contrast."""
-    reference = (p.get("multi_arm") or [{}])[0].get("reference") or "the reference"
+    first = (p.get("multi_arm") or p.get("analytic_contrasts") or [{}])[0]
+    reference = first.get("reference") or "the reference"
+    if not sims:
+        rows = [
+            (c["arm"], percent(c["power"]))
+            for c in p.get("analytic_contrasts", [])
+            if "error" not in c and not missing(c.get("power"))
+        ]
+        return (f"arm vs {reference}", "analytic power"), rows
     header = (f"analysis: arm vs {reference}", "power", "type-I error", "bias (points)")
     header += ("CI coverage",)
     rows = [
@@ -133,13 +142,22 @@ def decision_blocks(p: dict) -> list[Block]:
             for k, a in beside.items()
         ]
         blocks += table(("adjustment", "weakest arm", "any arm", "all arms"), rows)
-    if beside:
+    if beside and p.get("multi_arm"):
         blocks.append(
             Block(
                 "text",
                 "Analytic: the contrasts' multivariate noncentral t (they share the reference "
                 "arm); beside Holm, Bonferroni's values (the same 'any', a lower bound for "
                 "'all'). FWER: at least one arm significant when no arm has an effect.",
+            )
+        )
+    elif beside:
+        blocks.append(
+            Block(
+                "text",
+                "Analytic: the contrasts' multivariate noncentral t (they share the reference "
+                "arm). Holm's 'any arm' power is Bonferroni's, its 'all arms' power at least "
+                "Bonferroni's.",
             )
         )
     return blocks

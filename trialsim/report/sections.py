@@ -138,6 +138,7 @@ def power_section(root: Path, ctx: dict):
         )
     if rows:
         blocks += table(header, rows)
+    if rows and (sims or not arms):
         failed = sum(int(a.get("failures", 0) or 0) for a in sims)
         blocks.append(
             Block(
