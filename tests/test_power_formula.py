@@ -95,3 +95,23 @@ def test_formula_errors_are_one_line():
         main, ["power", SFT, "--formula", "psp ~ arm", "--analysis", "mixed", "--reps", "5"]
     )
     assert r.exit_code == 2 and "give one" in r.output
+
+
+def test_formula_curve_equals_the_named_analysis_curve():
+    """``--formula`` with ``--curve``: the same curve as the analysis it spells out (same seed
+    at every point), with the model printed back."""
+
+    def curve(*args):
+        r = CliRunner().invoke(
+            main,
+            ["power", SFT, "--curve", "n_groups=20,30", "--reps", "40", "--seed", "5",
+             "--format", "json", *args],
+        )  # fmt: skip
+        assert r.exit_code == 0, r.output
+        return json.loads(r.output[r.output.index("{") :])["curve"]
+
+    text = "psp ~ arm + baseline + municipality + (1 | group)"
+    named, model = curve("--analysis", "mixed"), curve("--formula", text)
+    assert [p["power"] for p in model["points"]] == [p["power"] for p in named["points"]]
+    assert [p["type1"] for p in model["points"]] == [p["type1"] for p in named["points"]]
+    assert model["analysis"] == "formula" and model["formula"] == text

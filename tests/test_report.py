@@ -342,3 +342,46 @@ def test_status_and_track_without_a_terminal(capsys):
     with progress_bar(3, "simulating", kernels=False) as advance:
         advance(3)
         assert list(track(range(4), "MCMC check")) == [0, 1, 2, 3]
+
+
+def three_arm_power_folder(tmp_path, *extra):
+    """A folder holding ``trialsim power scenarios/three-arm.toml --format json`` (60
+    replicates, the default analysis) as a user would save it."""
+    from pathlib import Path
+
+    root = tmp_path / "three-arm"
+    root.mkdir()
+    three = Path(SFT).parent / "three-arm.toml"
+    out = CliRunner().invoke(
+        main, ["power", str(three), "--reps", "60", "--seed", "2", "--format", "json", *extra]
+    )
+    assert out.exit_code == 0, out.output
+    (root / "power.json").write_text(out.output[out.output.index("{") :])
+    return root
+
+
+def test_multi_arm_power_section_names_the_decision_and_every_contrast(tmp_path):
+    root = three_arm_power_folder(tmp_path)
+    result = CliRunner().invoke(main, ["report", str(root)])
+    assert result.exit_code == 0, result.output
+    md = (root / "report.md").read_text().replace("\u00a0", " ")
+    p = json.loads((root / "power.json").read_text())
+    dunnett = p["multi_arm"][0]["decisions"]["dunnett"]
+    answer = next(line for line in md.splitlines() if line.startswith("> "))
+    assert answer.startswith("> Of the 2 arms compared with control on PSP, at least one is ")
+    assert f"significant in {round(100 * dunnett['any_power'])} %" in answer
+    assert "Dunnett adjustment" in answer
+    # the bias headlines of both contrasts (assessors unblinded in the scenario)
+    assert "The scenario biases lmm on sft - control by" in answer
+    assert "| lmm: sft |" in md and "| lmm: sft-booster |" in md and "| analytic: sft |" in md
+    assert "| adjustment | any arm | all arms | FWER (no effect) | analytic any |" in md
+    assert "| Holm |" in md and "≥ " in md
+
+
+def test_analytic_only_multi_arm_power_section(tmp_path):
+    root = three_arm_power_folder(tmp_path, "--method", "analytic")
+    CliRunner().invoke(main, ["report", str(root)])
+    md = (root / "report.md").read_text().replace("\u00a0", " ")
+    assert "the analytic formula gives 64 % power that at least one is significant" in md
+    assert "| adjustment | weakest arm | any arm | all arms |" in md
+    assert "| arm vs control | analytic power |" in md and "| sft-booster | 67 % |" in md

@@ -183,3 +183,14 @@ def test_the_probe_sees_overflow_and_a_broken_image(tmp_path):
     m = render_probe(page, tmp_path, 800)
     assert m["scroll"] > m["client"]
     assert m["broken"] == ["broken"]
+
+
+def test_multi_arm_power_section_fits_800_px(tmp_path):
+    from tests.test_report import three_arm_power_folder
+
+    root = three_arm_power_folder(tmp_path)
+    result = CliRunner().invoke(main, ["report", str(root)])
+    assert result.exit_code == 0, result.output
+    m = render_probe(root / "report.html", tmp_path, 800)
+    assert m["scroll"] <= m["client"], f"scrolls sideways at 800 px: {m['wide']}"
+    assert m["wide"] == []

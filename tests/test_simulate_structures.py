@@ -391,7 +391,7 @@ def test_analytic_variance_with_control_groups_matches_simulation():
     1024 simulated trials within 3 MCSE (relative MCSE of a variance sqrt(2 / (R - 1))), and
     differs from the formula that ignores the control groups by more than that. No dropout,
     no rounding, dose-response none (no effect heterogeneity)."""
-    from trialsim.power.analytic import _irgt_moments
+    from trialsim.power.analytic import irgt_moments
     from trialsim.power.from_scenario import analytic_parameters
 
     s = load_scenario(
@@ -402,11 +402,12 @@ def test_analytic_variance_with_control_groups_matches_simulation():
     assert formula == "irgt" and p["n_control_groups"] == 27 and p["control_icc"] > 0.15
 
     def variance(**extra):
-        ncp, _ = _irgt_moments(
-            p["effect"], p["n_groups"], p["group_size"], p["n_control"], p["sd"], p["icc"],
-            p["cv_group_size"], 0.0, p["dropout"], 1.0, **extra,
+        m = irgt_moments(
+            p["effect"], n_groups=p["n_groups"], group_size=p["group_size"],
+            n_control=p["n_control"], sd=p["sd"], icc=p["icc"],
+            cv_group_size=p["cv_group_size"], dropout=p["dropout"], **extra,
         )  # fmt: skip
-        return (p["effect"] / ncp) ** 2
+        return (p["effect"] / m.ncp) ** 2
 
     analytic = variance(n_control_groups=p["n_control_groups"], control_icc=p["control_icc"])
     ignoring = variance()

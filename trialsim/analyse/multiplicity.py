@@ -38,6 +38,21 @@ def holm(p: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(p), out, np.nan)
 
 
+def t_scale_nodes(df: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights for a mean over the scale ``s = sqrt(chi2_df / df)`` of a t
+    variable ``Z / s``: a trapezoid rule in ``log s`` over the 1e-16 tails (spectrally
+    accurate for smooth integrands; 64 nodes give ~1e-13 in one dimension). ``df`` inf: the
+    single node ``s = 1`` (normal)."""
+    if not np.isfinite(df):
+        return np.ones(1), np.ones(1)
+    lo = 0.5 * np.log(stats.chi2.ppf(1e-16, df) / df)
+    hi = 0.5 * np.log(stats.chi2.isf(1e-16, df) / df)
+    v = np.linspace(lo, hi, _NODES)
+    s = np.exp(v)
+    weight = np.exp(stats.chi.logpdf(s * np.sqrt(df), df) + 0.5 * np.log(df) + v)
+    return s, weight / weight.sum()
+
+
 def _max_abs_cdf(c: float, corr: np.ndarray, df: float) -> float:
     """P(max_j |T_j| < c), T multivariate t (df; inf: normal) with correlation ``corr``.
 
@@ -51,15 +66,7 @@ def _max_abs_cdf(c: float, corr: np.ndarray, df: float) -> float:
     if k == 1:
         dist = stats.norm if not np.isfinite(df) else stats.t(df)
         return float(dist.cdf(c) - dist.cdf(-c))
-    if np.isfinite(df):
-        lo = 0.5 * np.log(stats.chi2.ppf(1e-16, df) / df)
-        hi = 0.5 * np.log(stats.chi2.isf(1e-16, df) / df)
-        v = np.linspace(lo, hi, _NODES)
-        s = np.exp(v)
-        weight = np.exp(stats.chi.logpdf(s * np.sqrt(df), df) + 0.5 * np.log(df) + v)
-        weight /= weight.sum()
-    else:
-        s, weight = np.ones(1), np.ones(1)
+    s, weight = t_scale_nodes(df)
     x = np.outer(c * s, np.ones(k))
     rect = stats.multivariate_normal.cdf(
         x, cov=corr, lower_limit=-x, abseps=_ABSEPS, releps=0.0, rng=_SEED

@@ -56,11 +56,21 @@ from trialsim.scenario import load_scenario
 )
 @click.option(
     "--decision",
-    type=click.Choice(["all", "any"]),
+    type=click.Choice(["each", "all", "any"]),
     default=None,
     help="With several --outcome: 'all' = co-primary (every outcome significant at alpha), "
     "'any' = at least one significant after Holm adjustment. Both are reported; this one "
-    "is shown first. Default: all.",
+    "is shown first. Default: all. With 3+ arms and --solve n_participants|n_groups: what "
+    "the solve targets: 'each' (every contrast on its own, the default), 'any' or 'all' "
+    "arms significant, after --adjustment.",
+)
+@click.option(
+    "--adjustment",
+    type=click.Choice(["none", "bonferroni", "dunnett"]),
+    default="none",
+    show_default=True,
+    help="With 3+ arms and --solve n_participants|n_groups: the multiplicity adjustment of "
+    "the --decision the solve targets.",
 )
 @reps_option(1000, timed=True)
 @seed_option
@@ -137,6 +147,7 @@ def power(
     formula,
     outcomes,
     decision,
+    adjustment,
     reps,
     seed,
     alpha,
@@ -158,8 +169,10 @@ def power(
 
     JSON (--format json) has a top-level 'analyses' list: per simulated analysis name,
     outcome, power, power_mcse, type1, bias, coverage, failures (and their MCSEs); per
-    analytic formula name ('analytic-irgt', ...), outcome and power. CSV (--format csv) has
-    one row per entry of that list (with --curve: per size; with --range: per value).
+    analytic formula name ('analytic-irgt', ...), outcome and power. With 3+ arms also
+    'multi_arm' (simulated decisions per analysis) and 'analytic_decisions' (each/any/all
+    power per adjustment). CSV (--format csv) has one row per entry of 'analyses' (with
+    --curve: per size; with --range: per value), then the decisions.
 
     Simulation reports, for each analysis, power, type-I error (the same trials with zero
     effect), bias, empirical SE, coverage and failures, each with its Monte Carlo SE. Bias
@@ -185,7 +198,7 @@ def power(
     if df_method != "satterthwaite" and method == "analytic":
         raise InputError(f"--df {df_method} applies to simulated analyses; use --method simulation")
     if formula is not None:
-        analyses, outcomes = _formula(s, formula, analyses, outcomes, curve)
+        analyses, outcomes = _formula(s, formula, analyses, outcomes)
     shown = {"fmt": fmt, "csv_dialect": csv_dialect}
     if curve:
         _curve(
@@ -213,10 +226,20 @@ def power(
             f"--outcome {unknown_outcomes[0]}: not in the scenario; choose from {list(s.outcomes)}"
         )
     several = len(outcomes) > 1
+    arms_solve = s.n_arms > 2 and not several and unknown in ("n_participants", "n_groups")
     if several:
         _check_several_outcomes(analyses, unknown, plot)
-    elif decision is not None:
-        raise InputError("--decision needs at least two --outcome options (e.g. psp and mhrm)")
+        if decision == "each":
+            raise InputError("--decision each is for 3+ arms; with several --outcome: all or any")
+    elif decision is not None and not arms_solve:
+        raise InputError(
+            "--decision needs at least two --outcome options (e.g. psp and mhrm), or 3+ arms "
+            "with --solve n_participants or n_groups"
+        )
+    if arms_solve and hold != "allocation":
+        raise InputError("--hold n_control is for two arms: with 3+ arms the allocation is held")
+    if adjustment != "none" and not arms_solve:
+        raise InputError("--adjustment applies to 3+ arms with --solve n_participants or n_groups")
     result = {
         "scenario": s.name,
         "scenario_sha256": s.digest(),
@@ -237,7 +260,19 @@ def power(
     note = observed_power_note(s)
     if note:
         result["headlines"] = [{"kind": "observed_power", "text": note}]
-    if unknown:
+    if arms_solve:
+        from trialsim.power.solve_arms import solve_arms
+
+        result["solve"] = solve_arms(
+            s,
+            unknown,
+            target_power,
+            outcomes[0],
+            decision=decision or "each",
+            adjustment=adjustment,
+            alpha=alpha,
+        )
+    elif unknown:
         from trialsim.power.from_scenario import analytic_solve
 
         result["solve"] = analytic_solve(
@@ -246,7 +281,12 @@ def power(
     if method in ("analytic", "both"):
         result["analytic"] = _analytic(s, outcomes, strict=method == "analytic", alpha=alpha)
         if s.n_arms > 2 and not several:
+            from trialsim.cli.power_arms import analytic_decisions
+
             result["analytic_contrasts"] = _analytic_contrasts(s, outcomes[0], alpha)
+            result["analytic_decisions"] = analytic_decisions(
+                s, outcomes[0], alpha, result["analytic_contrasts"]
+            )
         by_outcome = result["analytic"] if several else {outcomes[0]: result["analytic"]}
         result["analyses"] += [
             {"name": f"analytic-{a['formula']}", "method": "analytic", "outcome": o, **a}
@@ -254,8 +294,9 @@ def power(
             if "error" not in a
         ]
     if s.n_arms > 2 and method != "simulation":
+        solved = " compares" if arms_solve else " and --solve compare"
         result["contrast_note"] = (
-            f"{s.n_arms} arms: the headline analytic power and --solve compare "
+            f"{s.n_arms} arms: the headline analytic power{solved} "
             f"{s.arm_labels[1]} with {s.arm_labels[0]} (the first contrast); the analytic lines "
             "above give every contrast"
             + ("" if not several else " (the simulation with several outcomes: the first)")
@@ -266,7 +307,7 @@ def power(
                 result, s, outcomes, analyses, decision or "all", reps, seed, alpha, df_method
             )
         elif s.n_arms > 2:
-            from trialsim.cli.power_arms import simulate_arms
+            from trialsim.cli.power_arms import flag_biased_contrasts, simulate_arms
 
             names = _choose(result, s, outcomes[0], analyses)
             simulate_arms(
@@ -282,16 +323,7 @@ def power(
                 csv_dialect,
                 df_method,
             )
-            _flag_biased(
-                result,
-                s,
-                outcomes[0],
-                result.pop("_first_contrast_ocs"),
-                reps,
-                seed,
-                alpha,
-                df_method,
-            )
+            flag_biased_contrasts(result, s, outcomes[0], reps, seed, alpha, df_method)
         else:
             _simulate_one(
                 result,
@@ -313,7 +345,12 @@ def power(
 
         lines = [power_table(result)]
         if "multi_arm" in result:
-            lines += multi_arm_lines(result["multi_arm"], result["alpha"])
+            analytic = result.get("analytic_decisions")
+            lines += multi_arm_lines(result["multi_arm"], result["alpha"], analytic)
+        elif "analytic_decisions" in result:
+            from trialsim.report.tables import analytic_decision_lines
+
+            lines += analytic_decision_lines(result["analytic_decisions"])
         lines += planning_lines(result)
         for entry in result.get("choices", []):
             prefix = f"{entry['outcome']}: " if several else ""
@@ -327,15 +364,13 @@ def power(
     emit(fmt, text=table, record=result, rows=lambda: power_rows(result), csv_dialect=csv_dialect)
 
 
-def _formula(s, text, analyses, outcomes, curve):
+def _formula(s, text, analyses, outcomes):
     """``--formula``: the model as the one analysis, its left-hand side as the outcome."""
     from trialsim.analyse.formula import parse_formula
     from trialsim.analyse.registry import formula_analysis
 
     if analyses:
         raise InputError("--formula and --analysis: give one (the formula is the model)")
-    if curve:
-        raise InputError("--formula works without --curve; use --analysis with --curve")
     try:
         spec = parse_formula(text, s.structure)
     except ValueError as exc:
@@ -441,6 +476,8 @@ def _curve(path, overrides, s, text, analyses, outcomes, reps, seed, alpha, targ
         )
     biased = [p for p in c.points if flagged(p.type1, p.type1_mcse, alpha)]
     out = c.as_dict()
+    if analyses and not isinstance(analyses[0], str):  # --formula: the model, printed back
+        out["formula"] = analyses[0].model(s.structure, c.outcome)
     if biased:
         out["warning"] = (
             f"type-I error exceeds alpha by more than 3 Monte Carlo SEs at {len(biased)} of "
@@ -448,7 +485,11 @@ def _curve(path, overrides, s, text, analyses, outcomes, reps, seed, alpha, targ
             "a rejection rate above the power at the true effect. Bias sources: "
             + ("; ".join(bias_sources(s, c.outcome)) or "none that trialsim knows of")
         )
-    lines = list(format_curve(c)) + ([f"warning: {out['warning']}"] if "warning" in out else [])
+    lines = list(format_curve(c))
+    if "formula" in out:
+        lines.append(f"analysis: formula {out['formula']} (chosen with --formula)")
+    if "warning" in out:
+        lines.append(f"warning: {out['warning']}")
     emit(
         text="\n".join(lines),
         record={"scenario": s.name, "alpha": alpha, "curve": out},
@@ -617,21 +658,27 @@ def _simulate_one(
 
 
 def _flag_biased(result, s, outcome, ocs, reps, seed, alpha, df) -> None:
-    """Analyses whose type-I error exceeds alpha by > 3 MCSE: name the scenario's bias
-    sources and simulate the power at the true effect with them switched off (same seed)."""
-    from trialsim.power.headlines import bias_sources, flagged, unbiased_scenario
+    """Analyses the scenario biases (:func:`trialsim.power.headlines.biased`): name the
+    scenario's bias sources and simulate the power at the true effect with them switched off
+    (same seed)."""
+    from trialsim.power.headlines import (
+        bias_sources,
+        biased,
+        biased_headline,
+        unbiased_scenario,
+    )
     from trialsim.power.simulation import simulate_operating_characteristics
 
-    biased = [oc for oc in ocs if flagged(oc.type1, oc.type1_mcse, alpha)]
-    if not biased:
-        return
     sources = bias_sources(s, outcome)
+    hits = [oc for oc in ocs if biased(oc, alpha, sources)]
+    if not hits:
+        return
     fair = {}
     if sources:
         formula = {a.name: a for a in result.get("_formula", [])}  # --formula's model
         fair_ocs, _ = simulate_operating_characteristics(
             unbiased_scenario(s),
-            [formula.get(oc.analysis, oc.analysis) for oc in biased],
+            [formula.get(oc.analysis, oc.analysis) for oc in hits],
             reps=reps,
             seed=seed,
             outcome=outcome,
@@ -639,21 +686,8 @@ def _flag_biased(result, s, outcome, ocs, reps, seed, alpha, df) -> None:
             df=df,
         )
         fair = {oc.analysis: oc for oc in fair_ocs}
-    for oc in biased:
-        h = {
-            "kind": "biased",
-            "analysis": oc.analysis,
-            "outcome": outcome,
-            "alpha": alpha,
-            "type1": oc.type1,
-            "type1_mcse": oc.type1_mcse,
-            "bias": oc.bias,
-            "power": oc.power,
-            "sources": sources,
-        }
-        if oc.analysis in fair:
-            h["power_true_effect"] = fair[oc.analysis].power
-            h["power_true_effect_mcse"] = fair[oc.analysis].power_mcse
+    for oc in hits:
+        h = biased_headline(oc, outcome, alpha, sources, fair.get(oc.analysis))
         result.setdefault("headlines", []).append(h)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from trialsim.cli.common import InputError
@@ -12,7 +13,7 @@ def simulate_arms(
 ) -> None:
     """Simulate every arm against the reference with each analysis in ``names`` and add the
     per-contrast rows to ``result["analyses"]`` and the decisions to ``result["multi_arm"]``
-    (``result["_first_contrast_ocs"]``: the first contrast's summaries, for the bias check)."""
+    (``result["_arm_runs"]``: each analysis with its summary, for the bias check)."""
     from trialsim.analyse.registry import get_analysis
     from trialsim.cli.power import _simulated_entry
     from trialsim.power.multi_arm import simulate_multi_arm
@@ -44,7 +45,7 @@ def simulate_arms(
             entry = _simulated_entry(result, c.oc)
             result["analyses"].append({**entry, "contrast": c.contrast, "arm": c.arm})
     result["multi_arm"] = [summary.as_dict() for summary in summaries]
-    result["_first_contrast_ocs"] = [summary.contrasts[0].oc for summary in summaries]
+    result["_arm_runs"] = list(zip(analyses, summaries, strict=True))
     if keep is not None:
         import pandas as pd
 
@@ -70,3 +71,56 @@ def _replicates(c, worlds, j):
     )
     table.insert(2, "contrast", c.contrast)
     return table
+
+
+def analytic_decisions(s, outcome: str, alpha: float, contrasts: list[dict]) -> dict:
+    """The analytic decision table over every contrast (or why there is none), from the
+    per-contrast analytic results ``contrasts`` (their formula inputs: no second mapping)."""
+    from trialsim.power.analytic import power_irgt
+    from trialsim.power.analytic_arms import decision_table, from_irgt_parameters
+
+    errors = [c["error"] for c in contrasts if "error" in c]
+    if errors:
+        return {"error": errors[0]}
+    if any(c["formula"] != "irgt" for c in contrasts):
+        return {
+            "error": f"analytic decisions over {s.n_arms} arms need an individually randomised "
+            "design: use --method simulation"
+        }
+    accepted = set(inspect.signature(power_irgt).parameters) - {"alpha"}
+    params = [{k: v for k, v in c.items() if k in accepted} for c in contrasts]
+    return decision_table(from_irgt_parameters([c["arm"] for c in contrasts], params, alpha))
+
+
+def flag_biased_contrasts(result, s, outcome, reps, seed, alpha, df) -> None:
+    """Every contrast of every analysis the scenario biases
+    (:func:`trialsim.power.headlines.biased`) gets a headline naming its contrast, with the
+    power at the true effect simulated with the bias sources off (same seed)."""
+    from trialsim.power.headlines import (
+        bias_sources,
+        biased,
+        biased_headline,
+        unbiased_scenario,
+    )
+    from trialsim.power.multi_arm import simulate_multi_arm
+
+    sources = bias_sources(s, outcome)
+    for analysis, summary in result.pop("_arm_runs"):
+        hits = [c for c in summary.contrasts if biased(c.oc, alpha, sources)]
+        if not hits:
+            continue
+        fair = {}
+        if sources:
+            fair_summary, _ = simulate_multi_arm(
+                unbiased_scenario(s),
+                analysis,
+                reps=reps,
+                seed=seed,
+                outcome=outcome,
+                alpha=alpha,
+                df=df,
+            )
+            fair = {c.contrast: c.oc for c in fair_summary.contrasts}
+        for c in hits:
+            h = biased_headline(c.oc, outcome, alpha, sources, fair.get(c.contrast))
+            result.setdefault("headlines", []).append({**h, "contrast": c.contrast})

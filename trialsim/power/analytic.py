@@ -31,6 +31,8 @@ Design adjustments accepted by every power function:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import special, stats
 
@@ -38,6 +40,7 @@ from trialsim.errors import UserError
 
 __all__ = [
     "design_effect",
+    "irgt_moments",
     "power_crt",
     "power_irgt",
     "power_stepped_wedge",
@@ -210,7 +213,9 @@ def _irgt_moments(
     parts=False,
     informative_share=None,
 ):
-    """Noncentrality and Satterthwaite df of the IRGT Welch-type t statistic (no validation).
+    """Noncentrality, Satterthwaite df, critical-value scale (the model SE over the
+    estimator's true SD, see :func:`_power_t_two_sided`) and the control arm's share of the
+    variance of the difference, of the IRGT Welch-type t statistic (no validation).
 
     ``completers="expected"``: every group keeps ``group_size * (1 - dropout)`` completers
     (Eldridge design effect for the size CV). ``"binomial"``: each group's completers are
@@ -282,15 +287,16 @@ def _irgt_moments(
         )
     v_treat, v_ctrl = v_treat / efficiency, v_ctrl / efficiency
     var_diff = v_treat + v_ctrl
+    control_share = v_ctrl / var_diff
     if completers != "binomial":
-        return itt / np.sqrt(var_diff), df
+        return itt / np.sqrt(var_diff), df, 1.0, control_share
     # The mixed model pools one residual variance over both arms, so the treated arm's extra
     # individual variance also enters the control arm's model variance (weighted by the
     # treated share of completers): the model SE, which sets the critical value, exceeds
     # the estimator's true SD, which sets the spread.
     n_t = n_groups * m  # (groups with completers, as before the small-sample model)
     v_model = var_diff + treated_var * compliance**2 * n_t / (n_t + n_c) / n_c
-    return itt / np.sqrt(var_diff), df, np.sqrt(v_model / var_diff)
+    return itt / np.sqrt(var_diff), df, np.sqrt(v_model / var_diff), control_share
 
 
 #: Quadrature nodes of the small-sample model (:func:`_power_irgt_reml`): the between-group
@@ -559,6 +565,93 @@ def power_irgt(
     >>> round(power_irgt(0.4, n_groups=10, group_size=8, n_control=80, icc=0.05), 3)
     0.599
     """
+    if variance_estimation not in ("known", "reml"):
+        raise ValueError(
+            f"variance_estimation must be 'known' or 'reml', got {variance_estimation!r}"
+        )
+    design = {k: v for k, v in locals().items() if k not in _REML_ARGUMENTS}
+    if variance_estimation == "known":
+        m = irgt_moments(**design)
+        return _scalar_or_array(_power_t_two_sided(m.ncp, m.df, m.alpha, m.crit_scale))
+    n_fixed = _check_range("n_fixed", n_fixed, 1.0, np.inf, high_open=True)
+    info_cv = _check_range("info_cv", info_cv, 0.0, np.inf, high_open=True)
+    n_cov = _check_range("n_covariates", n_covariates, 0.0, np.inf, high_open=True)
+    args, share, alpha = _validated_irgt(**design)
+    parts = _irgt_moments(*args, parts=True, informative_share=share)
+    return _scalar_or_array(_power_irgt_reml(parts, alpha, n_fixed, info_cv, n_cov))
+
+
+#: power_irgt's arguments of the small-sample REML model (not of the design)
+_REML_ARGUMENTS = ("variance_estimation", "n_fixed", "info_cv", "n_covariates")
+
+
+class IrgtMoments(NamedTuple):
+    """The IRGT t statistic's moments (:func:`irgt_moments`), broadcast arrays."""
+
+    ncp: np.ndarray  # noncentrality: the ITT effect over the estimator's true SD
+    df: np.ndarray  # Satterthwaite df
+    crit_scale: np.ndarray  # model SE over the true SD (the critical value's scale)
+    control_share: np.ndarray  # the control arm's share of the variance of the difference
+    alpha: np.ndarray
+
+
+def irgt_moments(
+    effect,
+    *,
+    n_groups,
+    group_size,
+    n_control,
+    icc,
+    sd=1.0,
+    cv_group_size=0.0,
+    alpha=0.05,
+    baseline_corr=0.0,
+    dropout=0.0,
+    compliance=1.0,
+    n_control_groups=None,
+    control_icc=0.0,
+    completers="expected",
+    treated_var=0.0,
+    efficiency=1.0,
+    n_strata=None,
+    informative_share=None,
+) -> IrgtMoments:
+    """The moments behind :func:`power_irgt` (same arguments, validated the same way).
+
+    ``control_share`` is what several contrasts against one control arm need: two such
+    contrasts share the control mean, so their correlation is the product of the square roots
+    of their control shares (with equal variances and no groups,
+    ``sqrt(n_1 n_2 / ((n_1 + n_0) (n_2 + n_0)))``; Dunnett 1955), see
+    :mod:`trialsim.power.analytic_arms`.
+    """
+    args, informative_share, alpha = _validated_irgt(**locals())
+    ncp, df, scale, share = _irgt_moments(*args, informative_share=informative_share)
+    return IrgtMoments(ncp, df, np.broadcast_to(scale, np.shape(ncp)), share, alpha)
+
+
+def _validated_irgt(
+    effect,
+    *,
+    n_groups,
+    group_size,
+    n_control,
+    icc,
+    sd,
+    cv_group_size,
+    alpha,
+    baseline_corr,
+    dropout,
+    compliance,
+    n_control_groups,
+    control_icc,
+    completers,
+    treated_var,
+    efficiency,
+    n_strata,
+    informative_share,
+):
+    """:func:`irgt_moments`' arguments checked: ``(args, informative_share, alpha)`` with
+    ``args`` the positional arguments of :func:`_irgt_moments`."""
     eff = _as_array("effect", effect)
     g = _check_range("n_groups", n_groups, 2.0, np.inf, high_open=True)
     m = _check_range("group_size", group_size, 0.0, np.inf, low_open=True, high_open=True)
@@ -579,59 +672,12 @@ def power_irgt(
         raise ValueError(f"completers must be 'expected' or 'binomial', got {completers!r}")
     extra = _check_range("treated_var", treated_var, 0.0, np.inf, high_open=True)
     efficiency = _check_range("efficiency", efficiency, 0.0, 1.0, low_open=True)
-    if variance_estimation not in ("known", "reml"):
-        raise ValueError(
-            f"variance_estimation must be 'known' or 'reml', got {variance_estimation!r}"
-        )
     if informative_share is not None:
         informative_share = _check_range(
             "informative_share", informative_share, 0.0, 1.0, low_open=True
         )
-    if variance_estimation == "reml":
-        n_fixed = _check_range("n_fixed", n_fixed, 1.0, np.inf, high_open=True)
-        info_cv = _check_range("info_cv", info_cv, 0.0, np.inf, high_open=True)
-        parts = _irgt_moments(
-            eff,
-            g,
-            m,
-            n_c,
-            sd,
-            icc,
-            cv,
-            r,
-            drop,
-            comp,
-            n_control_groups,
-            control_icc,
-            completers,
-            extra,
-            efficiency,
-            n_strata,
-            parts=True,
-            informative_share=informative_share,
-        )
-        n_cov = _check_range("n_covariates", n_covariates, 0.0, np.inf, high_open=True)
-        return _scalar_or_array(_power_irgt_reml(parts, alpha, n_fixed, info_cv, n_cov))
-    ncp, df, *scale = _irgt_moments(
-        eff,
-        g,
-        m,
-        n_c,
-        sd,
-        icc,
-        cv,
-        r,
-        drop,
-        comp,
-        n_control_groups,
-        control_icc,
-        completers,
-        extra,
-        efficiency,
-        n_strata,
-        informative_share=informative_share,
-    )
-    return _scalar_or_array(_power_t_two_sided(ncp, df, alpha, *scale))
+    args = (eff, g, m, n_c, sd, icc, cv, r, drop, comp, n_control_groups, control_icc)
+    return (*args, completers, extra, efficiency, n_strata), informative_share, alpha
 
 
 # --------------------------------------------------------------------------------------------

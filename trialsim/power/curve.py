@@ -135,7 +135,7 @@ def power_curve(
     target: float = 0.8,
     alpha: float = 0.05,
     outcome: str | None = None,
-    analysis: str | None = None,
+    analysis=None,
     source: str = "<scenario>",
     progress=None,
     df: str = "satterthwaite",
@@ -143,6 +143,8 @@ def power_curve(
     """Analytic and simulated power of the scenario ``raw`` at each size ``key=value``
     (same seed at every point), and the size reaching ``target`` read off the simulated curve
     (``df``: the mixed model's small-sample method, satterthwaite or kenward-roger).
+    ``analysis``: a registered name or an Analysis (e.g. from ``--formula``); default the
+    structure's rule.
     """
     from trialsim.analyse.registry import default_analysis
     from trialsim.power.from_scenario import analytic_parameters, analytic_power
@@ -194,7 +196,8 @@ def power_curve(
         "low": crossing(x, y + 1.96 * e, target),
         "high": crossing(x, y - 1.96 * e, target),
     }
-    return PowerCurve(key, name, out_name, reps, seed, target, points, read)
+    label = name if isinstance(name, str) else name.name  # --formula: an Analysis
+    return PowerCurve(key, label, out_name, reps, seed, target, points, read)
 
 
 def crossing(x: np.ndarray, y: np.ndarray, target: float) -> float | None:

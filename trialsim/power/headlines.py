@@ -32,6 +32,41 @@ def flagged(type1: float, type1_mcse: float, alpha: float) -> bool:
     return type1 - alpha > FLAG_MCSE * max(type1_mcse, 1e-12)
 
 
+def biased(oc, alpha: float, sources: list[str]) -> bool:
+    """An analysis (or one contrast of it) the scenario biases: its type-I error is above
+    alpha by more than :data:`FLAG_MCSE` Monte Carlo SEs (:func:`flagged`), or the scenario
+    switches on a bias source for the outcome (``sources``, :func:`bias_sources`) and the
+    bias is beyond :data:`FLAG_MCSE` MCSEs of zero (a bias can leave the type-I error alone,
+    e.g. contamination that only acts with an effect)."""
+    if flagged(oc.type1, oc.type1_mcse, alpha):
+        return True
+    if not sources or oc.bias != oc.bias:
+        return False
+    return abs(oc.bias) > FLAG_MCSE * max(oc.bias_mcse, 1e-12)
+
+
+def biased_headline(oc, outcome: str, alpha: float, sources: list[str], fair=None) -> dict:
+    """The JSON entry of a biased analysis (see :func:`headline_lines`); ``fair``: its
+    operating characteristics with the bias sources switched off (same random numbers)."""
+    h = {
+        "kind": "biased",
+        "analysis": oc.analysis,
+        "outcome": outcome,
+        "alpha": alpha,
+        "type1": oc.type1,
+        "type1_mcse": oc.type1_mcse,
+        "type1_flagged": flagged(oc.type1, oc.type1_mcse, alpha),
+        "bias": oc.bias,
+        "bias_mcse": oc.bias_mcse,
+        "power": oc.power,
+        "sources": sources,
+    }
+    if fair is not None:
+        h["power_true_effect"] = fair.power
+        h["power_true_effect_mcse"] = fair.power_mcse
+    return h
+
+
 def bias_sources(s: Scenario, outcome: str) -> list[str]:
     """The bias sources the scenario switches on for ``outcome``, in words."""
     o = s.outcomes[outcome]
@@ -104,12 +139,20 @@ def headline_lines(result: dict) -> list[str]:
             lines.append(f"warning: {h['text']}")
             continue
         sources = "; ".join(h["sources"]) or "none switched on that trialsim knows of"
-        line = (
-            f"warning: {h['analysis']} on {h['outcome']} rejects a true null in "
-            f"{h['type1']:.3f} +- {h['type1_mcse']:.3f} of trials (alpha {h['alpha']:g}): the "
-            f"scenario biases it (bias {h['bias']:+.3g}). Its power {h['power']:.3f} is a "
-            "rejection rate"
-        )
+        who = h["analysis"] + (f" ({h['contrast']})" if "contrast" in h else "")
+        if h.get("type1_flagged", True):
+            line = (
+                f"warning: {who} on {h['outcome']} rejects a true null in "
+                f"{h['type1']:.3f} +- {h['type1_mcse']:.3f} of trials (alpha {h['alpha']:g}): "
+                f"the scenario biases it (bias {h['bias']:+.3g}). Its power {h['power']:.3f} is "
+                "a rejection rate"
+            )
+        else:
+            line = (
+                f"warning: the scenario biases {who} on {h['outcome']} by {h['bias']:+.3g} +- "
+                f"{h['bias_mcse']:.3g} (type I {h['type1']:.3f} +- {h['type1_mcse']:.3f}). "
+                f"Its power {h['power']:.3f} is not the power at the true effect"
+            )
         if "power_true_effect" in h:
             line += (
                 f"; power at the true effect {h['power_true_effect']:.3f} +- "

@@ -81,7 +81,12 @@ def power_section(root: Path, ctx: dict):
     target = 0.8
     groups_needed = _groups_needed(root)
     sentences = []
-    if sims:
+    arms = "multi_arm" in p or "analytic_decisions" in p
+    if arms:
+        from trialsim.report.power_arms import opening_sentence
+
+        sentences.append(opening_sentence(p, outcome))
+    elif sims:
         a = sims[0]
         n_groups = analytic.get("n_groups") if analytic else None
         who = f"With {count(n_groups)} groups the" if n_groups else "The"
@@ -96,19 +101,17 @@ def power_section(root: Path, ctx: dict):
         if groups_needed:
             s += f"; {groups_needed} give {percent(target)} (analytic)"
         sentences.append(s + ".")
-        t1, t1se = a.get("type1"), a.get("type1_mcse")
-        alpha = p.get("alpha", 0.05)
-        if not missing(t1) and not missing(t1se) and t1 - 2 * t1se > alpha:
-            sentences.append(
-                f"Its type-I error is {percent(t1, t1se, digits=1)}, above the nominal "
-                f"{percent(alpha)}: this power is overstated; prefer an analysis that holds "
-                "alpha."
-            )
     elif analytic:
         sentences.append(
             f"The analytic formula gives {percent(analytic['power'])} power to detect "
             f"{number(analytic['effect'], 2)} {outcome} points."
         )
+    if arms and p.get("headlines"):
+        from trialsim.report.power_arms import bias_sentences
+
+        sentences += bias_sentences(p)
+    else:
+        sentences += _type1_sentences(sims, p.get("alpha", 0.05))
     blocks = [Block("heading", "Power"), Block("answer", " ".join(sentences))]
     figure = _find(root, "running-power.png")
     blocks += _image(figure)
@@ -124,12 +127,17 @@ def power_section(root: Path, ctx: dict):
         )
         for a in sims
     ]
-    if analytic and not missing(analytic.get("power")):
+    if arms:
+        from trialsim.report.power_arms import contrast_rows
+
+        header, rows = contrast_rows(p, sims)
+    elif analytic and not missing(analytic.get("power")):
         rows.append(
             (f"analytic ({analytic.get('formula', '')})", percent(analytic["power"]), "", "", "")
         )
     if rows:
         blocks += table(header, rows)
+    if rows and (sims or not arms):
         failed = sum(int(a.get("failures", 0) or 0) for a in sims)
         blocks.append(
             Block(
@@ -138,7 +146,27 @@ def power_section(root: Path, ctx: dict):
                 "minus the true effect. " + Z_NOTE,
             )
         )
+    if arms:
+        from trialsim.report.power_arms import decision_blocks
+
+        blocks += decision_blocks(p)
     return blocks, used
+
+
+def _type1_sentences(sims: list[dict], alpha: float) -> list[str]:
+    """A sentence for the first simulated analysis (with 3+ arms: each contrast) whose
+    type-I error is above the nominal level by more than 2 Monte Carlo SEs."""
+    out = []
+    for a in sims if any("contrast" in a for a in sims) else sims[:1]:
+        t1, t1se = a.get("type1"), a.get("type1_mcse")
+        if missing(t1) or missing(t1se) or t1 - 2 * t1se <= alpha:
+            continue
+        whose = "Its" if "contrast" not in a else f"The {a['contrast']} contrast's"
+        out.append(
+            f"{whose} type-I error is {percent(t1, t1se, digits=1)}, above the nominal "
+            f"{percent(alpha)}: this power is overstated; prefer an analysis that holds alpha."
+        )
+    return out
 
 
 def _groups_needed(root: Path) -> str | None:

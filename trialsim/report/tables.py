@@ -39,16 +39,20 @@ def _label(a: dict) -> str:
     return f"{a['analysis']} {a['contrast']}" if "contrast" in a else a["analysis"]
 
 
-def multi_arm_lines(summaries: list[dict], alpha: float) -> list[str]:
+_ADJUSTMENT_NAMES = {"none": "unadjusted", "holm": "Holm", "dunnett": "Dunnett"}
+
+#: the analytic adjustment printed beside each simulated one (Holm's "any" is Bonferroni's)
+_ANALYTIC_BESIDE = {"none": "none", "holm": "bonferroni", "dunnett": "dunnett"}
+
+
+def multi_arm_lines(summaries: list[dict], alpha: float, analytic: dict | None = None) -> list[str]:
     """The decisions over the contrasts of each analysis (``trialsim power`` with 3+ arms):
     "any arm" / "all arms" significant and the family-wise error rate per adjustment, and how
-    often the best arm is picked (± one Monte Carlo SE)."""
-    what = {
-        "none": "unadjusted",
-        "holm": "Holm",
-        "dunnett": "Dunnett",
-    }
+    often the best arm is picked (± one Monte Carlo SE); with ``analytic`` (the analytic
+    decision table, :func:`trialsim.power.analytic_arms.decision_table`) its "any" and "all"
+    beside each row."""
     lines = []
+    beside = analytic is not None and "adjustments" in analytic
     for m in summaries:
         k = len(m["contrasts"])
         lines += [
@@ -57,19 +61,62 @@ def multi_arm_lines(summaries: list[dict], alpha: float) -> list[str]:
             f"alpha {alpha:g}):",
         ]
         head = f"{'adjustment':<14}{'any arm':>16}{'all arms':>16}{'FWER (no effect)':>20}"
+        if beside:
+            head += f"{'analytic any':>14}{'all':>8}"
         lines += [head, "-" * len(head)]
         for name, d in m["decisions"].items():
-            lines.append(
-                f"{what[name]:<14}{_pm(d['any_power'], d['any_power_mcse']):>16}"
+            line = (
+                f"{_ADJUSTMENT_NAMES[name]:<14}{_pm(d['any_power'], d['any_power_mcse']):>16}"
                 f"{_pm(d['all_power'], d['all_power_mcse']):>16}"
                 f"{_pm(d['fwer'], d['fwer_mcse']):>20}"
             )
+            if beside:
+                a = analytic["adjustments"][_ANALYTIC_BESIDE[name]]
+                bound = ">=" if name == "holm" else ""
+                line += f"{a['any']:>14.3f}{bound + format(a['all'], '.3f'):>8}"
+            lines.append(line)
         if m["best_arm"] is not None:
             lines.append(
                 f"best arm {m['best_arm']} has the best estimate in "
                 f"{_pm(m['best_arm_selected'], m['best_arm_selected_mcse'])} of replicates"
             )
         lines.append(f"note: {m['dunnett_note']}")
+    if beside:
+        lines.append(f"note: {analytic_decision_note(analytic)}")
+    return lines
+
+
+def analytic_decision_note(analytic: dict, *, beside_holm: bool = True) -> str:
+    corr = analytic["correlation"]
+    pairs = [corr[i][j] for i in range(len(corr)) for j in range(i)]
+    return (
+        "analytic decisions: the multivariate noncentral t of the contrasts (correlation "
+        + ", ".join(f"{r:.2f}" for r in pairs)
+        + f" from the shared reference arm, df {analytic['df']:.1f}) under the model with one "
+        "group variance; "
+        + ("beside Holm: Bonferroni" if beside_holm else "Holm: Bonferroni's")
+        + " 'any' (the same) and 'all' (a lower bound)"
+    )
+
+
+def analytic_decision_lines(analytic: dict) -> list[str]:
+    """The analytic decisions alone (``--method analytic`` on 3+ arms): every adjustment's
+    smallest per-contrast ('each arm'), 'any arm' and 'all arms' power."""
+    if "error" in analytic:
+        return [f"analytic decisions: {analytic['error']}"]
+    names = {"none": "unadjusted", "bonferroni": "Bonferroni", "dunnett": "Dunnett"}
+    k = len(analytic["arms"])
+    head = f"{'adjustment':<14}{'each arm':>10}{'any arm':>10}{'all arms':>10}"
+    lines = [
+        "",
+        f"analytic decisions over the {k} contrasts (alpha {analytic['alpha']:g}; each arm = "
+        "the smallest contrast power):",
+        head,
+        "-" * len(head),
+    ]
+    for name, a in analytic["adjustments"].items():
+        lines.append(f"{names[name]:<14}{a['each']:>10.3f}{a['any']:>10.3f}{a['all']:>10.3f}")
+    lines.append(f"note: {analytic_decision_note(analytic, beside_holm=False)}")
     return lines
 
 
