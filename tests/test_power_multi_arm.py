@@ -194,44 +194,45 @@ def test_bias_rule_reads_type1_and_bias_with_sources():
     assert not biased(SimpleNamespace(**{**vars(oc), "bias": 0.5}), 0.05, ["contamination"])
 
 
-def test_headline_flags_only_the_biased_second_contrast():
-    """Controls are contaminated by the first active arm's staff (the simulator's rule), so
-    with contamination and unequal effects only the second contrast misses its two-arm truth
-    (here by about +1.3 PSP points); its type-I error stays at alpha (no effect, nothing to
-    contaminate with)."""
+def _power_json(*settings):
     import json
 
     from click.testing import CliRunner
 
     from trialsim.cli import main
 
-    out = CliRunner().invoke(
-        main,
-        [
-            "power",
-            str(THREE_ARM),
-            "--method",
-            "simulation",
-            "--reps",
-            "200",
-            "--seed",
-            "3",
-            "--set",
-            "blinding.assessor_bias=0",
-            "--set",
-            "dropout.mechanism='MCAR'",
-            "--set",
-            "design.contamination=0.5",
-            "--format",
-            "json",
-        ],
-    )
+    args = ["power", str(THREE_ARM), "--method", "simulation", "--reps", "200", "--seed", "3"]
+    for setting in settings:
+        args += ["--set", setting]
+    out = CliRunner().invoke(main, [*args, "--format", "json"])
     assert out.exit_code == 0, out.output
-    result = json.loads(out.output[out.output.index("{") :])
-    (h,) = result["headlines"]
-    assert h["contrast"] == "sft-booster - control"
-    assert not h["type1_flagged"] and abs(h["bias"]) > 3 * h["bias_mcse"]
-    assert any(x.startswith("contamination") for x in h["sources"])
-    first = next(a for a in result["analyses"] if a.get("contrast") == "sft - control")
-    assert abs(first["bias"]) < 3 * first["bias_mcse"]
-    assert "power_true_effect" in h
+    return json.loads(out.output[out.output.index("{") :])
+
+
+def test_contamination_is_in_each_contrasts_estimand_so_no_contrast_is_flagged():
+    """Controls are contaminated by the first active arm's staff (the simulator's rule). Each
+    contrast's truth comes from the simulated potential outcomes, contamination included, so
+    with unequal effects neither contrast is biased and no headline is raised."""
+    result = _power_json(
+        "blinding.assessor_bias=0", "dropout.mechanism='MCAR'", "design.contamination=0.5"
+    )
+    assert "headlines" not in result
+    for a in result["analyses"]:
+        if a.get("method") == "simulation":
+            assert abs(a["bias"]) < 3 * a["bias_mcse"], a["contrast"]
+
+
+def test_headlines_name_each_biased_contrast():
+    """Unblinded assessors favour every treated arm: each contrast whose type-I error exceeds
+    alpha by 3 MCSE gets its own headline, naming it, with the power at the true effect."""
+    result = _power_json("blinding.assessor_bias=4", "blinding.assessor_unblinded_prob=1")
+    flagged = {
+        a["contrast"]
+        for a in result["analyses"]
+        if a.get("method") == "simulation" and a["type1"] > 0.05 + 3 * a["type1_mcse"]
+    }
+    assert flagged, "the assessor bias should inflate the type-I error"
+    headlines = result["headlines"]
+    assert {h["contrast"] for h in headlines} >= flagged
+    for h in headlines:
+        assert any("assessor" in x for x in h["sources"]) and "power_true_effect" in h

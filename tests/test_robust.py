@@ -154,10 +154,12 @@ CONTRACT_VALUE_ERRORS = {
     "bayes/repeated.py": 1,  # --method: a click choice
     "bayes/sampling.py": 3,  # compiled data shape, sampler and compiler names
     "power/analytic.py": 3,  # completers, variance_estimation and dist names
+    "power/analytic_arms.py": 2,  # adjustment and decision: click choices
     "power/analytic_glm.py": 7,  # library arguments: icc or cv, scale, dist, design inputs
     "power/estimand.py": 1,  # estimand name
     "power/from_scenario_glm.py": 1,  # called for binary and count outcomes only
     "power/solve.py": 3,  # design name, exactly one unknown, scalar arguments
+    "power/solve_arms.py": 1,  # decision / adjustment: click choices
     "scenario.py": 8,  # pydantic validators: reported as ScenarioError (file and key)
     "simulate/randomise.py": 1,  # unit name: validated by the scenario
     "simulate/recruitment.py": 1,  # replicate indices

@@ -569,7 +569,7 @@ def power_irgt(
         raise ValueError(
             f"variance_estimation must be 'known' or 'reml', got {variance_estimation!r}"
         )
-    design = {k: v for k, v in locals().items() if k not in _REML_ARGUMENTS}
+    design = {k: v for k, v in locals().items() if k not in REML_ARGUMENTS}
     if variance_estimation == "known":
         m = irgt_moments(**design)
         return _scalar_or_array(_power_t_two_sided(m.ncp, m.df, m.alpha, m.crit_scale))
@@ -582,7 +582,7 @@ def power_irgt(
 
 
 #: power_irgt's arguments of the small-sample REML model (not of the design)
-_REML_ARGUMENTS = ("variance_estimation", "n_fixed", "info_cv", "n_covariates")
+REML_ARGUMENTS = ("variance_estimation", "n_fixed", "info_cv", "n_covariates")
 
 
 class IrgtMoments(NamedTuple):

@@ -40,7 +40,8 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy import special, stats
 
 from trialsim.analyse.multiplicity import dunnett_critical, t_scale_nodes
-from trialsim.power.analytic import _power_t_two_sided, irgt_moments
+from trialsim.errors import UserError
+from trialsim.power.analytic import REML_ARGUMENTS, _power_t_two_sided, irgt_moments
 
 ADJUSTMENTS = ("none", "bonferroni", "dunnett")
 DECISIONS = ("each", "any", "all")
@@ -85,7 +86,10 @@ def contrast_correlation(control_share) -> np.ndarray:
 def from_irgt_parameters(arms, params: list[dict], alpha: float) -> Contrasts:
     """The contrasts from each arm's :func:`~trialsim.power.analytic.power_irgt` keywords
     (one dict per active arm, all against the same reference arm)."""
-    moments = [irgt_moments(**{**p, "alpha": alpha}) for p in params]
+    # the decisions use the t statistic's moments at the design's variances: the small-sample
+    # REML model of the scenario path (power_irgt's variance_estimation) has no such moments
+    design = [{k: v for k, v in p.items() if k not in REML_ARGUMENTS} for p in params]
+    moments = [irgt_moments(**{**p, "alpha": alpha}) for p in design]
     return Contrasts(
         arms=tuple(arms),
         ncp=np.array([float(m.ncp) for m in moments]),
@@ -200,7 +204,7 @@ def scenario_parameters(s, outcome: str | None = None) -> list[dict]:
     for arm in s.arm_labels[1:]:
         formula, p = analytic_parameters(s, outcome, arm)
         if formula != "irgt":
-            raise ValueError(
+            raise UserError(
                 f"analytic decisions over {s.n_arms} arms need an individually randomised "
                 f"design (the {formula} formula compares two arms): use --method simulation"
             )

@@ -185,8 +185,13 @@ def analytic_parameters(
                 g.cv_size,
                 params,
             )
+            params["efficiency"] = realised["efficiency"]
+        if g.control is None and d.randomisation != "cohort" and s.n_arms == 2:
+            # the small-sample REML model (checked against simulation over the two-arm grid
+            # of scripts/power_grid.py); with more arms the decisions over the contrasts need
+            # the t statistics' moments, which that model has not, so every contrast keeps
+            # the design-variance formula
             params.update(
-                efficiency=realised["efficiency"],
                 variance_estimation="reml",
                 n_fixed=_fixed_effects(s),
                 n_covariates=(1 if s.structure.has_baseline else 0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+from trialsim.errors import UserError
 from trialsim.power.analytic_arms import (
     ADJUSTMENTS,
     DECISIONS,
@@ -69,7 +70,7 @@ def solve_arms(
     from trialsim.power.analytic_arms import scenario_parameters
 
     if unknown not in ARM_UNKNOWNS:
-        raise ValueError(
+        raise UserError(
             f"--solve {unknown}: with {s.n_arms} arms solve for {' or '.join(ARM_UNKNOWNS)} "
             "(the other unknowns compare the first arm with the reference)"
         )
