@@ -49,7 +49,7 @@ def test_potential_outcomes_are_the_measured_outcomes(outcome):
     s = scenario("blinding.assessor_unblinded_prob=0", outcomes=(outcome,))
     o = s.outcomes[outcome]
     for world in (s, null_scenario(s)):
-        data = simulate_trials(world, 64, seed=5)
+        data = simulate_trials(world, 64, seed=5, potential_outcomes=True)
         effect = world.arm_effects(outcome)[0]
         np.testing.assert_array_equal(data.dose, _dose(world, data))  # kept as applied
         y = final_outcome_at(o, data.untreated[outcome], effect, data.dose)
@@ -60,8 +60,8 @@ def test_potential_outcomes_are_the_measured_outcomes(outcome):
 
 def test_count_potential_outcome_is_the_poisson_mean():
     s = scenario(*CLEAN, outcomes=("support_hours",))
-    data = simulate_trials(s, 256, seed=6)
-    null = simulate_trials(null_scenario(s), 256, seed=6)
+    data = simulate_trials(s, 256, seed=6, potential_outcomes=True)
+    null = simulate_trials(null_scenario(s), 256, seed=6, potential_outcomes=True)
     # the same trial without the effect: the same dose-free expected counts
     np.testing.assert_array_equal(data.untreated["support_hours"], null.untreated["support_hours"])
     mean = final_outcome_at(
@@ -75,7 +75,7 @@ def test_count_potential_outcome_is_the_poisson_mean():
 
 def test_no_effect_means_an_estimand_of_exactly_zero():
     s = null_scenario(scenario(*CLEAN, outcomes=("psp", "employed", "support_hours")))
-    data = simulate_trials(s, 64, seed=7)
+    data = simulate_trials(s, 64, seed=7, potential_outcomes=True)
     for outcome in s.outcomes:
         for gaussian in (True, False):
             scale = analysis_scale(s, outcome, gaussian)
@@ -110,7 +110,7 @@ def oracle_trials():
             "design.contamination=0.1",
             outcomes=("psp", "support_hours", "employed"),
         )
-        out[dose_response] = (s, simulate_trials(s, 2048, seed=11))
+        out[dose_response] = (s, simulate_trials(s, 2048, seed=11, potential_outcomes=True))
     return out
 
 
@@ -139,7 +139,7 @@ def test_bounded_scale_estimand_includes_rounding_and_clipping():
     # EQ-5D is clipped at its ceiling of 1 (20 % there at baseline): the effect of the
     # simulated trial is smaller than the closed form, which ignores the bounds
     s = scenario(*CLEAN[3:], RANDOM_ATTENDANCE, outcomes=("eq5d",))
-    data = simulate_trials(s, 512, seed=12)
+    data = simulate_trials(s, 512, seed=12, potential_outcomes=True)
     value, mcse = population_estimand(
         trial_means(s, data, "eq5d", "full_dose"), analysis_scale(s, "eq5d", True)
     )

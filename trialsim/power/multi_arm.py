@@ -273,7 +273,7 @@ def simulate_multi_arm(
     def run(chunk: range) -> list[tuple[ContrastArrays, list]]:
         out = []
         for w in worlds:
-            data = simulate_trials(w, chunk, seed=seed, threads=1)
+            data = simulate_trials(w, chunk, seed=seed, threads=1, potential_outcomes=True)
             means = [_means(w, data.for_contrast(a), outcome, analysis) for a in arms]
             out.append((estimate_every_contrast(analysis, data, outcome), means))
         return out

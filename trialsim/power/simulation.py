@@ -375,7 +375,7 @@ def simulate_and_analyse(
     def run(chunk: range) -> list[list]:
         out = []
         for world in worlds:
-            data = simulate_trials(world, chunk, seed=seed, threads=1)
+            data = simulate_trials(world, chunk, seed=seed, threads=1, potential_outcomes=True)
             out.append(
                 [
                     (a.estimate(data, outcome), _means(world, data, outcome, a))
