@@ -98,12 +98,25 @@ def dose_factor_sample(s: Scenario, *, n: int = 400_000) -> np.ndarray:
 
 def _prognosis_and_dose(s: Scenario, n: int = 400_000) -> tuple[np.ndarray, np.ndarray]:
     """Standardised prognoses (the simulator's: the primary outcome's final-visit person
-    latent, favourable direction) of ``n`` treated participants and their dose factors."""
-    rng = np.random.default_rng(12345)
-    sessions = s.design.sessions_offered
-    prognosis = rng.standard_normal(n)
-    attended = draw_sessions(prognosis, s.attendance, sessions, rng=rng)
-    return prognosis, dose_factor(attended / sessions, s.attendance)
+    latent, favourable direction) of ``n`` treated participants and their dose factors
+    (read-only arrays, drawn once per attendance model, sessions and ``n``: the analytic
+    formulas and the estimands ask for the same sample many times)."""
+    key = (s.attendance.model_dump_json(), s.design.sessions_offered, n)
+    if key not in _DOSE_SAMPLES:
+        rng = np.random.default_rng(12345)
+        sessions = s.design.sessions_offered
+        prognosis = rng.standard_normal(n)
+        attended = draw_sessions(prognosis, s.attendance, sessions, rng=rng)
+        dose = dose_factor(attended / sessions, s.attendance)
+        for a in (prognosis, dose):
+            a.flags.writeable = False
+        if len(_DOSE_SAMPLES) >= 8:  # a few scenarios' worth (6.4 MB each)
+            _DOSE_SAMPLES.pop(next(iter(_DOSE_SAMPLES)))
+        _DOSE_SAMPLES[key] = (prognosis, dose)
+    return _DOSE_SAMPLES[key]
+
+
+_DOSE_SAMPLES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def mean_dose_factor(s: Scenario, *, n: int = 400_000) -> float:
