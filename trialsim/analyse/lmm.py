@@ -79,7 +79,13 @@ from trialsim.analyse.estimate import Estimates
 from trialsim.analyse.kenward_roger import check_df_method, kenward_roger_levels
 from trialsim.analyse.linalg import safe_cholesky
 from trialsim.analyse.prepare import masked_inputs
-from trialsim.analyse.reml import drop_aliased, joined_estimates, profiled_gls, unfittable
+from trialsim.analyse.reml import (
+    drop_aliased,
+    fit_record,
+    joined_estimates,
+    profiled_gls,
+    unfittable,
+)
 from trialsim.errors import UserError
 from trialsim.parallel import map_in_threads
 
@@ -489,7 +495,7 @@ def _satterthwaite(ev, lam, held, C, Q, s2, nu, E, var_k, coef):
 def _fit_block(W, used, ids, coef, reml, names, df_method="satterthwaite"):
     """The arrays of an :class:`LmmFit` for one block (NaN where failed)."""
     WW, G, ZW, E, held, n_obs = _block_stats(W, used, ids)
-    n_rep, q = WW.shape[0], WW.shape[-1]
+    q = WW.shape[-1]
     p = q - 1
     failed, resid_df, WW, aliased = unfittable(WW, n_obs, coef)
     if failed.any():  # neutral inputs (results are NaN)
@@ -520,24 +526,23 @@ def _fit_block(W, used, ids, coef, reml, names, df_method="satterthwaite"):
     bad_df = ~(np.isfinite(df) & (df > 0.0))
     converged &= ~bad_df
 
-    nan = np.full(n_rep, np.nan)
-    out = {
-        "estimate": np.where(failed, nan, beta[:, coef]),
-        "se": np.where(failed, nan, np.sqrt(var_k)),
-        "df": np.where(failed | bad_df, nan, df),
-        "boundary": boundary & ~failed,
-        "converged": converged & ~failed,
-        "failed": failed,
-        "beta": np.where(failed[:, None], np.nan, beta),
-        "cov_beta": np.where(failed[:, None, None], np.nan, cov_beta),
-        "sigma2_residual": np.where(failed, nan, s2),
-        "ratio": np.where(failed[:, None], np.nan, lam),
-        "held": held & ~failed[:, None],
-        "loglik": np.where(failed, nan, loglik),
-    }
-    for k, name in enumerate(names):
-        out[f"sigma2_{name}"] = np.where(failed, nan, lam[:, k] * s2)
-    return out
+    variances = {f"sigma2_{name}": lam[:, k] * s2 for k, name in enumerate(names)}
+    return fit_record(
+        failed,
+        beta=beta,
+        cov_beta=cov_beta,
+        coef=coef,
+        var_k=var_k,
+        df=df,
+        bad_df=bad_df,
+        boundary=boundary,
+        converged=converged,
+        sigma2_residual=s2,
+        ratio=lam,
+        held=held,
+        loglik=loglik,
+        **variances,
+    )
 
 
 def fit_lmm(

@@ -455,7 +455,7 @@ def _fit_block(
     """Fit one block of replicates; the arrays of a :class:`RemlFit` (NaN where failed)."""
     S, T = stats.cross, stats.cross_size
     n_size, sizes = stats.n_size, stats.sizes
-    n_rep, q = S.shape[0], S.shape[-1]
+    q = S.shape[-1]
     p = q - 1
     failed, resid_df, S, aliased = unfittable(S, stats.n_obs, coef)
     if failed.any():  # neutral inputs for the failed replicates (results are NaN)
@@ -487,20 +487,46 @@ def _fit_block(
     bad_df = ~boundary_df & ~(np.isfinite(df) & (df > 0.0))
     converged &= ~bad_df
 
-    nan = np.full(n_rep, np.nan)
+    return fit_record(
+        failed,
+        beta=beta,
+        cov_beta=cov_beta,
+        coef=coef,
+        var_k=var_k,
+        df=df,
+        bad_df=bad_df,
+        boundary=boundary,
+        converged=converged,
+        sigma2_residual=s2,
+        sigma2_cluster=tau,
+        ratio=lam,
+        reml_loglik=reml_loglik,
+    )
+
+
+def fit_record(
+    failed, *, beta, cov_beta, coef, var_k, df, bad_df, boundary, converged, **components
+) -> dict[str, np.ndarray]:
+    """The arrays of one block of a batched REML fit, NaN (flags False) where ``failed`` (R,):
+    coefficient ``coef``'s estimate, SE and df (df NaN also where ``bad_df``), the flags,
+    ``beta``, ``cov_beta`` and the engine's ``components`` (R, ...): variances, ratios,
+    log-likelihood, held terms. The one record shape of every engine."""
+
+    def masked(x):
+        x = np.asarray(x)
+        where = failed.reshape(-1, *[1] * (x.ndim - 1))
+        return x & ~where if x.dtype == bool else np.where(where, np.nan, x)
+
     return {
-        "estimate": np.where(failed, nan, beta[:, coef]),
-        "se": np.where(failed, nan, np.sqrt(var_k)),
-        "df": np.where(failed | bad_df, nan, df),
+        "estimate": masked(beta[:, coef]),
+        "se": masked(np.sqrt(var_k)),
+        "df": masked(np.where(bad_df, np.nan, df)),
         "boundary": boundary & ~failed,
         "converged": converged & ~failed,
         "failed": failed,
-        "beta": np.where(failed[:, None], np.nan, beta),
-        "cov_beta": np.where(failed[:, None, None], np.nan, cov_beta),
-        "sigma2_residual": np.where(failed, nan, s2),
-        "sigma2_cluster": np.where(failed, nan, tau),
-        "ratio": np.where(failed, nan, lam),
-        "reml_loglik": np.where(failed, nan, reml_loglik),
+        "beta": masked(beta),
+        "cov_beta": masked(cov_beta),
+        **{name: masked(x) for name, x in components.items()},
     }
 
 

@@ -83,6 +83,7 @@ from trialsim.analyse.reml import (
     ProfiledGrid,
     drop_aliased,
     effect_last,
+    fit_record,
     joined_estimates,
     profiled_from_cross,
     profiled_gls,
@@ -652,28 +653,24 @@ def _fit_block(st: NestedStats, coef: int) -> dict[str, np.ndarray]:
     bad_df = ~(np.isfinite(df) & (df > 0.0))
     converged &= ~bad_df
 
-    nan = np.full(n_rep, np.nan)
-
-    def out(x):
-        return np.where(failed.reshape(-1, *[1] * (x.ndim - 1)), np.nan, x)
-
-    return {
-        "estimate": out(beta[:, coef]),
-        "se": out(np.sqrt(var_k)),
-        "df": np.where(failed | bad_df, nan, df),
+    return fit_record(
+        failed,
+        beta=beta,
+        cov_beta=cov_beta,
+        coef=coef,
+        var_k=var_k,
+        df=df,
+        bad_df=bad_df,
         # a component held at 0 (not estimable) is not a boundary estimate
-        "boundary": (boundary & ~np.stack([st.fix_cluster, st.fix_group], 1)).any(1) & ~failed,
-        "converged": converged & ~failed,
-        "failed": failed,
-        "beta": out(beta),
-        "cov_beta": out(cov_beta),
-        "sigma2_residual": out(s2),
-        "sigma2_cluster": out(lam[:, 0] * s2),
-        "sigma2_group": out(lam[:, 1] * s2),
-        "ratio_cluster": out(lam[:, 0]),
-        "ratio_group": out(lam[:, 1]),
-        "reml_loglik": out(reml_loglik),
-    }
+        boundary=(boundary & ~np.stack([st.fix_cluster, st.fix_group], 1)).any(1),
+        converged=converged,
+        sigma2_residual=s2,
+        sigma2_cluster=lam[:, 0] * s2,
+        sigma2_group=lam[:, 1] * s2,
+        ratio_cluster=lam[:, 0],
+        ratio_group=lam[:, 1],
+        reml_loglik=reml_loglik,
+    )
 
 
 def fit_reml_nested(

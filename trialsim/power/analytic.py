@@ -576,7 +576,7 @@ def power_irgt(
     n_fixed = _check_range("n_fixed", n_fixed, 1.0, np.inf, high_open=True)
     info_cv = _check_range("info_cv", info_cv, 0.0, np.inf, high_open=True)
     n_cov = _check_range("n_covariates", n_covariates, 0.0, np.inf, high_open=True)
-    args, share, alpha = _validated_irgt(**design)
+    args, share, alpha = _validated_irgt(design)
     parts = _irgt_moments(*args, parts=True, informative_share=share)
     return _scalar_or_array(_power_irgt_reml(parts, alpha, n_fixed, info_cv, n_cov))
 
@@ -624,60 +624,41 @@ def irgt_moments(
     ``sqrt(n_1 n_2 / ((n_1 + n_0) (n_2 + n_0)))``; Dunnett 1955), see
     :mod:`trialsim.power.analytic_arms`.
     """
-    args, informative_share, alpha = _validated_irgt(**locals())
+    args, informative_share, alpha = _validated_irgt(locals())
     ncp, df, scale, share = _irgt_moments(*args, informative_share=informative_share)
     return IrgtMoments(ncp, df, np.broadcast_to(scale, np.shape(ncp)), share, alpha)
 
 
-def _validated_irgt(
-    effect,
-    *,
-    n_groups,
-    group_size,
-    n_control,
-    icc,
-    sd,
-    cv_group_size,
-    alpha,
-    baseline_corr,
-    dropout,
-    compliance,
-    n_control_groups,
-    control_icc,
-    completers,
-    treated_var,
-    efficiency,
-    n_strata,
-    informative_share,
-):
-    """:func:`irgt_moments`' arguments checked: ``(args, informative_share, alpha)`` with
-    ``args`` the positional arguments of :func:`_irgt_moments`."""
-    eff = _as_array("effect", effect)
-    g = _check_range("n_groups", n_groups, 2.0, np.inf, high_open=True)
-    m = _check_range("group_size", group_size, 0.0, np.inf, low_open=True, high_open=True)
-    n_c = _check_range("n_control", n_control, 1.0, np.inf, low_open=True, high_open=True)
+def _validated_irgt(a: dict):
+    """:func:`irgt_moments`' arguments ``a`` (by name) checked: ``(args, informative_share,
+    alpha)`` with ``args`` the positional arguments of :func:`_irgt_moments`."""
+    eff = _as_array("effect", a["effect"])
+    g = _check_range("n_groups", a["n_groups"], 2.0, np.inf, high_open=True)
+    m = _check_range("group_size", a["group_size"], 0.0, np.inf, low_open=True, high_open=True)
+    n_c = _check_range("n_control", a["n_control"], 1.0, np.inf, low_open=True, high_open=True)
     sd, icc, alpha, r, drop, comp = _check_common(
-        sd, icc, alpha, baseline_corr, dropout, compliance
+        a["sd"], a["icc"], a["alpha"], a["baseline_corr"], a["dropout"], a["compliance"]
     )
-    cv = _check_range("cv_group_size", cv_group_size, 0.0, np.inf, high_open=True)
+    cv = _check_range("cv_group_size", a["cv_group_size"], 0.0, np.inf, high_open=True)
     if np.any(n_c * (1.0 - drop) <= 1.0):
         raise UserError(
             "n_control * (1 - dropout) must exceed 1 (control-arm variance needs 2 completers), "
-            f"got n_control={n_control}, dropout={dropout}"
+            f"got n_control={a['n_control']}, dropout={a['dropout']}"
         )
+    n_control_groups, control_icc = a["n_control_groups"], a["control_icc"]
     if n_control_groups is not None:
         n_control_groups = _check_range("n_control_groups", n_control_groups, 2.0, np.inf)
         control_icc = _check_range("control_icc", control_icc, 0.0, 1.0, high_open=True)
+    completers = a["completers"]
     if completers not in ("expected", "binomial"):
         raise ValueError(f"completers must be 'expected' or 'binomial', got {completers!r}")
-    extra = _check_range("treated_var", treated_var, 0.0, np.inf, high_open=True)
-    efficiency = _check_range("efficiency", efficiency, 0.0, 1.0, low_open=True)
-    if informative_share is not None:
-        informative_share = _check_range(
-            "informative_share", informative_share, 0.0, 1.0, low_open=True
-        )
+    extra = _check_range("treated_var", a["treated_var"], 0.0, np.inf, high_open=True)
+    efficiency = _check_range("efficiency", a["efficiency"], 0.0, 1.0, low_open=True)
+    share = a["informative_share"]
+    if share is not None:
+        share = _check_range("informative_share", share, 0.0, 1.0, low_open=True)
     args = (eff, g, m, n_c, sd, icc, cv, r, drop, comp, n_control_groups, control_icc)
-    return (*args, completers, extra, efficiency, n_strata), informative_share, alpha
+    return (*args, completers, extra, efficiency, a["n_strata"]), share, alpha
 
 
 # --------------------------------------------------------------------------------------------
