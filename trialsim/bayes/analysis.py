@@ -274,13 +274,39 @@ def fit_trial(
         return BayesResult(outcome, settings, prior, group_prior, summary, None, info)
     if method != "mcmc":
         raise ValueError(f"--method must be mcmc or exact, got {method!r}")
+    inp = model_input(a, rep, settings.model)
+    return mcmc_result(
+        inp, outcome, settings, prior, group_prior, draws=draws, tune=tune, chains=chains,
+        seed=seed, target_accept=target_accept, sampler=sampler,
+    )  # fmt: skip
+
+
+def mcmc_result(
+    inp,
+    outcome,
+    settings,
+    prior,
+    group_prior,
+    *,
+    draws,
+    tune,
+    chains,
+    seed,
+    target_accept,
+    sampler,
+    sd_priors=None,
+    **fields,
+) -> BayesResult:
+    """Sample the model of ``inp`` (``sd_priors``: one SD prior per random term when there are
+    several) and report it as a :class:`BayesResult` with the extra ``fields`` (term_priors,
+    model_text)."""
     from trialsim.bayes.sampling import sample_model
 
-    inp = model_input(a, rep, settings.model)
     run = sample_model(
         inp,
         prior=prior,
         group_prior=group_prior,
+        term_priors=sd_priors,
         residual=settings.residual,
         draws=draws,
         tune=tune,
@@ -292,7 +318,7 @@ def fit_trial(
     summary = summarise(run.idata, mcid=settings.mcid, rope=settings.rope, better=settings.better)
     summary["n_used"] = inp.n_used
     info = mcmc_info(run, draws=draws, tune=tune, chains=chains, seed=seed, ta=target_accept)
-    return BayesResult(outcome, settings, prior, group_prior, summary, run.idata, info)
+    return BayesResult(outcome, settings, prior, group_prior, summary, run.idata, info, **fields)
 
 
 def mcmc_info(run, *, draws, tune, chains, seed, ta) -> dict:

@@ -72,7 +72,7 @@ def fit_repeated(
 ):
     """Posterior of the repeated-measures treatment effect (``settings.estimand``) of
     replicate ``rep``: a :class:`trialsim.bayes.analysis.BayesResult`."""
-    from trialsim.bayes.analysis import BayesResult, exact_summary, mcmc_info
+    from trialsim.bayes.analysis import BayesResult, exact_summary
 
     spec, f = repeated_arrays(data, outcome, settings.estimand)
     sd = prior_scale(data, outcome, rep)
@@ -102,26 +102,12 @@ def fit_repeated(
         )
     if method != "mcmc":
         raise ValueError(f"--method must be mcmc or exact, got {method!r}")
+    from trialsim.bayes.analysis import mcmc_result
     from trialsim.bayes.models import terms_input
-    from trialsim.bayes.sampling import sample_model
-    from trialsim.bayes.summary import summarise
 
     # participants have several rows each, usually informative about their level: centred
     inp = terms_input(f.Xy, f.used, f.columns, f.terms, rep, centred=centred_terms(roles))
-    run = sample_model(
-        inp,
-        prior=prior,
-        group_prior=term_priors[0],
-        term_priors=term_priors,
-        residual=settings.residual,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        seed=seed,
-        target_accept=target_accept,
-        sampler=sampler,
-    )
-    summary = summarise(run.idata, mcid=settings.mcid, rope=settings.rope, better=settings.better)
-    summary["n_used"] = inp.n_used
-    info = mcmc_info(run, draws=draws, tune=tune, chains=chains, seed=seed, ta=target_accept)
-    return BayesResult(outcome, settings, prior, term_priors[0], summary, run.idata, info, **common)
+    return mcmc_result(
+        inp, outcome, settings, prior, term_priors[0], draws=draws, tune=tune, chains=chains,
+        seed=seed, target_accept=target_accept, sampler=sampler, sd_priors=term_priors, **common,
+    )  # fmt: skip
