@@ -82,20 +82,7 @@ def _mixed_singleton(data: TrialData, outcome: str, df: str = "satterthwaite") -
 
 
 def _mixed_cluster(data: TrialData, outcome: str, df: str = "satterthwaite") -> Estimates:
-
-    a = ancova_arrays(data, outcome)
-    if (a.cluster < 0).all():
-        raise UserError(
-            "mixed-cluster needs randomised clusters (a cluster column: cohort, municipality, "
-            "school, ...); these data randomised people: use 'mixed'"
-        )
-    if same_partition(a.cluster, a.group):
-        raise UserError(
-            "mixed-cluster: every randomised cluster is exactly one delivery group, so the "
-            "cluster and group variances cannot both be estimated; use 'mixed' (one random "
-            "intercept per group)"
-        )
-    return _joint_mixed_cluster(data, outcome, df)[0].estimates
+    return _joint_mixed_cluster(data, outcome, df)[0].estimates  # it checks the clusters
 
 
 def same_partition(cluster: np.ndarray, group: np.ndarray) -> bool:
