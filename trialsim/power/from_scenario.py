@@ -176,7 +176,7 @@ def analytic_parameters(
             completers="binomial",
             treated_var=_effect_spread(s, outcome, code),
         )
-        if g.control is None and d.randomisation != "cohort":
+        if g.control is None and not s.structure.groups_are_clusters:
             params["n_strata"] = len(sizes)
             realised = design_realisations(
                 n_treated,
@@ -186,19 +186,19 @@ def analytic_parameters(
                 params,
             )
             params["efficiency"] = realised["efficiency"]
-        if g.control is None and d.randomisation != "cohort" and s.n_arms == 2:
-            # the small-sample REML model (checked against simulation over the two-arm grid
-            # of scripts/power_grid.py); with more arms the decisions over the contrasts need
-            # the t statistics' moments, which that model has not, so every contrast keeps
-            # the design-variance formula
-            params.update(
-                variance_estimation="reml",
-                n_fixed=_fixed_effects(s),
-                n_covariates=(1 if s.structure.has_baseline else 0)
-                + sum(v.kind != "categorical" for v in s.structure.covariates.values()),
-                info_cv=realised["info_cv"],
-                informative_share=realised["informative_share"],
-            )
+            if s.n_arms == 2:
+                # the small-sample REML model (checked against simulation over the two-arm
+                # grid of scripts/power_grid.py); with more arms the decisions over the
+                # contrasts need the t statistics' moments, which that model has not, so
+                # every contrast keeps the design-variance formula
+                params.update(
+                    variance_estimation="reml",
+                    n_fixed=_fixed_effects(s),
+                    n_covariates=(1 if s.structure.has_baseline else 0)
+                    + sum(v.kind != "categorical" for v in s.structure.covariates.values()),
+                    info_cv=realised["info_cv"],
+                    informative_share=realised["informative_share"],
+                )
         if s.n_arms > 2:
             params["n_control"] = int(counts[:, 0].sum())
         if g.control is not None:  # attention-control groups: the control arm's own DE
